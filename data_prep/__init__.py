@@ -1,0 +1,1 @@
+"""Layer 3: Udacity-style recordings -> synchronized, filtered, cropped training datasets."""

@@ -1,0 +1,11 @@
+"""Layer 2: attribution methods behind one contract: ``Method(model).attribute(x) -> (B, 1, H, W)``."""
+
+from vbp_live.attribution.base import Attribution, create_method, list_methods, register_method
+from vbp_live.attribution.capture import ConvChain, Stage, UnsupportedModelError, trace_conv_chain
+from vbp_live.attribution.vbp import VBPResult, VisualBackProp
+from vbp_live.attribution.vbp_reference import VisualBackPropReference
+
+__all__ = [
+    "Attribution", "ConvChain", "Stage", "UnsupportedModelError", "VBPResult", "VisualBackProp",
+    "VisualBackPropReference", "create_method", "list_methods", "register_method", "trace_conv_chain",
+]

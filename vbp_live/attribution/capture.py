@@ -1,0 +1,298 @@
+"""The one place that pairs convolutions with their activations and owns forward hooks.
+
+:func:`trace_conv_chain` runs one forward pass with hooks on every leaf module and follows the
+*tensors* (not the module order) from the input through convs, pooling and shape-preserving
+layers. It returns a :class:`ConvChain`: the post-activation maps VisualBackProp multiplies
+(stages) and, between consecutive stages, the exact spatial ops (conv / pooling geometry).
+
+Anything the tracer cannot follow (a residual ``+``, a concatenation, an upsample, a functional
+op between two convs) cuts the trace; a conv fed by a cut tensor, or a stage that does not
+consume the previous stage, is refused with :class:`UnsupportedModelError`, never guessed.
+
+:class:`StageCapture` is the hook owner used on every call: it hooks only the stage modules,
+hands each stage output to a reducer as it is produced and removes its hooks in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from vbp_live.core.geometry import Geometry2d, pair
+
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
+)
+# Layers that keep every pixel where it is (the map stays aligned with its input).
+PASSTHROUGH: tuple[type[nn.Module], ...] = (
+    nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm, nn.LocalResponseNorm,
+    nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
+) + ACTIVATIONS
+POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d)
+
+
+class UnsupportedModelError(ValueError):
+    """The model has no usable conv -> activation chain, or one VisualBackProp cannot follow."""
+
+
+@dataclass(frozen=True)
+class SpatialOp:
+    """A conv or pooling between two maps, with the geometry of its ones-kernel inverse."""
+
+    name: str
+    kind: str  # "conv" or "pool"
+    geometry: Geometry2d
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One averaged map of the chain.
+
+    Attributes:
+        name: qualified name of the module whose output is the map.
+        call: which call of that module in one forward (activations may be reused).
+        ops: spatial ops from the previous stage's map (or the input) to this map, in forward order.
+        relu: apply ReLU before averaging (a Conv2d chosen explicitly, for nets using ``F.relu``).
+    """
+
+    name: str
+    call: int
+    ops: tuple[SpatialOp, ...]
+    relu: bool = False
+
+
+@dataclass
+class ConvChain:
+    """The traced plan: stages from shallow to deep and the modules that produce them."""
+
+    stages: list[Stage]
+    modules: dict[str, nn.Module] = field(repr=False)
+
+    def op_inputs(self, k: int, base_hw: tuple[int, int], map_hw: tuple[int, int]) -> list[tuple[int, int]]:
+        """Input size of each spatial op of stage ``k`` when the previous map is ``base_hw``.
+
+        Checks that the ops lead exactly to ``map_hw`` (the size actually seen), so the inverse
+        geometry is computed from real shapes, never guessed.
+        """
+        sizes = [tuple(base_hw)]
+        for op in self.stages[k].ops:
+            sizes.append(op.geometry.out_size(*sizes[-1]))
+        if sizes[-1] != tuple(map_hw):
+            raise UnsupportedModelError(
+                f"stage {self.stages[k].name}: its ops map {tuple(base_hw)} to {sizes[-1]}, "
+                f"but the map seen is {tuple(map_hw)}"
+            )
+        return sizes[:-1]
+
+    def describe(self) -> str:
+        """Human-readable summary (one line per stage)."""
+        lines = []
+        for i, st in enumerate(self.stages):
+            ops = ", ".join(f"{o.kind} {o.name} k{o.geometry.kernel} s{o.geometry.stride}" for o in st.ops)
+            lines.append(f"stage {i}: {st.name}[{st.call}] <- {ops}")
+        return "\n".join(lines)
+
+
+def conv_geometry(m: nn.Conv2d) -> Geometry2d:
+    """Geometry of a Conv2d (string paddings resolved; asymmetric 'same' refused)."""
+    k, d = pair(m.kernel_size), pair(m.dilation)
+    if isinstance(m.padding, str):
+        if m.padding == "valid":
+            p = (0, 0)
+        else:  # 'same'
+            tot = (d[0] * (k[0] - 1), d[1] * (k[1] - 1))
+            if tot[0] % 2 or tot[1] % 2:
+                raise UnsupportedModelError(f"conv with padding='same' and an even kernel pads asymmetrically: {m}")
+            p = (tot[0] // 2, tot[1] // 2)
+    else:
+        p = pair(m.padding)
+    return Geometry2d(k, pair(m.stride), p, d)
+
+
+def pool_geometry(m: nn.Module) -> Geometry2d:
+    """Geometry of MaxPool2d / AvgPool2d (stride defaults to the kernel)."""
+    k = pair(m.kernel_size)
+    s = pair(m.stride) if m.stride is not None else k
+    d = pair(getattr(m, "dilation", 1))
+    return Geometry2d(k, s, pair(m.padding), d, bool(m.ceil_mode))
+
+
+@dataclass
+class _Origin:
+    """Where a traced tensor comes from: stage ``base`` (-1 = input) and the ops applied since."""
+
+    base: int
+    ops: tuple[SpatialOp, ...]
+
+    @property
+    def has_conv(self) -> bool:
+        return any(o.kind == "conv" for o in self.ops)
+
+
+def _leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    for name, m in model.named_modules():
+        if not any(True for _ in m.children()):
+            yield name, m
+
+
+def _resolve_layers(model: nn.Module, layers: Sequence[nn.Module | str]) -> set[int]:
+    named = dict(model.named_modules())
+    ids = set()
+    for layer in layers:
+        if isinstance(layer, str):
+            if layer not in named:
+                raise UnsupportedModelError(f"no module named {layer!r} in the model")
+            layer = named[layer]
+        if not any(layer is m for m in named.values()):
+            raise UnsupportedModelError(f"layer {layer!r} is not a module of the model")
+        ids.add(id(layer))
+    return ids
+
+
+class _Tracer:
+    """Follows tensors through one forward pass (see module docstring)."""
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, explicit: set[int] | None):
+        self.names = {id(m): n for n, m in model.named_modules()}
+        self.explicit = explicit
+        self.origin: dict[int, _Origin] = {id(x): _Origin(-1, ())}
+        self.keep: list[torch.Tensor] = [x]  # keeps ids unique while tracing
+        self.in_hw = tuple(x.shape[-2:])
+        self.stages: list[Stage] = []
+        self.modules: dict[str, nn.Module] = {}
+        self.calls: dict[int, int] = {}
+        self.errors: list[str] = []
+
+    def hook(self, m: nn.Module, inputs: tuple, out: object) -> None:
+        call = self.calls.get(id(m), 0)
+        self.calls[id(m)] = call + 1
+        if not isinstance(out, torch.Tensor) or not inputs or not isinstance(inputs[0], torch.Tensor):
+            return
+        self.keep.append(out)
+        src = self.origin.get(id(inputs[0]))
+        name = self.names[id(m)]
+        if src is None and isinstance(m, nn.Conv2d) and not self.stages and tuple(inputs[0].shape[-2:]) == self.in_hw:
+            src = _Origin(-1, ())  # functional preprocessing (e.g. x / 255) before the first conv
+        if src is None:
+            if isinstance(m, nn.Conv2d) or (self.explicit and id(m) in self.explicit):
+                self.errors.append(
+                    f"{name} ({type(m).__name__}) takes a tensor that cannot be traced back to the previous "
+                    "activation through convs, pooling and pixel-wise layers (a residual add, concatenation, "
+                    "upsampling or functional op in between)"
+                )
+            return
+        new = self._advance(m, name, src)
+        if new is not None:
+            self.origin[id(out)] = new
+
+    def _advance(self, m: nn.Module, name: str, src: _Origin) -> _Origin | None:
+        if isinstance(m, nn.Conv2d):
+            ops = src.ops + (SpatialOp(name, "conv", conv_geometry(m)),)
+        elif isinstance(m, POOLS):
+            ops = src.ops + (SpatialOp(name, "pool", pool_geometry(m)),)
+        elif isinstance(m, PASSTHROUGH):
+            ops = src.ops
+        elif self.explicit and id(m) in self.explicit:
+            self.errors.append(f"{name}: cannot follow geometry through {type(m).__name__}")
+            return None
+        else:
+            return None
+        if self._is_stage(m, _Origin(src.base, ops)):
+            return self._add_stage(m, name, src.base, ops)
+        return _Origin(src.base, ops)
+
+    def _is_stage(self, m: nn.Module, o: _Origin) -> bool:
+        if self.explicit is not None:
+            return id(m) in self.explicit
+        return isinstance(m, ACTIVATIONS) and o.has_conv
+
+    def _add_stage(self, m: nn.Module, name: str, base: int, ops: tuple[SpatialOp, ...]) -> _Origin:
+        k = len(self.stages)
+        if base != k - 1:
+            what = "the input" if base < 0 else f"stage {base} ({self.stages[base].name})"
+            self.errors.append(
+                f"{name} continues from {what}, not from the previous stage "
+                f"{self.stages[k - 1].name if k else '(input)'}: the network branches"
+            )
+        if not any(o.kind == "conv" for o in ops) and not isinstance(m, nn.Conv2d):
+            self.errors.append(f"{name}: no convolution between it and the previous stage")
+        self.stages.append(Stage(name, self.calls[id(m)] - 1, ops, relu=isinstance(m, nn.Conv2d)))
+        self.modules[name] = m
+        return _Origin(k, ())
+
+
+def trace_conv_chain(
+    model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module | str] | None = None
+) -> ConvChain:
+    """Trace the conv -> activation chain of ``model`` on input ``x`` (one forward, no grad).
+
+    Args:
+        model: any module; its train/eval mode is left as it is.
+        x: a (B, C, H, W) input (a batch of 1 is enough).
+        layers: explicit modules (or names) whose outputs are the maps, overriding the automatic
+            search; a Conv2d here means "its output through ReLU" (for nets that call ``F.relu``).
+
+    Raises:
+        UnsupportedModelError: no usable conv -> activation pair, or a chain that branches.
+    """
+    tracer = _Tracer(model, x, _resolve_layers(model, layers) if layers is not None else None)
+    handles = [m.register_forward_hook(tracer.hook) for _, m in _leaf_modules(model)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    if tracer.errors:
+        raise UnsupportedModelError(
+            "VisualBackProp cannot follow this network: " + "; ".join(dict.fromkeys(tracer.errors))
+            + ". Pass layers=[...] with a plain chain of activations, or use a network without branches."
+        )
+    if not tracer.stages:
+        raise UnsupportedModelError(
+            f"{type(model).__name__} has no usable conv -> activation pair (nn.Conv2d followed by a "
+            "ReLU-family module); pass layers=[...] to name the maps explicitly"
+        )
+    return ConvChain(tracer.stages, tracer.modules)
+
+
+class StageCapture:
+    """Hooks the stage modules of a :class:`ConvChain` for the duration of one forward pass.
+
+    ``reduce(stage_index, tensor)`` is called with each stage's output as soon as it is produced
+    (so in-place layers later in the network cannot corrupt it and nothing large is kept alive).
+    """
+
+    def __init__(self, chain: ConvChain, reduce: Callable[[int, torch.Tensor], None]):
+        self.chain = chain
+        self.reduce = reduce
+        self._slot: dict[tuple[int, int], int] = {}
+        for i, st in enumerate(chain.stages):
+            self._slot[(id(chain.modules[st.name]), st.call)] = i
+        self._calls: dict[int, int] = {}
+        self.seen = 0
+
+    def _hook(self, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        call = self._calls.get(id(m), 0)
+        self._calls[id(m)] = call + 1
+        i = self._slot.get((id(m), call))
+        if i is not None:
+            self.seen += 1
+            self.reduce(i, out.clamp(min=0) if self.chain.stages[i].relu else out)
+
+    @contextlib.contextmanager
+    def hooked(self) -> Iterator["StageCapture"]:
+        """Context in which the stage hooks are active; always removed on exit."""
+        self._calls.clear()
+        self.seen = 0
+        mods = {id(m): m for m in self.chain.modules.values()}
+        handles = [m.register_forward_hook(self._hook) for m in mods.values()]
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()

@@ -1,0 +1,149 @@
+"""VisualBackProp (Bojarski et al., arXiv 1611.05418), fast path.
+
+Per forward pass, each stage's post-activation map is averaged over channels *as it is
+produced* (one (B, 1, h, w) map kept per layer, nothing large stays alive, in-place layers
+cannot corrupt it). Then, from the deepest map, the mask is scaled up with the ones-kernel
+transposed geometry of each conv/pool (a strided box sum, :mod:`.ones_kernel`) and multiplied
+by the next shallower averaged map, down to the input; one min-max per image at the end.
+``VisualBackPropReference`` (:mod:`.vbp_reference`) is the slow version that reads like the
+paper; tests prove the two agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from vbp_live.attribution.base import Attribution, check_input, output_dtype, preserved_state, register_method
+from vbp_live.attribution.capture import ConvChain, StageCapture, trace_conv_chain
+from vbp_live.attribution.ones_kernel import minmax_normalize, ones_transpose2d
+
+
+@dataclass
+class VBPResult:
+    """Everything one VisualBackProp pass produces.
+
+    Attributes:
+        mask: (B, 1, H, W), in [0, 1] unless computed raw.
+        output: the model's output for the same forward pass.
+        maps: averaged post-activation maps per stage, shallow to deep, each (B, 1, h_k, w_k)
+            (empty unless asked for).
+        masks: intermediate masks per stage (the map times everything deeper, scaled up),
+            shallow to deep, each (B, 1, h_k, w_k) (the paper's Figure 2b; empty unless asked for).
+    """
+
+    mask: torch.Tensor
+    output: torch.Tensor | None = None
+    maps: list[torch.Tensor] = field(default_factory=list)
+    masks: list[torch.Tensor] = field(default_factory=list)
+
+
+class ChainAttribution(Attribution):
+    """Shared plumbing for methods that run on a traced :class:`ConvChain`."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[nn.Module | str] | None = None):
+        super().__init__(model)
+        self.layers = layers
+        self._chain: ConvChain | None = None
+
+    def chain(self, x: torch.Tensor) -> ConvChain:
+        """The traced chain (traced on first use with ``x[:1]``)."""
+        if self._chain is None:
+            with preserved_state(self.model):
+                self._chain = trace_conv_chain(self.model, x[:1], self.layers)
+        return self._chain
+
+    def forward_capture(self, x: torch.Tensor, reduce_one) -> tuple[torch.Tensor, list]:
+        """Run the model once with stage hooks; returns (output, reduced stage outputs)."""
+        chain = self.chain(x)
+        slots: list = [None] * len(chain.stages)
+
+        def reduce(i: int, t: torch.Tensor) -> None:
+            slots[i] = reduce_one(t)
+
+        capture = StageCapture(chain, reduce)
+        with preserved_state(self.model), torch.no_grad(), capture.hooked():
+            out = self.model(x)
+        if capture.seen != len(chain.stages):
+            raise RuntimeError(
+                f"the forward pass produced {capture.seen} of the {len(chain.stages)} traced maps; "
+                "the model's control flow changed since it was traced: create a new attribution object"
+            )
+        return out, slots
+
+
+def _channel_mean(t: torch.Tensor) -> torch.Tensor:
+    return t.mean(dim=1, keepdim=True, dtype=torch.float32)  # (B, C, h, w) -> (B, 1, h, w)
+
+
+@register_method("vbp")
+class VisualBackProp(ChainAttribution):
+    """VisualBackProp on any conv -> ReLU-family chain, found automatically.
+
+    Args:
+        model: the network. Its mode, weights, buffers and RNG state are never changed.
+        layers: optional explicit stage modules or names (see :func:`trace_conv_chain`).
+
+    Example:
+        >>> vbp = VisualBackProp(create_model("netsvf").eval())
+        >>> mask = vbp.attribute(x)   # (B, 1, 125, 640) in [0, 1]
+    """
+
+    def attribute(self, x: torch.Tensor, raw: bool = False, return_maps: bool = False) -> torch.Tensor | VBPResult:
+        """VisualBackProp mask for a batch.
+
+        Args:
+            x: (B, C, H, W) input.
+            raw: skip the final per-image min-max (the unnormalized product of the paper).
+            return_maps: return a :class:`VBPResult` with the averaged maps and intermediate masks.
+
+        Returns:
+            (B, 1, H, W) tensor on x's device in x's floating dtype, or a :class:`VBPResult`.
+        """
+        res = self.run(x, raw=raw, keep_maps=return_maps)
+        return res if return_maps else res.mask
+
+    def run(self, x: torch.Tensor, raw: bool = False, keep_maps: bool = False) -> VBPResult:
+        """One forward pass + VisualBackProp: the model output and the mask together."""
+        check_input(x)
+        out, maps = self.forward_capture(x, _channel_mean)
+        mask, masks = backprop_masks(self.chain(x), maps, tuple(x.shape[-2:]), keep_maps)
+        mask = mask if raw else minmax_normalize(mask)
+        return VBPResult(mask.to(output_dtype(x)), out, maps if keep_maps else [], masks)
+
+    def output_paddings(self, x: torch.Tensor) -> list[list[tuple[int, int]]]:
+        """Per stage, per spatial op (forward order): the output_padding its inverse needs for ``x``."""
+        chain = self.chain(x)
+        _, maps = self.forward_capture(x[:1], lambda t: tuple(t.shape[-2:]))
+        result = []
+        for k, st in enumerate(chain.stages):
+            base = tuple(x.shape[-2:]) if k == 0 else maps[k - 1]
+            ins = chain.op_inputs(k, base, maps[k])
+            outs = ins[1:] + [maps[k]]
+            result.append([op.geometry.output_padding(i, o) for op, i, o in zip(st.ops, ins, outs)])
+        return result
+
+
+def backprop_masks(
+    chain: ConvChain, maps: list[torch.Tensor], in_hw: tuple[int, int], keep: bool = False
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """From the deepest averaged map down to the input: scale up (ones kernel), multiply.
+
+    Returns the input-sized raw mask (B, 1, H, W) and, if ``keep``, the intermediate masks
+    shallow to deep.
+    """
+    mask = maps[-1]  # (B, 1, h_L, w_L)
+    masks = [mask] if keep else []
+    for k in range(len(maps) - 1, -1, -1):
+        base_hw = in_hw if k == 0 else tuple(maps[k - 1].shape[-2:])
+        targets = chain.op_inputs(k, base_hw, tuple(mask.shape[-2:]))
+        for op, target in zip(reversed(chain.stages[k].ops), reversed(targets)):
+            mask = ones_transpose2d(mask, op.geometry, target)  # (B, 1, *target)
+        if k > 0:
+            mask = mask * maps[k - 1]  # (B, 1, h_{k-1}, w_{k-1})
+            if keep:
+                masks.append(mask)
+    return mask, masks[::-1]

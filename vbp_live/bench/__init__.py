@@ -1,0 +1,1 @@
+"""Layer 4: benchmarks (compose models and attribution; print nothing, return rows)."""

@@ -1,0 +1,138 @@
+"""The one checkpoint format: it rebuilds the model *and* its preprocessing alone.
+
+A checkpoint is a plain dict saved with ``torch.save`` and loaded with torch's weights-only
+loader (``torch.load(..., weights_only=True)``), so loading one can never run code::
+
+    {"format": "vbp_live/checkpoint-v1",
+     "model": {"name": "netsvf", "args": {...}},
+     "crop": {...CropSpec fields...},
+     "config": {...resolved training config or {}...},
+     "state_dict": {...},            # fp32, or fp16 for shipped models
+     "train_state": {...} | None,    # optimizer, epoch, step, RNG: what --resume needs
+     "meta": {...}}                  # free-form: metrics, versions, dataset
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vbp_live.core.preprocess import CropSpec
+from vbp_live.io.atomic import atomic_path
+from vbp_live.models import create_model
+
+FORMAT = "vbp_live/checkpoint-v1"
+log = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, unreadable, of another format, or for another model."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint. ``build_model()`` returns the network with its weights, in eval mode."""
+
+    model_name: str
+    model_args: dict[str, Any]
+    crop: CropSpec
+    state_dict: dict[str, torch.Tensor]
+    config: dict[str, Any] = field(default_factory=dict)
+    train_state: dict[str, Any] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
+        """Rebuild the registered model, load the weights (as float32) and put it in eval mode."""
+        model = create_model(self.model_name, **self.model_args)
+        sd = {k: (v.float() if v.is_floating_point() else v) for k, v in self.state_dict.items()}
+        try:
+            model.load_state_dict(sd)
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"{self.path}: weights do not fit {self.model_name}({self.model_args}): {str(e).splitlines()[0]}"
+            ) from e
+        return model.to(device).eval()
+
+    def check_model(self, name: str, args: dict[str, Any]) -> None:
+        """Raise a clear error if this checkpoint is not for model ``name`` with ``args``."""
+        if name != self.model_name or any(self.model_args.get(k, v) != v for k, v in args.items()):
+            raise CheckpointError(
+                f"{self.path}: checkpoint is for {self.model_name}({self.model_args}), "
+                f"but {name}({args}) was asked for"
+            )
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    crop: CropSpec,
+    config: dict[str, Any] | None = None,
+    train_state: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write a checkpoint atomically (a crash mid-write leaves the previous file intact).
+
+    Args:
+        model: a model built by :func:`~vbp_live.models.create_model` (DDP/compiled wrappers unwrapped).
+        crop: the preprocessing the model was trained with.
+        config, train_state, meta: plain data (dicts, lists, numbers, strings, tensors).
+        half: store floating weights as fp16 (compact shipped models).
+    """
+    model = getattr(model, "module", model)
+    name, args = getattr(model, "model_name", None), getattr(model, "model_args", None)
+    if name is None or args is None:
+        raise CheckpointError("model has no model_name/model_args: build it with vbp_live.models.create_model")
+    sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if half:
+        sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
+    payload = {
+        "format": FORMAT,
+        "model": {"name": name, "args": dict(args)},
+        "crop": crop.to_dict(),
+        "config": dict(config or {}),
+        "state_dict": sd,
+        "train_state": train_state,
+        "meta": dict(meta or {}),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    log.info("saved checkpoint %s", path)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint with the weights-only loader; errors name the file and the problem."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    try:
+        raw = torch.load(p, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{p}: refused by the weights-only loader (not a plain-data checkpoint): {e}") from e
+    except Exception as e:  # truncated zip, not a torch file, ...
+        raise CheckpointError(f"{p}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise CheckpointError(f"{p}: not a vbp_live checkpoint (format {found!r}, expected {FORMAT!r})")
+    try:
+        return Checkpoint(
+            model_name=raw["model"]["name"],
+            model_args=dict(raw["model"]["args"]),
+            crop=CropSpec.from_dict(raw["crop"]),
+            state_dict=raw["state_dict"],
+            config=dict(raw.get("config") or {}),
+            train_state=raw.get("train_state"),
+            meta=dict(raw.get("meta") or {}),
+            path=str(p),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{p}: malformed vbp_live checkpoint: {e}") from e
