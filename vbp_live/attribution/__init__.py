@@ -4,6 +4,7 @@ from vbp_live.attribution.base import Attribution, create_method, list_methods, 
 from vbp_live.attribution.capture import ConvChain, Stage, UnsupportedModelError, trace_conv_chain
 from vbp_live.attribution.vbp import VBPResult, VisualBackProp
 from vbp_live.attribution.vbp_reference import VisualBackPropReference
+from vbp_live.attribution.vbp_triton import FusedVisualBackProp  # registers 'vbp_fused'; Triton loads lazily
 
 __all__ = [
     "Attribution", "ConvChain", "Stage", "UnsupportedModelError", "VBPResult", "VisualBackProp",
