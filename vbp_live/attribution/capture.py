@@ -166,6 +166,7 @@ class _Tracer:
         self.modules: dict[str, nn.Module] = {}
         self.calls: dict[int, int] = {}
         self.errors: list[str] = []
+        self.last: tuple[_Origin, tuple[int, ...]] | None = None  # newest traced tensor (explicit mode)
 
     def hook(self, m: nn.Module, inputs: tuple, out: object) -> None:
         call = self.calls.get(id(m), 0)
@@ -177,6 +178,8 @@ class _Tracer:
         name = self.names[id(m)]
         if src is None and isinstance(m, nn.Conv2d) and not self.stages and tuple(inputs[0].shape[-2:]) == self.in_hw:
             src = _Origin(-1, ())  # functional preprocessing (e.g. x / 255) before the first conv
+        if src is None and self.explicit is not None and self.last and self.last[1] == tuple(inputs[0].shape[-2:]):
+            src = self.last[0]  # explicit layers: functional pixel-wise ops (F.relu, ...) in between
         if src is None:
             if isinstance(m, nn.Conv2d) or (self.explicit and id(m) in self.explicit):
                 self.errors.append(
@@ -188,6 +191,7 @@ class _Tracer:
         new = self._advance(m, name, src)
         if new is not None:
             self.origin[id(out)] = new
+            self.last = (new, tuple(out.shape[-2:]))
 
     def _advance(self, m: nn.Module, name: str, src: _Origin) -> _Origin | None:
         if isinstance(m, nn.Conv2d):
@@ -235,6 +239,8 @@ def trace_conv_chain(
         x: a (B, C, H, W) input (a batch of 1 is enough).
         layers: explicit modules (or names) whose outputs are the maps, overriding the automatic
             search; a Conv2d here means "its output through ReLU" (for nets that call ``F.relu``).
+            With explicit layers, a functional op between two traced modules that keeps the
+            spatial size (``F.relu``, scaling) is assumed to keep pixels in place.
 
     Raises:
         UnsupportedModelError: no usable conv -> activation pair, or a chain that branches.

@@ -76,7 +76,10 @@ class ChainAttribution(Attribution):
 
 
 def _channel_mean(t: torch.Tensor) -> torch.Tensor:
-    return t.mean(dim=1, keepdim=True, dtype=torch.float32)  # (B, C, h, w) -> (B, 1, h, w)
+    """Average over channels in at least float32 (fp16/bf16 maps would underflow in the products)."""
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    return t.mean(dim=1, keepdim=True)  # (B, C, h, w) -> (B, 1, h, w)
 
 
 @register_method("vbp")

@@ -21,7 +21,9 @@ def ones_deconv(op: SpatialOp, n: tuple[int, int], target: tuple[int, int]) -> n
     """A 1->1 channel ConvTranspose2d with all-ones weights that takes ``n`` back to ``target``."""
     g = op.geometry
     adj = tuple(max(a, 0) for a in g.output_padding(target, n))  # negative (ceil-mode pools): crop below
-    deconv = nn.ConvTranspose2d(1, 1, g.kernel, g.stride, g.padding, output_padding=adj, dilation=g.dilation, bias=False)
+    deconv = nn.utils.skip_init(  # no random init: building it must not touch the RNG
+        nn.ConvTranspose2d, 1, 1, g.kernel, g.stride, g.padding, output_padding=adj, dilation=g.dilation, bias=False
+    )
     nn.init.ones_(deconv.weight)
     return deconv.double()
 
