@@ -1,0 +1,171 @@
+"""Training data: frames + targets + splits, a per-epoch batch plan, and a prefetching loader.
+
+The batch order is a pure function of ``(seed, epoch)``: resuming mid-epoch replays the same
+plan and skips the batches already done. Every DDP rank builds the same *global* batch and takes
+a strided slice of it (``batch[rank::world]``), so the global batch is identical for any number
+of processes. Frames are read from the memory-mapped dataset with one fancy-indexing call per
+batch (indices sorted for locality) and converted with :func:`vbp_live.models.frames_to_input`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
+from vbp_live.io.dataset import PreparedDataset
+from vbp_live.models import frames_to_input
+from vbp_live.train.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    """Frames and targets with their train/validation rows.
+
+    Attributes:
+        frames: uint8 (N, H, W) or (N, H, W, 3), usually a numpy memmap.
+        targets: (N,) float32 steering wheel angle in radians, or int64 class ids.
+        train_idx, val_idx: dataset rows of each split, in time order.
+        crop: the preprocessing that produced the frames (goes into checkpoints).
+        info: where the data came from (recorded in checkpoint meta).
+    """
+
+    frames: np.ndarray
+    targets: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    crop: CropSpec
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the network input."""
+        h, w = self.frames.shape[1:3]
+        return (1 if self.frames.ndim == 3 else self.frames.shape[3], int(h), int(w))
+
+
+def _subset(idx: np.ndarray, stride: int, cap: int) -> np.ndarray:
+    idx = idx[::stride]
+    return idx[:cap] if cap > 0 else idx
+
+
+def load_data(cfg: DataConfig) -> TrainData:
+    """Open the data a config names; raises ValueError naming the dataset if a split is empty."""
+    if cfg.kind == "synthetic_signs":
+        from vbp_live.train.signs import make_sign_dataset
+
+        frames, labels = make_sign_dataset(cfg.synthetic_frames, cfg.num_classes, seed=cfg.synthetic_seed)
+        n_val = max(1, len(frames) // 5)
+        train_idx, val_idx = np.arange(len(frames) - n_val), np.arange(len(frames) - n_val, len(frames))
+        crop = CROP_PRESETS["signnet"]
+        info = {"kind": "synthetic_signs", "frames": len(frames), "classes": cfg.num_classes, "seed": cfg.synthetic_seed}
+    else:
+        ds = PreparedDataset(cfg.path)
+        frames, labels, crop = ds.frames, ds.steering, ds.crop
+        train_idx, val_idx = ds.indices(cfg.train_split), ds.indices(cfg.val_split)
+        info = {"kind": "prepared", "path": str(ds.path), "frames": len(ds)}
+    data = TrainData(frames, labels, _subset(train_idx, cfg.train_stride, cfg.max_train_frames),
+                     _subset(val_idx, cfg.val_stride, cfg.max_val_frames), crop, info)
+    for name, idx in (("train", data.train_idx), ("validation", data.val_idx)):
+        if len(idx) == 0:
+            raise ValueError(f"{cfg.path or cfg.kind}: the {name} split is empty "
+                             f"(splits {cfg.train_split!r}/{cfg.val_split!r}, strides, caps)")
+    return data
+
+
+def epoch_batches(indices: np.ndarray, batch_size: int, seed: int, epoch: int,
+                  drop_last: bool = True, world: int = 1) -> list[np.ndarray]:
+    """The global batches of one epoch: a (seed, epoch)-determined shuffle, each batch sorted.
+
+    A trailing batch smaller than ``batch_size`` is dropped when ``drop_last``; one smaller than
+    ``world`` is always dropped (a rank would get no frame).
+    """
+    perm = np.asarray(indices)[np.random.default_rng([seed, epoch]).permutation(len(indices))]
+    batches = [np.sort(perm[i:i + batch_size]) for i in range(0, len(perm), batch_size)]
+    if batches and len(batches[-1]) < (batch_size if drop_last else world):
+        batches.pop()
+    return batches
+
+
+def shard(batch: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This rank's part of a global batch: a strided slice."""
+    return batch[rank::world]
+
+
+class BatchLoader:
+    """Iterate ``(x, y)`` tensor batches for a list of row-index arrays, prefetching in a thread.
+
+    Args:
+        frames, targets: the arrays of :class:`TrainData`.
+        batches: row indices per batch (already sharded for this rank).
+        prefetch: batches read ahead by a background thread (0 = read inline).
+        pin: pin host memory (for asynchronous copies to CUDA).
+    """
+
+    def __init__(self, frames: np.ndarray, targets: np.ndarray, batches: Sequence[np.ndarray],
+                 prefetch: int = 2, pin: bool = False):
+        self.frames, self.targets, self.batches = frames, targets, list(batches)
+        self.prefetch, self.pin = prefetch, pin
+        self._stop = threading.Event()
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def load(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read one batch: one fancy-indexing read of the memmap, then uint8 -> float input."""
+        x = frames_to_input(np.asarray(self.frames[idx]))  # (B, C, H, W)
+        y = torch.as_tensor(np.asarray(self.targets[idx]))  # (B,)
+        if self.pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x, y
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if self.prefetch <= 0:
+            for idx in self.batches:
+                yield self.load(idx)
+            return
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        self._stop.clear()
+        worker = threading.Thread(target=self._produce, args=(q,), daemon=True, name="vbp-loader")
+        worker.start()
+        try:
+            for _ in self.batches:
+                item = self._get(q, worker)
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            worker.join(timeout=5)
+
+    def _produce(self, q: queue.Queue) -> None:
+        try:
+            for idx in self.batches:
+                item = self.load(idx)
+                while not self._stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(e)
+
+    @staticmethod
+    def _get(q: queue.Queue, worker: threading.Thread) -> Any:
+        while True:
+            try:
+                return q.get(timeout=0.5)
+            except queue.Empty:
+                if not worker.is_alive() and q.empty():
+                    raise RuntimeError("the loader thread stopped without producing the next batch") from None

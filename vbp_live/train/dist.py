@@ -1,0 +1,116 @@
+"""Device choice and DistributedDataParallel plumbing (torchrun: one command, any number of GPUs/nodes).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) the process group is initialised with
+NCCL on CUDA and gloo on CPU. BatchNorm must see the *global* batch for a multi-process run to
+match a single-process one: torch's ``SyncBatchNorm`` does that on CUDA only, so on CPU the
+BatchNorm layers are swapped for :class:`GlobalBatchNorm2d` (same parameters and buffers, batch
+statistics all-reduced with autograd).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process runs: ``rank`` of ``world`` processes, on ``device``."""
+
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes files (checkpoints, metrics, snapshots)."""
+        return self.rank == 0
+
+
+def pick_device(pref: str, local_rank: int = 0) -> torch.device:
+    """``auto`` → ``cuda:<local_rank>`` when CUDA is present, else CPU; otherwise as named."""
+    if pref == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(pref)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={pref!r} but no CUDA device is available")
+    return dev
+
+
+def init_distributed(device_pref: str = "auto") -> DistInfo:
+    """Join the torchrun process group if there is one; returns this process's place."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_pref, local_rank)
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend)
+        log.info("rank %d/%d on %s (%s)", rank, world, device, backend)
+    return DistInfo(rank, world, local_rank, device)
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group (if joined)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum a tensor over all ranks (in place; a no-op in a single process)."""
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics cover the global batch of all ranks (works on gloo/CPU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
+        """Normalise with all-reduced batch statistics in training; plain BatchNorm otherwise."""
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        c = x.shape[1]
+        local = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), x.new_tensor([x.numel() / c])])
+        stats = all_reduce(local)  # (2C + 1,), differentiable sum over ranks
+        n = stats[-1]
+        mean = stats[:c] / n  # (C,)
+        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)  # (C,) biased
+        self._update_running(mean.detach(), var.detach(), n.item())
+        scale = torch.rsqrt(var + self.eps) * self.weight  # (C,)
+        return (x - mean[None, :, None, None]) * scale[None, :, None, None] + self.bias[None, :, None, None]
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
+        self.num_batches_tracked.add_(1)
+        m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        self.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        self.running_var.mul_(1 - m).add_(var * (n / max(n - 1.0, 1.0)), alpha=m)
+
+
+def convert_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
+    """Make every BatchNorm2d use global-batch statistics (SyncBatchNorm on CUDA, else GlobalBatchNorm2d).
+
+    Parameters and buffers keep their names, so ``state_dict`` and checkpoints are unchanged.
+    """
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new.load_state_dict(child.state_dict())
+            setattr(model, name, new)
+        else:
+            convert_batchnorm(child, device)
+    return model
