@@ -44,9 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from vbp_live.train.loop import NonFiniteLossError
     from vbp_live.train.run import train
 
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     cfg = load_config(args.config, args.overrides)
     try:
-        result = train(cfg, resume=args.resume)
+        with logging_redirect_tqdm():
+            result = train(cfg, resume=args.resume)
     except (NonFiniteLossError, FileExistsError) as e:
         raise CliError(str(e)) from e
     m = result.metrics

@@ -45,7 +45,8 @@ class DataConfig:
         train_split, val_split: split names in the dataset index.
         train_stride, val_stride: keep every k-th frame of a split (1 = all): a time-uniform subset.
         max_train_frames, max_val_frames: cap after striding (0 = no cap).
-        synthetic_frames, num_classes, synthetic_seed: size, classes and seed of ``synthetic_signs``.
+        synthetic_frames, synthetic_size, num_classes, synthetic_seed: image count, image side in
+            pixels, classes and seed of ``synthetic_signs``.
         prefetch: batches prepared ahead by the background loader thread (0 = load inline).
     """
 
@@ -58,6 +59,7 @@ class DataConfig:
     max_train_frames: int = 0
     max_val_frames: int = 0
     synthetic_frames: int = 2000
+    synthetic_size: int = 125
     num_classes: int = 43
     synthetic_seed: int = 0
     prefetch: int = 2

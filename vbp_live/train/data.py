@@ -62,10 +62,11 @@ def load_data(cfg: DataConfig) -> TrainData:
     if cfg.kind == "synthetic_signs":
         from vbp_live.train.signs import make_sign_dataset
 
-        frames, labels = make_sign_dataset(cfg.synthetic_frames, cfg.num_classes, seed=cfg.synthetic_seed)
+        frames, labels = make_sign_dataset(cfg.synthetic_frames, cfg.num_classes, cfg.synthetic_size, cfg.synthetic_seed)
         n_val = max(1, len(frames) // 5)
         train_idx, val_idx = np.arange(len(frames) - n_val), np.arange(len(frames) - n_val, len(frames))
-        crop = CROP_PRESETS["signnet"]
+        size = cfg.synthetic_size
+        crop = CropSpec(**{**CROP_PRESETS["signnet"].to_dict(), "out_height": size, "out_width": size})
         info = {"kind": "synthetic_signs", "frames": len(frames), "classes": cfg.num_classes, "seed": cfg.synthetic_seed}
     else:
         ds = PreparedDataset(cfg.path)

@@ -49,8 +49,14 @@ def pick_frames(val_idx: np.ndarray, count: int, explicit: Sequence[int]) -> np.
     return np.asarray(val_idx)[np.linspace(0, len(val_idx) - 1, count).round().astype(int)] if count else np.zeros(0, int)
 
 
+MIN_PANEL_WIDTH = 256  # small frames are enlarged (nearest) so titles and details stay readable
+
+
 def _label(panel: np.ndarray, text: str) -> np.ndarray:
-    """A panel with a black title band above it."""
+    """A panel (enlarged if narrow) with a black title band above it."""
+    f = -(-MIN_PANEL_WIDTH // panel.shape[1])
+    if f > 1:
+        panel = cv2.resize(panel, (panel.shape[1] * f, panel.shape[0] * f), interpolation=cv2.INTER_NEAREST)
     band = np.zeros((18, panel.shape[1], 3), np.uint8)
     cv2.putText(band, text, (4, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return np.concatenate([band, panel])
