@@ -10,6 +10,12 @@ Layout of a dataset directory (format ``vbp_live/dataset-v1``)::
 ``manifest.yaml`` is written last, so a directory without it is never a complete dataset.
 :class:`DatasetWriter` builds the directory under ``<dir>.partial`` and renames it into place
 on :meth:`~DatasetWriter.finalize`; :class:`PreparedDataset` reads it.
+
+Resuming: a writer created with ``resume_key`` appends each row to ``<dir>.partial/rows.csv``
+as well, and :meth:`~DatasetWriter.checkpoint` makes everything appended so far durable
+(fsync) and records it in ``progress.yaml`` (written atomically, last). A later writer with the
+same key picks up at the last checkpoint: frames and rows past it are cut off, so a run
+killed at any instant (even ``kill -9``) resumes to the same bytes as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from vbp_live.io.atomic import write_text_atomic
 
 FORMAT = "vbp_live/dataset-v1"
 INDEX_FIELDS = ["i", "timestamp_ns", "steering_rad", "speed_mps", "source", "split"]
+_ROWS, _PROGRESS = "rows.csv", "progress.yaml"  # resume bookkeeping inside <dir>.partial
 
 
 class DatasetError(ValueError):
@@ -89,30 +96,112 @@ class DatasetWriter:
         crop: the preprocessing that produced the frames.
     """
 
-    def __init__(self, out_dir: str | os.PathLike[str], frame_shape: tuple[int, ...], crop: CropSpec, overwrite: bool = False):
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        frame_shape: tuple[int, ...],
+        crop: CropSpec,
+        overwrite: bool = False,
+        resume_key: str | None = None,
+    ):
         self.out_dir = Path(out_dir)
         if self.out_dir.exists() and not overwrite:
             raise DatasetError(f"{self.out_dir}: already exists (use overwrite)")
         self.partial = self.out_dir.parent / (self.out_dir.name + ".partial")
+        self.frame_shape, self.crop = tuple(frame_shape), crop
+        self.frame_bytes = int(np.prod(self.frame_shape))
+        self.resume_key = resume_key
+        self.rows: list[tuple[int, float, float, str]] = []
+        #: user state saved by the checkpoint this writer resumed from (None: fresh start)
+        self.resumed_state: dict[str, Any] | None = None
+        if resume_key is None or not self._resume(resume_key):
+            self._start_clean()
+
+    def _start_clean(self) -> None:
         if self.partial.exists():
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True)
-        self.frame_shape, self.crop = tuple(frame_shape), crop
-        self.rows: list[tuple[int, float, float, str]] = []
         self._frames = open(self.partial / "frames.u8", "wb")
+        self._rows_file = open(self.partial / _ROWS, "w", newline="", encoding="utf-8") if self.resume_key else None
+
+    def _resume(self, key: str) -> bool:
+        """Reopen ``<dir>.partial`` at its last checkpoint if it was made with ``key``."""
+        prog = self.partial / _PROGRESS
+        if not prog.is_file():
+            return False
+        with open(prog, encoding="utf-8") as f:
+            p = yaml.safe_load(f) or {}
+        n, rows_bytes = int(p.get("num_rows", -1)), int(p.get("rows_bytes", -1))
+        frames, rows = self.partial / "frames.u8", self.partial / _ROWS
+        if (p.get("key") != key or p.get("frame_shape") != list(self.frame_shape) or n < 0
+                or not frames.is_file() or frames.stat().st_size < n * self.frame_bytes
+                or not rows.is_file() or rows.stat().st_size < rows_bytes):
+            return False
+        os.truncate(frames, n * self.frame_bytes)
+        os.truncate(rows, rows_bytes)
+        with open(rows, newline="", encoding="utf-8") as f:
+            self.rows = [(int(t), float(s), float(v), src) for t, s, v, src in csv.reader(f)]
+        if len(self.rows) != n:
+            self.rows = []
+            return False
+        self._frames = open(frames, "ab")
+        self._rows_file = open(rows, "a", newline="", encoding="utf-8")
+        self.resumed_state = p.get("state") or {}
+        return True
 
     def append(self, frame: np.ndarray, timestamp_ns: int, steering_rad: float, speed_mps: float, source: str) -> None:
         """Add one preprocessed uint8 frame with its labels."""
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
             raise DatasetError(f"frame {frame.dtype}{frame.shape} does not match {self.frame_shape} uint8")
         self._frames.write(np.ascontiguousarray(frame).tobytes())
-        self.rows.append((int(timestamp_ns), float(steering_rad), float(speed_mps), source))
+        row = (int(timestamp_ns), float(steering_rad), float(speed_mps), source)
+        self.rows.append(row)
+        if self._rows_file is not None:
+            csv.writer(self._rows_file).writerow([row[0], repr(row[1]), repr(row[2]), row[3]])
 
-    def finalize(self, splits: list[str] | np.ndarray, manifest_extra: dict[str, Any] | None = None) -> Path:
-        """Write index and manifest, then move the directory into place. Returns its path."""
-        self._frames.close()
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def checkpoint(self, state: dict[str, Any] | None = None) -> None:
+        """Make every appended frame and row durable; a resumed writer restarts from here.
+
+        Args:
+            state: small YAML-safe dict the caller needs to resume (e.g. how far it read);
+                returned as :attr:`resumed_state` by the next writer with the same key.
+        """
+        if self._rows_file is None:
+            raise DatasetError("checkpoint() needs a writer created with resume_key")
+        for fh in (self._frames, self._rows_file):
+            fh.flush()
+            os.fsync(fh.fileno())
+        progress = {
+            "key": self.resume_key,
+            "frame_shape": list(self.frame_shape),
+            "num_rows": len(self.rows),
+            "rows_bytes": self._rows_file.tell(),
+            "state": state or {},
+        }
+        write_text_atomic(self.partial / _PROGRESS, yaml.safe_dump(progress, sort_keys=False))
+
+    def finalize(
+        self,
+        splits: list[str] | np.ndarray,
+        manifest_extra: dict[str, Any] | None = None,
+        order: np.ndarray | None = None,
+    ) -> Path:
+        """Write index and manifest, then move the directory into place. Returns its path.
+
+        Args:
+            splits: one split label per frame, in final order.
+            manifest_extra: more manifest keys (preprocessing config, counts, ...).
+            order: optional permutation: final row ``i`` is appended row ``order[i]`` (e.g. to
+                sort frames by time when they were appended in another order).
+        """
+        self._close_files()
         if len(splits) != len(self.rows):
             raise DatasetError(f"{len(splits)} split labels for {len(self.rows)} frames")
+        if order is not None:
+            self._reorder(np.asarray(order, np.int64))
         with open(self.partial / "index.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(INDEX_FIELDS)
@@ -126,13 +215,36 @@ class DatasetWriter:
             "splits": {k: int(np.sum(np.asarray(splits) == k)) for k in sorted(set(splits))},
             **(manifest_extra or {}),
         }
+        for name in (_PROGRESS, _ROWS):  # resume bookkeeping goes before the manifest appears
+            (self.partial / name).unlink(missing_ok=True)
         write_text_atomic(self.partial / "manifest.yaml", yaml.safe_dump(manifest, sort_keys=False))
         if self.out_dir.exists():
             shutil.rmtree(self.out_dir)
         os.replace(self.partial, self.out_dir)
         return self.out_dir
 
+    def _close_files(self) -> None:
+        self._frames.close()
+        if self._rows_file is not None:
+            self._rows_file.close()
+
+    def _reorder(self, order: np.ndarray) -> None:
+        """Permute frames (block by block, bounded memory) and rows into ``order``."""
+        n = len(self.rows)
+        if sorted(order.tolist()) != list(range(n)):
+            raise DatasetError(f"order is not a permutation of {n} rows")
+        if np.array_equal(order, np.arange(n)):
+            return
+        src_path, dst_path = self.partial / "frames.u8", self.partial / "frames.u8.sorted"
+        src = np.memmap(src_path, np.uint8, "r", shape=(n, self.frame_bytes)) if n else None
+        with open(dst_path, "wb") as dst:
+            for a in range(0, n, 256):
+                dst.write(np.ascontiguousarray(src[order[a : a + 256]]).tobytes())
+        del src
+        os.replace(dst_path, src_path)
+        self.rows = [self.rows[i] for i in order]
+
     def abort(self) -> None:
         """Close and delete the partial directory."""
-        self._frames.close()
+        self._close_files()
         shutil.rmtree(self.partial, ignore_errors=True)
