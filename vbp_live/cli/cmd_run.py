@@ -1,0 +1,121 @@
+"""``vbp-live run SOURCE --checkpoint CKPT``: the live overlay on files, folders, bags, datasets or cameras."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Run a steering network and VisualBackProp on every frame of SOURCE and overlay what the network
+looks at (red), the predicted steering wheel angle and, where the source knows it, the actual
+angle and the error (actual - predicted, degrees).
+
+SOURCE is one of:
+  video file          dashcam.mp4 (any format OpenCV/FFmpeg decodes)
+  image folder        frames/ (natural file-name order; --fps sets the rate, default 20)
+  Udacity bag         drive.bag (ground truth from /vehicle/steering_report)
+  prepared dataset    a folder made by `vbp-live prep` (frames are the crop: overlay on the crop)
+  camera              0, 1, ...
+  stream URL          http://host:8080/video.mjpg, rtsp://host/stream
+  GStreamer pipeline  "videotestsrc ! videoconvert ! appsink" (if OpenCV was built with it)
+
+Files keep every frame in order; cameras and streams always show the newest frame and count
+the stale ones they drop; a stream that disconnects is reopened with backoff.
+Window keys (--show): q or Esc quits, space pauses, s saves a PNG snapshot.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``run`` subcommand."""
+    p = sub.add_parser(
+        "run", help="overlay VisualBackProp and steering on video, folders, bags, datasets or cameras",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", metavar="SOURCE", help="video file, image folder, .bag, dataset folder, camera index, URL or pipeline")
+    p.add_argument("--checkpoint", "-c", help="model checkpoint (default: the shipped model, if installed)")
+    out = p.add_argument_group("outputs (default: --out <source name>_overlay.mp4)")
+    out.add_argument("--out", "-o", help="write an overlay video (.mp4 with mp4v, or .avi with MJPG) at the source's fps")
+    out.add_argument("--show", action="store_true", help="show a window (q quits, space pauses, s saves a snapshot)")
+    out.add_argument("--frames-dir", help="write every overlay frame as a PNG into this folder")
+    out.add_argument("--no-output", action="store_true", help="write nothing (benchmarks)")
+    out.add_argument("--stats-json", help="also write the run statistics (counts, fps, latency p50/p95) as JSON")
+    out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots (default: %(default)s)")
+    src = p.add_argument_group("source")
+    src.add_argument("--fps", type=float, help="frame rate for image folders, or to override a file's")
+    src.add_argument("--live", dest="live", action="store_true", default=None, help="treat a file like a camera: drop stale frames")
+    src.add_argument("--realtime", action="store_true", help="pace a file at its frame rate (as a camera would deliver it)")
+    src.add_argument("--split", choices=["train", "test"], help="prepared dataset: only this split")
+    src.add_argument("--max-frames", type=int, help="stop after this many frames")
+    src.add_argument("--reconnect-timeout", type=float, default=30.0, help="give up on a lost stream after this many seconds (default: %(default)s)")
+    run = p.add_argument_group("model step")
+    run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 (default: %(default)s)")
+    run.add_argument("--method", default="auto", choices=["auto", "vbp", "vbp_fused"], help="attribution (auto: vbp_fused on CUDA)")
+    run.add_argument("--batch", type=int, default=8, help="most frames per model step for files (default: %(default)s)")
+    run.add_argument("--queue", type=int, default=32, help="queue capacity between stages for files (default: %(default)s)")
+    run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    look = p.add_argument_group("look")
+    look.add_argument("--no-glyph", action="store_true", help="no steering-wheel glyph")
+    look.add_argument("--no-hud", action="store_true", help="no text and no glyph: the overlay alone")
+    look.add_argument("--alpha", type=float, default=0.7, help="overlay strength at mask 1 (default: %(default)s)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_cmd)
+
+
+def default_out(source: str) -> str:
+    """``<source name>_overlay.mp4`` in the current folder (``camera0_overlay.mp4`` for cameras)."""
+    s = source.strip()
+    stem = f"camera{s}" if s.isdigit() else (Path(s.rstrip("/")).stem or "stream") if "://" not in s else "stream"
+    return f"{stem}_overlay.mp4"
+
+
+def build_sinks(args: argparse.Namespace, fps: float) -> list:
+    """The sinks the options ask for (a video file by default)."""
+    from vbp_live.io.sinks import FramesDirSink, VideoFileSink, WindowSink
+
+    sinks: list = []
+    if args.show:
+        sinks.append(WindowSink(f"vbp-live: {args.source}", args.snapshot_dir))
+    if args.frames_dir:
+        sinks.append(FramesDirSink(args.frames_dir))
+    if args.out or not (args.no_output or args.show or args.frames_dir):
+        sinks.append(VideoFileSink(args.out or default_out(args.source), fps))
+    return sinks
+
+
+def run_cmd(args: argparse.Namespace) -> int:
+    """Open the source, model and sinks, run the pipeline, report."""
+    from vbp_live.cli.main import CliError
+    from vbp_live.stream.session import RunOptions, run_overlay
+
+    opts = RunOptions(
+        checkpoint=args.checkpoint, device=args.device, method=args.method, batch_size=args.batch,
+        queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
+        split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
+        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha,
+    )
+    try:
+        result = run_overlay(args.source, opts, lambda fps: build_sinks(args, fps), progress=not args.quiet)
+    except (OSError, RuntimeError) as e:
+        raise CliError(str(e)) from e
+    return report(result, args)
+
+
+def report(result, args: argparse.Namespace) -> int:
+    """Print the summary and where the outputs are; write --stats-json; choose the exit code."""
+    from vbp_live.io.atomic import write_text_atomic
+
+    st = result.stats
+    for line in result.notes:
+        print(line)
+    print(st.summary())
+    for path in result.outputs:
+        print(f"wrote {path}")
+    if args.stats_json:
+        write_text_atomic(args.stats_json, json.dumps({**st.to_dict(), "outputs": [str(p) for p in result.outputs]}, indent=2))
+        print(f"stats: {args.stats_json}")
+    print(f"ended: {st.end_reason}" + (f": {st.error}" if st.error else ""), file=sys.stderr if st.error else sys.stdout)
+    if st.end_reason == "interrupted":
+        return 130
+    return 1 if st.error else 0

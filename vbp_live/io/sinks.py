@@ -1,0 +1,216 @@
+"""Frame sinks: a video file, a folder of frames, an OpenCV window, or nothing.
+
+Sinks are context managers (supervision's ``VideoSink`` pattern): ``write(frame, index)`` per
+frame, ``close()`` at the end. :class:`VideoFileSink` writes to a hidden temporary name beside
+the target and renames it into place on close, so a killed process never leaves a half file
+that looks finished, while an interrupted or failed run still finalizes a playable file of
+what was processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vbp_live.io.atomic import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+
+class SinkError(ValueError):
+    """A sink cannot be opened or written (the message names it)."""
+
+
+class FrameSink:
+    """Base class: ``write`` each BGR frame, ``close`` once. ``quit_requested`` ends the run."""
+
+    quit_requested: bool = False
+
+    def attach(self, stop: threading.Event) -> None:
+        """Give the sink the pipeline's stop event (interactive sinks watch it while paused)."""
+
+    def write(self, frame: np.ndarray, index: int) -> None:
+        """Consume one uint8 (H, W, 3) BGR frame."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish: finalize files, close windows."""
+
+    def abort(self) -> None:
+        """The sink itself failed: release and discard what cannot be finished (default: close)."""
+        self.close()
+
+    def __enter__(self) -> "FrameSink":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NullSink(FrameSink):
+    """Discards frames (benchmarks)."""
+
+    def write(self, frame: np.ndarray, index: int) -> None:
+        """Do nothing."""
+
+
+class VideoFileSink(FrameSink):
+    """A video file at the source's frame rate, finalized by renaming on :meth:`close`.
+
+    Args:
+        path: the output file (``.mp4`` with the ``mp4v`` codec by default; ``.avi`` with ``MJPG``).
+        fps: frames per second to store.
+        fourcc: four-character codec code.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float, fourcc: str | None = None):
+        self.path = Path(path)
+        self.fps = float(fps) if fps and fps > 0 else 30.0
+        self.fourcc = fourcc or ("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.partial-", suffix=self.path.suffix, dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+        self.finalized: Path | None = None
+
+    def _open(self, frame: np.ndarray) -> None:
+        self.size = (frame.shape[1], frame.shape[0])
+        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
+        if not self.writer.isOpened():
+            raise SinkError(f"{self.path}: OpenCV cannot write a {self.fourcc!r} video with this suffix")
+
+    def write(self, frame: np.ndarray, index: int) -> None:
+        """Encode one frame (resized if the stream changed size)."""
+        if self.writer is None:
+            self._open(frame)
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the file and rename it into place (nothing is left when no frame was written)."""
+        if self.finalized is not None or not self.tmp.exists():
+            return
+        if self.writer is not None:
+            self.writer.release()
+        if self.frames == 0:
+            self.tmp.unlink(missing_ok=True)
+            log.warning("%s: no frames were written, no file made", self.path)
+            return
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+        self.finalized = self.path
+        log.info("wrote %s (%d frames at %.2f fps)", self.path, self.frames, self.fps)
+
+    def abort(self) -> None:
+        """Release and delete the temporary file (the sink itself failed)."""
+        if self.writer is not None:
+            self.writer.release()
+        self.tmp.unlink(missing_ok=True)
+
+
+class FramesDirSink(FrameSink):
+    """One image per frame, ``<index:06d>.<ext>``, each written atomically.
+
+    Args:
+        path: the folder (created).
+        ext: image format: png (default) or jpg.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], ext: str = "png"):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.ext = "." + ext.lstrip(".")
+        self.frames = 0
+
+    def write(self, frame: np.ndarray, index: int) -> None:
+        """Encode and write one frame."""
+        ok, buf = cv2.imencode(self.ext, frame)
+        if not ok:
+            raise SinkError(f"{self.path}: OpenCV cannot encode {self.ext} images")
+        write_bytes_atomic(self.path / f"{index:06d}{self.ext}", buf.tobytes())
+        self.frames += 1
+
+
+def check_display() -> None:
+    """Raise a clear error where no window can open (Linux without DISPLAY / WAYLAND_DISPLAY)."""
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise SinkError("--show needs a display, but DISPLAY is not set: use --out, or run under Xvfb (xvfb-run)")
+
+
+class WindowSink(FrameSink):
+    """An OpenCV window: ``q``/Esc quits, space pauses/resumes, ``s`` saves a PNG snapshot.
+
+    Args:
+        title: window title.
+        snapshot_dir: where ``s`` writes ``vbp_snapshot_<index>.png``.
+    """
+
+    KEYS_HELP = "q/Esc: quit, space: pause, s: snapshot"
+
+    def __init__(self, title: str = "vbp-live", snapshot_dir: str | os.PathLike[str] = "."):
+        check_display()
+        self.title, self.snapshot_dir = title, Path(snapshot_dir)
+        self.stop = threading.Event()
+        self.opened = False
+        self.last: tuple[np.ndarray, int] | None = None
+        self.snapshots: list[Path] = []
+
+    def attach(self, stop: threading.Event) -> None:
+        """Watch the pipeline's stop event while paused."""
+        self.stop = stop
+
+    def write(self, frame: np.ndarray, index: int) -> None:
+        """Show the frame and handle keys (blocks while paused)."""
+        if not self.opened:
+            cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)
+            self.opened = True
+        cv2.imshow(self.title, frame)
+        self.last = (frame, index)
+        if self._key(cv2.waitKey(1)) == "pause":
+            self._paused()
+
+    def _key(self, key: int) -> str:
+        key &= 0xFF
+        if key in (ord("q"), 27):
+            self.quit_requested = True
+            return "quit"
+        if key == ord("s") and self.last is not None:
+            self.snapshot()
+            return "snapshot"
+        return "pause" if key == ord(" ") else ""
+
+    def _paused(self) -> None:
+        log.info("paused (space resumes)")
+        while not self.stop.is_set() and not self.quit_requested:
+            if self._key(cv2.waitKey(30)) == "pause":
+                return
+
+    def snapshot(self) -> Path:
+        """Save the frame on screen as a PNG; returns its path."""
+        frame, index = self.last
+        ok, buf = cv2.imencode(".png", frame)
+        path = self.snapshot_dir / f"vbp_snapshot_{index:06d}.png"
+        write_bytes_atomic(path, buf.tobytes())
+        self.snapshots.append(path)
+        log.warning("snapshot saved: %s", path)
+        return path
+
+    def close(self) -> None:
+        """Close the window."""
+        if self.opened:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+            self.opened = False

@@ -1,0 +1,290 @@
+"""Frame sources: video files, image folders, prepared datasets, in-memory frames and live streams.
+
+Every source is an iterator of :class:`FrameRecord` (supervision-style frame generators) with a
+:class:`VideoInfo`. File-like sources yield every frame in order; unreadable frames are skipped,
+counted in ``source.corrupt`` and logged. Live sources (:mod:`vbp_live.io.live`) reconnect.
+:func:`open_source` picks the right one from a command-line SOURCE string.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+BAG_SUFFIXES = {".bag"}
+
+
+class SourceError(ValueError):
+    """A source cannot be opened or read (the message names it and says what is wrong)."""
+
+
+@dataclass
+class FrameRecord:
+    """One frame on its way through the pipeline.
+
+    Attributes:
+        index: frame index in the source (skipped frames keep their numbers).
+        time_s: media time in seconds from the start of the source.
+        image: uint8 (H, W, 3) BGR or (H, W) gray.
+        truth_rad: actual steering wheel angle (rad) where the source knows it.
+        cropped: the image already is the network input (prepared datasets).
+        t_capture: ``time.perf_counter()`` when the frame was obtained (latency origin).
+    """
+
+    index: int
+    time_s: float
+    image: np.ndarray
+    truth_rad: float | None = None
+    cropped: bool = False
+    t_capture: float = 0.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What is known about a source before reading it.
+
+    Attributes:
+        name: what to call it in messages.
+        width, height: frame size (0 when unknown until the first frame).
+        fps: frame rate (frames/s) of the media, used for output videos.
+        total: number of frames, or None (live, unknown).
+        live: frames arrive in real time; stale ones are dropped instead of queued.
+    """
+
+    name: str
+    width: int
+    height: int
+    fps: float
+    total: int | None = None
+    live: bool = False
+
+
+class FrameSource:
+    """Base class: ``info``, :meth:`frames`, ``corrupt`` count; a context manager that closes."""
+
+    info: VideoInfo
+    corrupt: int = 0
+    reconnects: int = 0
+
+    def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
+        """Yield frames in order until the end or until ``stop`` is set."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release whatever the source holds."""
+
+    def __enter__(self) -> "FrameSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _stamp(rec: FrameRecord) -> FrameRecord:
+    rec.t_capture = time.perf_counter()
+    return rec
+
+
+class VideoFileSource(FrameSource):
+    """A video file decoded with OpenCV (FFmpeg). Undecodable frames are skipped and counted.
+
+    Args:
+        path: the file.
+        fps: override the frame rate stored in the file.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise SourceError(f"{self.path}: no such video file")
+        self.cap = cv2.VideoCapture(str(self.path))
+        if not self.cap.isOpened():
+            raise SourceError(f"{self.path}: OpenCV cannot open it as a video (unknown format or codec?)")
+        total = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        file_fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.info = VideoInfo(
+            name=str(self.path),
+            width=int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            height=int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            fps=float(fps or (file_fps if 0 < file_fps < 1000 else 30.0)),
+            total=total if total > 0 else None,
+        )
+
+    def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
+        """Decode every frame; a failed read before the known frame count is a skipped frame."""
+        index = 0
+        max_skips = 25  # consecutive failures that mean "the file ends here"
+        fails = 0
+        while not (stop and stop.is_set()):
+            ok, img = self.cap.read()
+            if ok:
+                fails = 0
+                yield _stamp(FrameRecord(index, index / self.info.fps, img))
+            elif self.info.total is not None and index < self.info.total - 1 and fails < max_skips:
+                fails += 1
+                self.corrupt += 1
+                log.warning("%s: frame %d is unreadable, skipped", self.path, index)
+            else:
+                return
+            index += 1
+
+    def close(self) -> None:
+        """Release the decoder."""
+        self.cap.release()
+
+
+def _natural_key(p: Path) -> list[object]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
+
+
+class ImageFolderSource(FrameSource):
+    """The images of one folder in natural file-name order; unreadable images are skipped and counted.
+
+    Args:
+        path: the folder.
+        fps: frame rate to assume (images carry none).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fps: float = 20.0):
+        self.path = Path(path)
+        self.files = sorted((p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
+        if not self.files:
+            raise SourceError(f"{self.path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+        first = next((im for im in map(_imread, self.files[:10]) if im is not None), None)
+        h, w = first.shape[:2] if first is not None else (0, 0)
+        self.info = VideoInfo(name=str(self.path), width=w, height=h, fps=float(fps), total=len(self.files))
+
+    def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
+        """Read the images in order, skipping (and counting) the ones that do not decode."""
+        for i, f in enumerate(self.files):
+            if stop and stop.is_set():
+                return
+            img = _imread(f)
+            if img is None:
+                self.corrupt += 1
+                log.warning("%s: not a readable image, skipped", f)
+                continue
+            yield _stamp(FrameRecord(i, i / self.info.fps, img))
+
+
+def _imread(path: Path) -> np.ndarray | None:
+    """cv2.imread that also survives non-ASCII paths; None when the file does not decode."""
+    data = np.fromfile(path, np.uint8)
+    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+
+
+class DatasetSource(FrameSource):
+    """A prepared dataset (:class:`~vbp_live.io.dataset.PreparedDataset`): cropped frames with truth.
+
+    Args:
+        path: the dataset directory.
+        split: "train", "test" or None for every frame.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], split: str | None = None):
+        from vbp_live.io.dataset import PreparedDataset
+
+        self.ds = PreparedDataset(path)
+        self.rows = self.ds.indices(split) if split else np.arange(len(self.ds))
+        if len(self.rows) == 0:
+            raise SourceError(f"{path}: no frames" + (f" in split {split!r}" if split else ""))
+        ts = self.ds.timestamps_ns[self.rows]
+        span = (ts[-1] - ts[0]) / 1e9 if len(ts) > 1 else 0.0
+        fps = (len(ts) - 1) / span if span > 0 else 20.0
+        h, w = self.ds.frame_shape[:2]
+        self.info = VideoInfo(name=str(path), width=w, height=h, fps=float(fps), total=len(self.rows))
+
+    def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
+        """Yield the frames (copies out of the memmap) with their steering truth."""
+        t0 = int(self.ds.timestamps_ns[self.rows[0]])
+        for r in self.rows:
+            if stop and stop.is_set():
+                return
+            t = (int(self.ds.timestamps_ns[r]) - t0) / 1e9
+            img = np.array(self.ds.frames[r])
+            yield _stamp(FrameRecord(int(r), t, img, float(self.ds.steering[r]), cropped=True))
+
+
+class ArraySource(FrameSource):
+    """Frames from memory or a generator: ``(image, truth_rad or None)`` pairs.
+
+    Args:
+        frames: an iterable of (image, truth) pairs.
+        fps: their frame rate.
+        total: how many there are, if known.
+        name: what to call the source.
+    """
+
+    def __init__(
+        self,
+        frames: Iterable[tuple[np.ndarray, float | None]],
+        fps: float,
+        total: int | None = None,
+        name: str = "<frames>",
+        size: tuple[int, int] = (0, 0),
+    ):
+        self._frames = frames
+        self.info = VideoInfo(name=name, width=size[0], height=size[1], fps=float(fps), total=total)
+
+    def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
+        """Yield the given frames in order."""
+        for i, (img, truth) in enumerate(self._frames):
+            if stop and stop.is_set():
+                return
+            yield _stamp(FrameRecord(i, i / self.info.fps, img, truth))
+
+
+def open_source(
+    spec: str,
+    fps: float | None = None,
+    live: bool | None = None,
+    split: str | None = None,
+    reconnect_s: float = 30.0,
+) -> FrameSource:
+    """Open SOURCE as given on the command line.
+
+    * an integer (``0``): a camera; ``scheme://...``: a stream URL (MJPEG over HTTP, RTSP, ...);
+      a string with ``!``: a GStreamer pipeline -- all live;
+    * a folder with ``manifest.yaml``: a prepared dataset; another folder: its images;
+    * ``*.bag``: a Udacity ROS1 bag (ground truth from the steering reports);
+    * any other file: a video file.
+
+    Args:
+        spec: the SOURCE string.
+        fps: frame rate override (image folders have none; default 20).
+        live: force live (drop stale frames) or file (keep every frame) behaviour.
+        split: for prepared datasets, "train" or "test".
+        reconnect_s: how long a lost live source may stay away before the run ends.
+    """
+    from vbp_live.io.live import LiveSource, ReconnectPolicy, is_live_spec
+
+    if is_live_spec(spec):
+        if live is False:
+            raise SourceError(f"{spec}: a camera or stream is always live")
+        return LiveSource(spec, fps=fps, policy=ReconnectPolicy(give_up_s=reconnect_s))
+    p = Path(spec)
+    if not p.exists():
+        raise SourceError(f"{spec}: no such file or folder (and not a camera index, URL or GStreamer pipeline)")
+    if p.is_dir():
+        src: FrameSource = DatasetSource(p, split) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
+    elif p.suffix.lower() in BAG_SUFFIXES:
+        from vbp_live.io.bag_source import BagSource
+
+        src = BagSource(p)
+    else:
+        src = VideoFileSource(p, fps)
+    if live:
+        src.info = VideoInfo(**{**src.info.__dict__, "live": True})
+    return src

@@ -1,0 +1,131 @@
+"""The model step: crop/grayscale/resize as trained, then forward + VisualBackProp in one pass.
+
+:class:`OverlayEngine` turns a batch of frames into steering predictions and input-sized masks.
+The crop comes from the checkpoint (the one :func:`~vbp_live.core.preprocess.preprocess_frame`),
+the attribution method is ``vbp_fused`` on CUDA where registered and runnable, else ``vbp``;
+either way ``run(x)`` returns the output and the mask of the same forward pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from vbp_live.attribution import create_method, list_methods
+from vbp_live.core.preprocess import CropSpec, preprocess_frame
+from vbp_live.models import frames_to_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    """The model step's result for one frame.
+
+    Attributes:
+        steering_rad: predicted steering wheel angle (rad).
+        mask: float32 (out_height, out_width) VisualBackProp mask in [0, 1], on the network input grid.
+    """
+
+    steering_rad: float
+    mask: np.ndarray
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def pick_method(device: torch.device, requested: str = "auto") -> str:
+    """The attribution method to use: ``vbp_fused`` on CUDA when it is registered and runnable."""
+    if requested != "auto":
+        return requested
+    if device.type != "cuda" or "vbp_fused" not in list_methods():
+        return "vbp"
+    from vbp_live.attribution.vbp_triton import fused_available
+
+    ok, why = fused_available(device)
+    if not ok:
+        log.warning("fused VisualBackProp unavailable (%s); using 'vbp'", why)
+    return "vbp_fused" if ok else "vbp"
+
+
+class OverlayEngine:
+    """Batched inference + VisualBackProp for frames from any source.
+
+    Args:
+        model: a steering network (one output per frame), in eval mode.
+        crop: the preprocessing it was trained with.
+        device: where to run.
+        method: "auto", "vbp" or "vbp_fused".
+        channels_last: use the channels-last memory format (faster convolutions on CPU).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        crop: CropSpec,
+        device: torch.device | str = "cpu",
+        method: str = "auto",
+        channels_last: bool = True,
+    ):
+        self.device = pick_device(device) if isinstance(device, str) else device
+        self.crop, self.channels_last = crop, channels_last
+        self.model = model.to(self.device).eval()
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.checkpoint_meta: dict = {}
+        self.method_name = pick_method(self.device, method)
+        self.method = create_method(self.method_name, self.model)
+        if not hasattr(self.method, "run"):
+            raise ValueError(f"attribution method {self.method_name!r} has no run(x) giving output and mask together")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", **kwargs: object) -> "OverlayEngine":
+        """Rebuild the model and its crop from a checkpoint alone."""
+        from vbp_live.io.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        dev = pick_device(device)
+        engine = cls(ckpt.build_model(dev), ckpt.crop, dev, **kwargs)
+        engine.checkpoint_meta = ckpt.meta
+        return engine
+
+    def network_input(self, image: np.ndarray, cropped: bool = False) -> np.ndarray:
+        """One frame as the network's uint8 input: preprocessed, or checked when already cropped."""
+        if not cropped:
+            return preprocess_frame(image, self.crop)
+        want = (self.crop.out_height, self.crop.out_width)
+        if image.shape[:2] != want:
+            raise ValueError(f"a cropped frame is {image.shape[:2]}, but the model expects {want}")
+        if self.crop.grayscale and image.ndim == 3:
+            return preprocess_frame(image, CropSpec(0.0, 1.0, *want))
+        return image
+
+    def infer(self, images: list[np.ndarray], cropped: list[bool] | None = None) -> list[Prediction]:
+        """Predictions for a batch of frames (any sizes; each is preprocessed on its own).
+
+        Args:
+            images: uint8 (H, W, 3) BGR or (H, W) gray frames.
+            cropped: per frame, whether it already is the network input.
+        """
+        cropped = cropped or [False] * len(images)
+        batch = np.stack([self.network_input(im, c) for im, c in zip(images, cropped)])  # (B, h, w[, 3])
+        x = frames_to_input(batch, self.device)  # (B, C, h, w)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            res = self.method.run(x)
+        out = res.output.reshape(len(images), -1)  # (B, n_out)
+        if out.shape[1] != 1:
+            raise ValueError(f"vbp-live run shows steering: the model must output 1 value per frame, got {out.shape[1]}")
+        steer = out[:, 0].float().cpu().numpy()  # (B,)
+        masks = res.mask[:, 0].float().cpu().numpy()  # (B, h, w)
+        return [Prediction(float(s), m) for s, m in zip(steer, masks)]

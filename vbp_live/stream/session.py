@@ -1,0 +1,137 @@
+"""One overlay run from options: open the source and model, build sinks, run the pipeline, report.
+
+Shared by ``vbp-live run``, ``vbp-live demo`` and the benchmark script.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from vbp_live.core.hud import HudStyle
+from vbp_live.io.sinks import FrameSink
+from vbp_live.io.video import FrameSource, open_source
+from vbp_live.stream.engine import OverlayEngine
+from vbp_live.stream.pipeline import Pipeline, PipelineConfig
+from vbp_live.stream.render import OverlayRenderer
+from vbp_live.stream.stats import StreamStats
+
+log = logging.getLogger(__name__)
+
+SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "netsvf_synth.pt"
+
+
+def shipped_checkpoint() -> Path | None:
+    """The shipped NetSVF checkpoint (``vbp_live/assets/netsvf_synth.pt``) if it is installed."""
+    return SHIPPED if SHIPPED.is_file() else None
+
+
+@dataclass
+class RunOptions:
+    """Everything ``vbp-live run`` can be told (see its ``--help``)."""
+
+    checkpoint: str | os.PathLike[str] | None = None
+    device: str = "auto"
+    method: str = "auto"
+    batch_size: int = 8
+    queue_size: int = 32
+    threads: int | None = None
+    fps: float | None = None
+    live: bool | None = None
+    realtime: bool = False
+    split: str | None = None
+    max_frames: int | None = None
+    reconnect_s: float = 30.0
+    glyph: bool = True
+    hud: bool = True
+    alpha: float = 0.7
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the stats, finalized output files and notes for the user."""
+
+    stats: StreamStats
+    outputs: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
+    """The engine for ``opts.checkpoint`` (or the shipped model) and a line describing it."""
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    ckpt = opts.checkpoint or shipped_checkpoint()
+    if ckpt is None:
+        raise FileNotFoundError("no --checkpoint given and the shipped model (vbp_live/assets/netsvf_synth.pt) is not installed")
+    engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, method=opts.method)
+    desc = (f"model {engine.model.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
+            f"{torch.get_num_threads()} torch threads")
+    return engine, desc
+
+
+def run_overlay(
+    spec: str,
+    opts: RunOptions,
+    make_sinks: Callable[[float], Sequence[FrameSink]],
+    progress: bool = True,
+) -> RunResult:
+    """Open SOURCE ``spec`` and the checkpoint, then run (see :func:`run_source`)."""
+    engine, desc = load_engine(opts)
+    with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s) as source:
+        result = run_source(source, engine, opts, make_sinks(source.info.fps), progress=progress)
+    result.notes.insert(0, desc)
+    return result
+
+
+def run_source(
+    source: FrameSource,
+    engine: OverlayEngine,
+    opts: RunOptions,
+    sinks: Sequence[FrameSink],
+    progress: bool = True,
+    note: str = "",
+) -> RunResult:
+    """Run an open source through ``engine`` into ``sinks``; sinks are always closed (finalized)."""
+    style = HudStyle(glyph=opts.glyph) if opts.hud else None
+    renderer = OverlayRenderer(engine.crop, style, opts.alpha, note)
+    cfg = PipelineConfig(opts.batch_size, opts.queue_size, max_frames=opts.max_frames, realtime=opts.realtime)
+    bar = _progress_bar(source, opts) if progress else None
+    pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar)
+    try:
+        stats = pipe.run()
+    finally:
+        if bar is not None:
+            bar.close()
+    outputs = [Path(p) for s in sinks if (p := getattr(s, "finalized", None))]
+    notes = [f"source {source.info.name}: {source.info.width}x{source.info.height} at {source.info.fps:.2f} fps"
+             + (" (live: stale frames are dropped)" if source.info.live else "")]
+    return RunResult(stats, outputs, notes)
+
+
+class _Bar:
+    """tqdm progress driven from the writer thread."""
+
+    def __init__(self, total: int | None, desc: str):
+        from tqdm import tqdm
+
+        self.tqdm = tqdm(total=total, desc=desc, unit="frame", dynamic_ncols=True, leave=False)
+
+    def __call__(self, stats: StreamStats) -> None:
+        self.tqdm.update(1)
+        if stats.frames_out % 10 == 0:
+            self.tqdm.set_postfix(fps=f"{stats.fps:.1f}", dropped=stats.dropped, refresh=False)
+
+    def close(self) -> None:
+        self.tqdm.close()
+
+
+def _progress_bar(source: FrameSource, opts: RunOptions) -> _Bar:
+    total = source.info.total
+    if opts.max_frames is not None:
+        total = min(total, opts.max_frames) if total else opts.max_frames
+    return _Bar(total, "overlay")
