@@ -38,8 +38,8 @@ def ones_transpose2d(x: torch.Tensor, g: Geometry2d, target: tuple[int, int]) ->
 
 def minmax_normalize(mask: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """One min-max per image: (B, 1, H, W) -> [0, 1]. A constant image (e.g. all zero) gives zeros."""
-    flat = mask.flatten(1)  # (B, HW)
-    lo = flat.amin(1).view(-1, 1, 1, 1)
-    span = flat.amax(1).view(-1, 1, 1, 1) - lo
+    lo, hi = torch.aminmax(mask.flatten(1), dim=1)  # (B,), (B,): one pass
+    lo = lo.view(-1, 1, 1, 1)
+    span = hi.view(-1, 1, 1, 1) - lo
     scale = torch.where(span > eps, 1.0 / span.clamp_min(torch.finfo(mask.dtype).tiny), torch.zeros_like(span))
     return (mask - lo) * scale

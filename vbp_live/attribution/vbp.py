@@ -76,10 +76,18 @@ class ChainAttribution(Attribution):
 
 
 def _channel_mean(t: torch.Tensor) -> torch.Tensor:
-    """Average over channels in at least float32 (fp16/bf16 maps would underflow in the products)."""
+    """Average over channels in at least float32 (fp16/bf16 maps would underflow in the products).
+
+    For contiguous NCHW maps this is a (1, C) x (C, h*w) product per image: one streaming read
+    of the activation through BLAS, measurably faster on CPU than ``mean(dim=1)``.
+    """
     if t.dtype in (torch.float16, torch.bfloat16):
         t = t.float()
-    return t.mean(dim=1, keepdim=True)  # (B, C, h, w) -> (B, 1, h, w)
+    b, c, h, w = t.shape
+    if not t.is_contiguous() or c == 1:
+        return t.mean(dim=1, keepdim=True)  # (B, 1, h, w); e.g. channels_last maps
+    weights = torch.full((1, c), 1.0 / c, dtype=t.dtype, device=t.device)  # (1, C)
+    return torch.matmul(weights, t.view(b, c, h * w)).view(b, 1, h, w)
 
 
 @register_method("vbp")
