@@ -26,7 +26,7 @@ from torch import nn
 
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.atomic import atomic_path
-from vbp_live.models import create_model
+from vbp_live.models import create_model, resolved_args
 
 FORMAT = "vbp_live/checkpoint-v1"
 log = logging.getLogger(__name__)
@@ -63,7 +63,11 @@ class Checkpoint:
 
     def check_model(self, name: str, args: dict[str, Any]) -> None:
         """Raise a clear error if this checkpoint is not for model ``name`` with ``args``."""
-        if name != self.model_name or any(self.model_args.get(k, v) != v for k, v in args.items()):
+        try:
+            same = name == self.model_name and resolved_args(name, args) == resolved_args(name, self.model_args)
+        except KeyError as e:
+            raise CheckpointError(f"{self.path}: {e.args[0]}") from e
+        if not same:
             raise CheckpointError(
                 f"{self.path}: checkpoint is for {self.model_name}({self.model_args}), "
                 f"but {name}({args}) was asked for"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
 from torch import nn
@@ -32,3 +33,11 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     model.model_name = name
     model.model_args = dict(kwargs)
     return model
+
+
+def resolved_args(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The factory's full arguments: its defaults overridden by ``kwargs`` (to compare configs)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    params = inspect.signature(_REGISTRY[name]).parameters
+    return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty} | dict(kwargs)
