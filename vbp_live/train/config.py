@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+
+
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class ConfigError(ValueError):
@@ -102,7 +106,8 @@ class TrainConfig:
         max_steps: stop after this many optimizer steps in total, saving a resumable checkpoint (0 = off).
         drop_last: drop the last incomplete batch of an epoch.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
-        amp: mixed precision on CUDA: ``auto`` (on for CUDA), ``on`` or ``off``.
+        amp: mixed precision on CUDA: ``auto`` (= ``fp16``), ``fp16`` (autocast + GradScaler),
+            ``bf16`` (autocast, no scaler) or ``fp32`` (off). CPU runs always use fp32.
         threads: torch CPU threads (0 = leave torch's default).
         progress: show tqdm progress bars.
     """
@@ -150,7 +155,7 @@ class Config:
         _choice("data.kind", self.data.kind, ("prepared", "synthetic_signs"))
         _choice("optim.schedule", self.optim.schedule, ("constant", "step", "cosine"))
         _choice("train.loss", self.train.loss, ("mse", "nll"))
-        _choice("train.amp", self.train.amp, ("auto", "on", "off"))
+        _choice("train.amp", self.train.amp, ("auto", "fp16", "bf16", "fp32"))
         if self.data.kind == "prepared" and not self.data.path:
             raise ConfigError("data.path is empty: name a prepared dataset directory (vbp-live prep)")
         for key, v in (("train.epochs", self.train.epochs), ("train.batch_size", self.train.batch_size),
@@ -192,6 +197,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         return value
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        return float(value)  # YAML 1.1 reads "1e-3" as a string
     if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
         raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
     return value

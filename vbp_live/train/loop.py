@@ -90,7 +90,8 @@ class Trainer:
         self.device = self.dist.device
         self.run_dir = Path(cfg.run_dir)
         self.callbacks = list(callbacks) if self.dist.is_main else []
-        self.amp = self.device.type == "cuda" and cfg.train.amp != "off"
+        self.amp_dtype = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.amp)
+        self.amp = self.device.type == "cuda" and self.amp_dtype is not None
         torch.manual_seed(cfg.train.seed)
         self.raw_model = build_model(cfg, data)
         if self.dist.world > 1:
@@ -100,7 +101,7 @@ class Trainer:
         o = cfg.optim
         self.optimizer = torch.optim.SGD(self.raw_model.parameters(), lr=o.lr, momentum=o.momentum,
                                          weight_decay=o.weight_decay, nesterov=o.nesterov)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.steps_per_epoch = len(self.plan(0))
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(data.train_idx)} training frames make no batch of {cfg.train.batch_size}")
@@ -174,7 +175,7 @@ class Trainer:
         self.lr = lr_at(self.cfg.optim, self.global_step, self.steps_per_epoch, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp):
             out = self.model(x)  # (b, 1) or (b, classes)
         total = loss_sum(out, y, self.cfg.train.loss)
         flags = torch.stack([total.detach().double().cpu(), torch.tensor(0.0, dtype=torch.float64),
@@ -211,9 +212,9 @@ class Trainer:
                              "train_frames_per_s": frames / max(seconds, 1e-9)}
         self.save()
         key = "val_rmse_deg" if self.cfg.train.loss == "mse" else "val_accuracy"
-        bar.write(f"epoch {self.epoch}/{self.cfg.train.epochs}: " + ", ".join(
-            f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k.startswith(("train_loss", "val_"))))
-        log.info("epoch %d: %s %.4g", self.epoch, key, metrics[key])
+        bar.set_postfix({key: f"{metrics[key]:.4g}"}, refresh=False)
+        log.info("epoch %d/%d: %s", self.epoch, self.cfg.train.epochs, ", ".join(
+            f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k.startswith(("train_", "val_"))))
         for cb in self.callbacks:
             cb.after_epoch(self, self.last_metrics)
 
@@ -224,7 +225,7 @@ class Trainer:
         try:
             idx = self.data.val_idx[self.dist.rank::self.dist.world]
             sums = evaluate_sums(self.raw_model, self.data.frames, self.data.targets, idx, self.cfg.train.loss,
-                                 self.cfg.train.batch_size, self.device, self.amp)
+                                 self.cfg.train.batch_size, self.device, self.amp, self.amp_dtype)
         finally:
             self.raw_model.train()
         metrics = finish(all_sum(sums), self.cfg.train.loss)
@@ -244,7 +245,7 @@ class Trainer:
     def save(self) -> None:
         """Write ``last.pt`` atomically (rank 0)."""
         if self.dist.is_main:
-            meta = {"metrics": self.last_metrics, "data": self.data.info, "torch": torch.__version__}
+            meta = {"metrics": self.last_metrics, "data": self.data.info, "torch": str(torch.__version__)}
             save_checkpoint(self.checkpoint_path, self.raw_model, self.data.crop, config_to_dict(self.cfg),
                             self.train_state(), meta)
 

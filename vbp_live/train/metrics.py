@@ -59,6 +59,7 @@ def evaluate_sums(
     batch_size: int = 32,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    amp_dtype: torch.dtype | None = torch.float16,
 ) -> torch.Tensor:
     """Run ``model`` (as it is: call ``.eval()`` first) over rows ``idx``; return the metric sums."""
     device = torch.device(device)
@@ -68,7 +69,7 @@ def evaluate_sums(
         rows = idx[i:i + batch_size]
         x = frames_to_input(np.asarray(frames[rows]), device)  # (b, C, H, W)
         y = torch.as_tensor(np.asarray(targets[rows])).to(device)  # (b,)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp):
             out = model(x)  # (b, 1) or (b, classes)
         total += batch_sums(out, y, loss)
     return total

@@ -25,10 +25,10 @@ def draw_sign(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """One grayscale (size, size) uint8 image of class ``label``."""
     bg = rng.uniform(40, 200)
     img = (bg + rng.normal(0, 18, (size, size))).astype(np.float32)  # (H, W) textured background
-    img = cv2.GaussianBlur(img, (0, 0), rng.uniform(1.0, 4.0))
+    img = np.clip(cv2.GaussianBlur(img, (0, 0), rng.uniform(1.0, 4.0)), 0, 255).astype(np.uint8)
     cx, cy = size / 2 + rng.uniform(-0.1, 0.1, 2) * size
     r = size * rng.uniform(0.28, 0.4)
-    edge, fill = (255.0, 20.0) if bg < 120 else (10.0, 235.0)
+    edge, fill = (255, 20) if bg < 120 else (10, 235)
     shape = SHAPES[label % len(SHAPES)]
     thick = max(2, int(r * 0.15))
     if shape == "circle":
@@ -42,7 +42,7 @@ def draw_sign(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     (tw, th), _ = cv2.getTextSize(str(label // len(SHAPES)), cv2.FONT_HERSHEY_SIMPLEX, scale, 2)
     cv2.putText(img, str(label // len(SHAPES)), (int(cx - tw / 2), int(cy + th / 2)),
                 cv2.FONT_HERSHEY_SIMPLEX, scale, edge, max(1, int(2 * scale)), cv2.LINE_AA)
-    img = img * rng.uniform(0.6, 1.2) + rng.normal(0, 6, img.shape)
+    img = img.astype(np.float32) * rng.uniform(0.6, 1.2) + rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 

@@ -129,7 +129,9 @@ class VBPSnapshots(Callback):
         """VisualBackProp on an eval-mode copy of the network holding the current weights."""
         raw = trainer.raw_model
         if self._shadow is None or self._vbp is None:
-            self._shadow = create_model(raw.model_name, **raw.model_args).to(trainer.device).eval()
+            cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=cuda):  # building the copy must not consume the RNG
+                self._shadow = create_model(raw.model_name, **raw.model_args).to(trainer.device).eval()
             self._vbp = VisualBackProp(self._shadow)
         self._shadow.load_state_dict(raw.state_dict())
         return self._vbp

@@ -1,0 +1,76 @@
+"""Batch plan (a function of seed and epoch), DDP sharding, the memmap loader, synthetic signs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from train_helpers import make_steering_dataset
+
+from vbp_live.models import frames_to_input
+from vbp_live.train.config import DataConfig
+from vbp_live.train.data import BatchLoader, epoch_batches, load_data, shard
+from vbp_live.train.signs import make_sign_dataset
+
+
+def test_batch_plan_is_a_function_of_seed_and_epoch():
+    idx = np.arange(10, 110)
+    a, b = epoch_batches(idx, 16, seed=3, epoch=2), epoch_batches(idx, 16, seed=3, epoch=2)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    other = epoch_batches(idx, 16, seed=3, epoch=3)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, other))
+    assert len(a) == 6 and all(len(x) == 16 and np.all(np.diff(x) > 0) for x in a)  # drop_last, sorted
+    seen = np.concatenate(a)
+    assert len(np.unique(seen)) == 96 and set(seen) <= set(idx)
+
+
+def test_partial_last_batch():
+    idx = np.arange(21)
+    assert [len(b) for b in epoch_batches(idx, 8, 0, 0, drop_last=False)] == [8, 8, 5]
+    assert [len(b) for b in epoch_batches(np.arange(17), 8, 0, 0, drop_last=False, world=2)] == [8, 8]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_shards_partition_the_global_batch(world):
+    batch = np.sort(np.random.default_rng(0).choice(1000, 16, replace=False))
+    parts = [shard(batch, r, world) for r in range(world)]
+    assert sorted(np.concatenate(parts).tolist()) == batch.tolist()
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_loader_reads_the_memmap(tmp_path, prefetch):
+    data = load_data(DataConfig(path=str(make_steering_dataset(tmp_path / "ds", n=40)), prefetch=prefetch))
+    assert isinstance(data.frames, np.memmap) and data.input_shape == (1, 24, 48)
+    assert len(data.train_idx) == 30 and len(data.val_idx) == 10
+    batches = epoch_batches(data.train_idx, 8, 0, 0)
+    got = list(BatchLoader(data.frames, data.targets, batches, prefetch=prefetch))
+    assert len(got) == 3
+    for (x, y), rows in zip(got, batches):
+        assert torch.equal(x, frames_to_input(np.asarray(data.frames[rows])))  # (8, 1, 24, 48)
+        assert torch.equal(y, torch.from_numpy(data.targets[rows]))
+
+
+def test_loader_thread_errors_reach_the_caller(tmp_path):
+    data = load_data(DataConfig(path=str(make_steering_dataset(tmp_path / "ds", n=20))))
+    loader = BatchLoader(data.frames, data.targets, [np.array([0, 1]), np.array([5, 999])], prefetch=2)
+    with pytest.raises(IndexError):
+        list(loader)
+
+
+def test_stride_and_caps(tmp_path):
+    path = str(make_steering_dataset(tmp_path / "ds", n=40))
+    data = load_data(DataConfig(path=path, train_stride=3, max_train_frames=5, val_stride=2))
+    assert data.train_idx.tolist() == [0, 3, 6, 9, 12] and data.val_idx.tolist() == [30, 32, 34, 36, 38]
+    with pytest.raises(ValueError, match="validation split is empty"):
+        load_data(DataConfig(path=path, val_split="nope"))
+
+
+def test_synthetic_signs_are_deterministic_and_distinct():
+    f1, l1 = make_sign_dataset(24, num_classes=6, size=64, seed=1)
+    f2, l2 = make_sign_dataset(24, num_classes=6, size=64, seed=1)
+    f3, _ = make_sign_dataset(24, num_classes=6, size=64, seed=2)
+    assert f1.shape == (24, 64, 64) and f1.dtype == np.uint8
+    assert np.array_equal(f1, f2) and np.array_equal(l1, l2) and not np.array_equal(f1, f3)
+    assert set(l1.tolist()) <= set(range(6)) and len(set(l1.tolist())) > 1
+    assert float(f1.std()) > 20  # a real picture, not a flat image
