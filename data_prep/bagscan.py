@@ -69,6 +69,16 @@ class ScanReport:
     stopped_at: int | None = None
     problem: str | None = None
     connections: dict[int, BagConnection] = field(default_factory=dict)
+    counts: dict[int, int] = field(default_factory=dict)
+    position: int = 0
+
+    def topics(self) -> dict[str, tuple[str, int]]:
+        """Topic -> (type, whole messages seen) over everything scanned so far."""
+        out: dict[str, tuple[str, int]] = {}
+        for c in self.connections.values():
+            prev = out.get(c.topic, (c.msgtype, 0))[1]
+            out[c.topic] = (c.msgtype, prev + self.counts.get(c.id, 0))
+        return out
 
     def describe(self) -> str:
         """One line for people: clean or where and why it stopped."""
@@ -203,6 +213,7 @@ class BagScanner:
         wanted: dict[int, bool] = {}
         pos = len(MAGIC)
         while pos < self.size:
+            self.report.position = pos
             header, data_len, data_pos = self._read_record_head(f, pos)
             op = header.get("op", b"\xff")[0]
             if op == OP_CHUNK:
@@ -213,6 +224,7 @@ class BagScanner:
             elif op not in (OP_BAGHEADER, OP_IDXDATA, OP_CHUNK_INFO):
                 raise _Cut(pos, f"unknown record type {op}")
             pos = data_pos + data_len
+        self.report.position = min(pos, self.size)
         if pos > self.size:
             raise _Cut(self.size, "file ends inside a record")
 
@@ -269,6 +281,7 @@ class BagScanner:
                 conns.setdefault(c.id, c)
             elif op == OP_MSGDATA:
                 cid = _u32(h, "conn")
+                self.report.counts[cid] = self.report.counts.get(cid, 0) + 1
                 if cid not in wanted:
                     if cid not in conns:
                         continue  # message of a connection whose record was lost
@@ -281,7 +294,6 @@ class BagScanner:
 def bag_topics(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]:
     """Topic -> (type, message count) of a whole bag, by a full scan (works on cut bags)."""
     scanner = BagScanner(path)
-    counts: dict[str, int] = {}
-    for conn, _, _ in scanner.messages():
-        counts[conn.topic] = counts.get(conn.topic, 0) + 1
-    return {c.topic: (c.msgtype, counts.get(c.topic, 0)) for c in scanner.report.connections.values()}
+    for _ in scanner.messages(lambda c: False):
+        pass
+    return scanner.report.topics()

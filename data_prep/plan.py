@@ -1,0 +1,104 @@
+"""Decide, before decoding any image, which frames are kept and with which labels.
+
+Steps 1 (synchronize), 3 (speed filter) and 6 (time-ordered split) of the paper's
+preprocessing work on timestamps and measurements alone; step 2 (center camera) was applied
+by the source. The result says, for every camera frame read, either its steering/speed or
+the first reason it was dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from data_prep.config import PrepConfig, SplitConfig
+from data_prep.source import Scan
+from vbp_live.core.sync import FrameSync, clean_samples, drop_counts, sync_frames
+
+SLOW = "slow"  # speed <= filter.min_speed_mps
+
+
+@dataclass
+class Plan:
+    """Every frame of a scan, in time order.
+
+    Attributes:
+        ordinal: (F,) the frame's position in the scan (what ``Source.payloads`` yields).
+        t: (F,) int64 timestamps (ns), ascending.
+        steering: (F,) rad (NaN where dropped). speed: (F,) m/s.
+        source: (F,) index into ``names``. names: source names.
+        reason: (F,) "" for kept frames, else the drop reason.
+        info: extra counts (reordered frames, cleaned samples, ...).
+    """
+
+    ordinal: np.ndarray
+    t: np.ndarray
+    steering: np.ndarray
+    speed: np.ndarray
+    source: np.ndarray
+    names: list[str]
+    reason: np.ndarray
+    info: dict[str, Any]
+
+    @property
+    def kept(self) -> np.ndarray:
+        """(F,) bool, time order."""
+        return self.reason == ""
+
+    def wanted(self) -> np.ndarray:
+        """(F,) bool indexed by ordinal: frames whose images must be decoded."""
+        w = np.zeros(len(self.ordinal), bool)
+        w[self.ordinal[self.kept]] = True
+        return w
+
+    def by_ordinal(self) -> np.ndarray:
+        """(F,) position in time order of each ordinal (inverse of ``ordinal``)."""
+        inv = np.empty(len(self.ordinal), np.int64)
+        inv[self.ordinal] = np.arange(len(self.ordinal))
+        return inv
+
+    def dropped(self) -> dict[str, int]:
+        """Frames dropped per reason."""
+        return drop_counts(self.reason)
+
+
+def make_plan(scan: Scan, cfg: PrepConfig) -> Plan:
+    """Synchronize, filter by speed and record drop reasons for every frame of ``scan``."""
+    gap = None if cfg.sync.max_gap_s is None else int(round(cfg.sync.max_gap_s * 1e9))
+    info: dict[str, Any] = {}
+    if scan.presynced is None:
+        channels = {}
+        for name, (t, v) in (("steering", scan.steering), ("speed", scan.speed)):
+            s = clean_samples(t, v)
+            channels[name] = s
+            info[f"{name}_samples"] = {"read": int(len(t)), "reordered": s.reordered, "duplicate_times": s.duplicates, "non_finite": s.non_finite}
+        fs = sync_frames(scan.frame_t, channels, cfg.sync.method, gap)
+        steering, speed = fs.values["steering"], fs.values["speed"]
+    else:
+        fs = sync_frames(scan.frame_t, {}, cfg.sync.method, gap)
+        steering, speed = (np.asarray(scan.presynced[k], np.float64)[fs.order] for k in ("steering", "speed"))
+        _mark_missing(fs, steering, speed)
+    info["frames_reordered"] = fs.reordered
+    reason = fs.reason.copy()
+    slow = (reason == "") & ~(speed > cfg.filter.min_speed_mps)
+    reason[slow] = SLOW
+    return Plan(fs.order, fs.t, steering, speed, scan.frame_source[fs.order], scan.names, reason, info)
+
+
+def _mark_missing(fs: FrameSync, steering: np.ndarray, speed: np.ndarray) -> None:
+    """Presynced rows with a NaN/inf value are dropped, never filled."""
+    for name, v in (("steering", steering), ("speed", speed)):
+        fs.reason[(fs.reason == "") & ~np.isfinite(v)] = f"{name}_missing"
+
+
+def time_split(n: int, cfg: SplitConfig) -> np.ndarray:
+    """Split labels for ``n`` time-ordered frames: the first are ``train``, the last ``test``.
+
+    ``test_count`` (when set) is the exact number of test frames, else
+    ``round(n * test_fraction)``; either is clipped to [0, n].
+    """
+    n_test = cfg.test_count if cfg.test_count is not None else int(round(n * cfg.test_fraction))
+    n_test = min(max(n_test, 0), n)
+    return np.array(["train"] * (n - n_test) + ["test"] * n_test, dtype=object)

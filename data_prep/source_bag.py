@@ -1,0 +1,155 @@
+"""ROS1 bags (Udacity layout): camera images + ``dbw_mkz_msgs/SteeringReport``.
+
+Several files (a drive split into parts) are read one after the other and merged in time:
+all steering samples are pooled and sorted, all frames are sorted by their header stamp
+before synchronization. Each file picks its own camera topic, the first configured topic it
+contains, with the left/center swap applied to the 2016-10-25 El Camino bags.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from data_prep.bagscan import BagConnection, BagScanner
+from data_prep.config import PrepConfig
+from data_prep.images import Payload, RawImage
+from data_prep.rosmsg import MessageTypes, stamp_ns
+from data_prep.source import InputError, Progress, Scan, Source
+
+log = logging.getLogger(__name__)
+
+IMAGE_TYPES = ("sensor_msgs/CompressedImage", "sensor_msgs/Image")
+_SWAP = {"center": "left", "left": "center"}
+
+
+class BagSource(Source):
+    """One or more ``.bag`` files of one drive."""
+
+    kind = "bag"
+
+    def __init__(self, paths: list[Path], cfg: PrepConfig):
+        super().__init__(paths)
+        self.cfg = cfg
+        self.types = MessageTypes()
+        self.selected: list[str | None] = []
+        self.frame_counts: list[int] = []
+
+    def camera_topics(self, path: Path) -> list[str]:
+        """Candidate camera topics for this file, in priority order (swap applied)."""
+        name = self.cfg.camera.name
+        if any(fnmatch.fnmatch(path.name, pat) for pat in self.cfg.camera.swap_left_center):
+            name = _SWAP.get(name, name)
+        return [t.format(name=name) for t in self.cfg.camera.topics]
+
+    def scan(self, progress: Progress | None = None) -> Scan:
+        """Read header stamps of every candidate camera topic and all steering reports."""
+        acc: dict[str, list[Any]] = {k: [] for k in ("ft", "fsrc", "st", "sa", "sv")}
+        info = {"zero_stamp_frames": 0, "zero_stamp_steering": 0, "swapped_left_center": []}
+        warnings, topics_seen = [], {}
+        self.selected, self.frame_counts = [], []
+        for fi, path in enumerate(self.paths):
+            stamps, report = self._scan_file(path, acc, info, progress)
+            topics_seen[path.name] = report.topics()
+            if report.stopped_at is not None:
+                warnings.append(report.describe())
+            chosen = next((t for t in self.camera_topics(path) if stamps.get(t)), None)
+            self.selected.append(chosen)
+            self.frame_counts.append(len(stamps.get(chosen, [])))
+            if chosen is not None:
+                acc["ft"].extend(stamps[chosen])
+                acc["fsrc"].extend([fi] * len(stamps[chosen]))
+                if self.camera_topics(path)[0] != self.cfg.camera.topics[0].format(name=self.cfg.camera.name):
+                    info["swapped_left_center"].append(path.name)
+        self._check_found(acc, topics_seen)
+        info["camera_topics"] = {p.name: t for p, t in zip(self.paths, self.selected)}
+        st = np.array(acc["st"], np.int64)
+        return Scan(
+            frame_t=np.array(acc["ft"], np.int64),
+            frame_source=np.array(acc["fsrc"], np.int32),
+            names=[p.name for p in self.paths],
+            steering=(st, np.array(acc["sa"], np.float64)),
+            speed=(st, np.array(acc["sv"], np.float64)),
+            info=info,
+            warnings=warnings,
+        )
+
+    def _scan_file(self, path: Path, acc: dict[str, list[Any]], info: dict[str, Any], progress: Progress | None):
+        cams = self.camera_topics(path)
+        steer_topic = self.cfg.steering.topic
+        stamps: dict[str, list[int]] = {t: [] for t in cams}
+        scanner, last_pos = BagScanner(path), 0
+        for conn, rec_t, raw in scanner.messages(lambda c: c.topic in stamps or c.topic == steer_topic):
+            msg = self.types.deserialize(conn, raw)
+            t, fell_back = stamp_ns(msg, rec_t)
+            if conn.topic == steer_topic:
+                self._steering_sample(conn, msg, t, acc)
+                info["zero_stamp_steering"] += fell_back
+            else:
+                _check_image_type(conn, path)
+                stamps[conn.topic].append(t)
+                info["zero_stamp_frames"] += fell_back
+            if progress and scanner.report.position != last_pos:
+                progress(scanner.report.position - last_pos)
+                last_pos = scanner.report.position
+        if progress:
+            progress(scanner.size - last_pos)
+        return stamps, scanner.report
+
+    def _steering_sample(self, conn: BagConnection, msg: Any, t: int, acc: dict[str, list[Any]]) -> None:
+        sc = self.cfg.steering
+        try:
+            angle, speed = getattr(msg, sc.angle_field), getattr(msg, sc.speed_field)
+        except AttributeError:
+            raise InputError(
+                f"{conn.topic} ({conn.msgtype}) has no field {sc.angle_field!r} or {sc.speed_field!r}; "
+                f"its fields: {self.types.field_names(conn)} (set steering.angle_field / steering.speed_field)"
+            ) from None
+        acc["st"].append(t)
+        acc["sa"].append(float(angle))
+        acc["sv"].append(float(speed))
+
+    def _check_found(self, acc: dict[str, list[Any]], topics_seen: dict[str, dict[str, tuple[str, int]]]) -> None:
+        listing = "; ".join(
+            f"{name}: " + (", ".join(f"{t} ({ty}, {n} msgs)" for t, (ty, n) in sorted(tops.items())) or "no topics")
+            for name, tops in topics_seen.items()
+        )
+        if not acc["ft"]:
+            wanted = sorted({t for p in self.paths for t in self.camera_topics(p)})
+            raise InputError(f"no camera frames: none of the topics {wanted} has messages. Topics present: {listing}")
+        if not acc["st"]:
+            raise InputError(f"no steering: topic {self.cfg.steering.topic!r} has no messages. Topics present: {listing}")
+
+    def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:
+        """Stream the selected camera topic of each file; decode-ready payloads."""
+        offset = 0
+        for path, topic, n in zip(self.paths, self.selected, self.frame_counts):
+            if topic is not None and offset + n > start and wanted[offset : offset + n].any():
+                yield from self._file_payloads(path, topic, n, offset, wanted, start)
+            offset += n
+
+    def _file_payloads(self, path: Path, topic: str, n: int, offset: int, wanted: np.ndarray, start: int):
+        k = 0
+        for conn, _, raw in BagScanner(path).messages(lambda c: c.topic == topic):
+            o, k = offset + k, k + 1
+            if k > n:
+                break
+            if o >= start and wanted[o]:
+                yield o, self._payload(conn, raw)
+        if k != n:
+            raise InputError(f"{path}: has {k} frames on {topic} now, the first pass saw {n} (file changed?)")
+
+    def _payload(self, conn: BagConnection, raw: memoryview) -> Payload:
+        msg = self.types.deserialize(conn, raw)
+        if conn.msgtype == "sensor_msgs/CompressedImage":
+            return msg.data
+        return RawImage(int(msg.height), int(msg.width), str(msg.encoding), int(msg.step), msg.data)
+
+
+def _check_image_type(conn: BagConnection, path: Path) -> None:
+    if conn.msgtype not in IMAGE_TYPES:
+        raise InputError(f"{path}: camera topic {conn.topic} has type {conn.msgtype}, expected one of {IMAGE_TYPES}")
