@@ -13,7 +13,7 @@ import logging
 import sys
 
 # Order = order shown in --help. Add a command by adding its module here.
-COMMANDS = ["demo", "run", "bench", "train"]
+COMMANDS = ["demo", "run", "bench", "prep", "train"]
 
 
 class CliError(Exception):
