@@ -1,0 +1,44 @@
+"""A synthetic driving world with ground truth (layer 1: numpy + OpenCV only).
+
+Public API::
+
+    from vbp_live.synth import DriveConfig, simulate_drive, render_frames
+
+    drive = simulate_drive(DriveConfig(seed=3, frames=400))   # deterministic for the config
+    drive.frame_times_ns     # (N,) int64 epoch ns of the center-camera frames (20 Hz, jittered)
+    drive.steering           # (N,) steering WHEEL angle at each frame, rad, positive = left
+    drive.speed              # (N,) m/s (stops and slow traffic give stretches below 5 m/s)
+    drive.steer_times_ns     # (M,) ~50 Hz steering-report stamps (jittered, rare drops)
+    drive.steer_angle, drive.steer_speed, drive.steer_cmd, drive.steer_torque   # (M,)
+    for frame_bgr, masks in render_frames(drive):             # (480, 640, 3) uint8, GroundTruthMasks
+        masks.lane, masks.hmark, masks.shadow, masks.car, masks.road   # (480, 640) bool
+
+The steering label is the measured wheel angle of a pure-pursuit driver aiming at the ego lane
+center ``DriveConfig.vehicle.lookahead_m`` (12 m) ahead of the rear axle, with steering ratio
+14.8 and wheelbase 2.85 m; :func:`pure_pursuit_swa` recomputes the command from the road
+geometry. The look-ahead point lies inside the NetSVF crop band (rows 0.55-0.81), so the label
+is a function of what the network sees (plus a small actuator lag and noise).
+
+Writers (bags, mp4, bag-dump folder, simulator ``driving_log.csv``, ground-truth file) are I/O
+and live in :mod:`vbp_live.io.synth_writers` and :mod:`vbp_live.io.udacity_bag`; the CLI is
+``vbp-live synth``.
+"""
+
+from vbp_live.synth.camera import Camera
+from vbp_live.synth.drive import DEFAULT_START_NS, Drive, DriveConfig, simulate_drive
+from vbp_live.synth.render import MASK_NAMES, GroundTruthMasks, Renderer, render_frames
+from vbp_live.synth.vehicle import VehicleParams, pure_pursuit_swa
+
+__all__ = [
+    "Camera",
+    "DEFAULT_START_NS",
+    "Drive",
+    "DriveConfig",
+    "GroundTruthMasks",
+    "MASK_NAMES",
+    "Renderer",
+    "VehicleParams",
+    "pure_pursuit_swa",
+    "render_frames",
+    "simulate_drive",
+]

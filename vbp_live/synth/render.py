@@ -1,0 +1,264 @@
+"""Render a :class:`~vbp_live.synth.drive.Drive` into BGR frames with pixel-exact ground-truth masks.
+
+Per frame: sky gradient and skyline, grass, the road surface, lane markings, stop lines and
+crosswalks (polygons projected from the road frame and filled with ``cv2.fillPoly``), shadows,
+other cars (boxes, far to near), then one multiplicative light map (world-fixed asphalt/grass
+texture looked up by inverse perspective per pixel row with ``cv2.remap``, global brightness,
+shadow darkening), distance haze and the ego hood. Every polygon is drawn into the frame and
+into its mask with the same call, so masks align with the pixels exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from vbp_live.synth import textures as tx
+from vbp_live.synth.camera import Camera, clip_near, world_to_vehicle
+from vbp_live.synth.cars import car_polygons
+from vbp_live.synth.drive import Drive
+
+MASK_NAMES = ("lane", "hmark", "shadow", "car", "road")
+Z_NEAR, FAR_M = 0.5, 160.0
+_GRID = np.unique(np.concatenate([np.arange(0.0, 12.0, 1.0), np.geomspace(12.0, FAR_M, 28)]))
+
+
+@dataclass
+class GroundTruthMasks:
+    """Per-frame pixel masks (H, W) bool, aligned with the rendered frame.
+
+    Attributes:
+        lane: lane markings (solid/dashed, white/yellow), including those under shadows.
+        hmark: horizontal markings (stop lines, crosswalk stripes).
+        shadow: ground shadows (tree/building shadows and car contact shadows).
+        car: other vehicles.
+        road: visible road surface (asphalt, markings included).
+    """
+
+    lane: np.ndarray
+    hmark: np.ndarray
+    shadow: np.ndarray
+    car: np.ndarray
+    road: np.ndarray
+
+    def stack(self) -> np.ndarray:
+        """(5, H, W) bool in ``MASK_NAMES`` order."""
+        return np.stack([getattr(self, n) for n in MASK_NAMES])
+
+    @classmethod
+    def from_stack(cls, arr: np.ndarray) -> "GroundTruthMasks":
+        """Inverse of :meth:`stack`."""
+        return cls(*(arr[k].astype(bool, copy=False) for k in range(len(MASK_NAMES))))
+
+
+@dataclass
+class _View:
+    px: float
+    py: float
+    theta: float
+    pitch: float
+    s_cam: float
+
+
+class Renderer:
+    """Renders frames of one drive (precomputes texture, sky, skyline, hood and world polygons)."""
+
+    def __init__(self, drive: Drive, camera: Camera | None = None) -> None:
+        self.drive = drive
+        self.cam = cam = camera or drive.config.camera
+        sc = drive.scene
+        noise = tx.ground_texture(sc.texture_seed)
+        self.tex_near = np.clip(128.0 + noise, 0, 255).astype(np.uint8)
+        self.tex_far = np.clip(128.0 + 0.35 * noise, 0, 255).astype(np.uint8)
+        sky = tx.sky_column(cam, sc.sky_top, sc.sky_horizon)[: cam.height]  # (H, 1, 3): rows above the horizon
+        self.bg = np.empty((2 * cam.height, cam.width, 3), np.uint8)  # sky, then grass; slice per horizon row
+        self.bg[: cam.height] = sky
+        self.bg[cam.height:] = sc.grass
+        self.skyline = tx.skyline_table(sc.texture_seed)
+        self.hill_color = tuple(int(0.55 * g + 0.45 * h) for g, h in zip(sc.grass, sc.sky_horizon))
+        self.hood_r0, self.hood_mask, self.hood_img = tx.hood(cam) if cam.hood else (cam.height, None, None)
+        self.not_hood = None if self.hood_mask is None else (~self.hood_mask).astype(np.uint8)
+        self._hood_cache: dict[int, np.ndarray] = {}
+        self.uc = (np.arange(cam.width, dtype=np.float32) - np.float32(cam.cx))[None, :]
+        road = drive.road
+        self.hm_world = np.stack(road.frenet_to_world(sc.hmarks[..., 0], sc.hmarks[..., 1]), -1)  # (K, 4, 2)
+        self.hm_s = sc.hmarks[..., 0].min(axis=1) if len(sc.hmarks) else np.zeros(0)
+        self.shadow_world = [np.stack(road.frenet_to_world(p[:, 0], p[:, 1]), -1) for p in sc.shadows]
+        self.shade_value = int(round(255 * sc.shadow_level))
+
+    def render(self, i: int) -> tuple[np.ndarray, GroundTruthMasks]:
+        """Frame ``i``: (H, W, 3) uint8 BGR and its :class:`GroundTruthMasks`."""
+        cam, d = self.cam, self.drive
+        px, py, theta = d.camera_pose(i, cam)
+        view = _View(px, py, theta, float(d.pitch[i]), float(d.s[i]) + cam.forward_m)
+        vh = cam.horizon_row(view.pitch)
+        base = self._background(vh, theta)
+        masks = np.zeros((len(MASK_NAMES), cam.height, cam.width), np.uint8)
+        shade = np.full((cam.height, cam.width), 255, np.uint8)
+        self._draw_road(base, masks, view)
+        self._draw_hmarks(base, masks, view)
+        self._draw_shadows(shade, masks, view)
+        self._draw_cars(base, shade, masks, view, i)
+        frame = self._light(base, shade, view, vh, float(d.scene.brightness[i]))
+        self._haze(frame, vh)
+        self._hood(frame, masks, float(d.scene.brightness[i]))
+        return frame, GroundTruthMasks.from_stack(masks)
+
+    # -- background and light ------------------------------------------------------------
+    def _background(self, vh: float, theta: float) -> np.ndarray:
+        cam = self.cam
+        r = int(np.clip(math.ceil(vh), 0, cam.height))
+        base = self.bg[cam.height - r: 2 * cam.height - r].copy()
+        tx.fill([(base, self.hill_color)], [tx.skyline_polygon(self.skyline, cam, theta, vh)])
+        return base
+
+    def _light(self, base: np.ndarray, shade: np.ndarray, view: _View, vh: float, brightness: float) -> np.ndarray:
+        """Multiply the flat-colored frame by texture x brightness x shadows (128 = 1.0)."""
+        cam = self.cam
+        gain = np.empty((cam.height, cam.width), np.uint8)
+        r0 = int(np.clip(math.floor(vh) + 1, 0, cam.height))
+        gain[:r0] = min(255, round(128 * brightness))
+        if r0 < cam.height:
+            gain[r0:] = cv2.convertScaleAbs(self._texture_rows(view, r0), alpha=brightness)
+        gain = cv2.multiply(gain, cv2.blur(shade, (3, 3)), scale=1.0 / 255.0)
+        return cv2.multiply(base, cv2.cvtColor(gain, cv2.COLOR_GRAY2BGR), scale=1.0 / 128.0)
+
+    def _texture_rows(self, view: _View, r0: int) -> np.ndarray:
+        """World-fixed ground texture for rows ``r0..H-1`` by inverse perspective (uint8, 128 = 1.0)."""
+        cam = self.cam
+        z, k = cam.ground_rows(np.arange(r0, cam.height), view.pitch)
+        scale = np.minimum(1.0, 300.0 / z)  # keep remap coordinates small near the horizon
+        z, k = z * scale, k * scale
+        c, s = math.cos(view.theta), math.sin(view.theta)
+        tile, res = tx.TEXTURE_PX * tx.TEXTURE_RES_M, tx.TEXTURE_RES_M
+        ox, oy = view.px % tile, view.py % tile
+        mx = ((ox + z * c) / res).astype(np.float32)[:, None] + ((k * s) / res).astype(np.float32)[:, None] * self.uc
+        my = ((oy + z * s) / res).astype(np.float32)[:, None] - ((k * c) / res).astype(np.float32)[:, None] * self.uc
+        n_far = int(np.searchsorted(-z, -40.0))  # rows farther than 40 m get the low-contrast texture
+        out = np.empty(mx.shape, np.uint8)
+        for tex, sl in ((self.tex_far, slice(0, n_far)), (self.tex_near, slice(n_far, None))):
+            if mx[sl].size:
+                out[sl] = cv2.remap(tex, mx[sl], my[sl], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        return out
+
+    def _haze(self, frame: np.ndarray, vh: float) -> None:
+        r0 = int(np.clip(math.floor(vh) - 2, 0, self.cam.height))
+        r1 = int(np.clip(math.floor(vh) + 30, 0, self.cam.height))
+        if r1 <= r0:
+            return
+        a = (0.6 * np.exp(-np.abs(np.arange(r0, r1) - vh) / 7.0)).astype(np.float32)[:, None, None]
+        haze = np.array(self.drive.scene.sky_horizon, np.float32)
+        band = frame[r0:r1].astype(np.float32)
+        frame[r0:r1] = (band * (1 - a) + haze * a).astype(np.uint8)
+
+    def _hood(self, frame: np.ndarray, masks: np.ndarray, brightness: float) -> None:
+        if self.hood_mask is None:
+            return
+        r0, level = self.hood_r0, int(round(brightness * 32))
+        img = self._hood_cache.get(level)
+        if img is None:
+            img = self._hood_cache[level] = cv2.convertScaleAbs(self.hood_img, alpha=level / 32)
+        np.copyto(frame[r0:], img, where=self.hood_mask[..., None])
+        np.bitwise_and(masks[:, r0:], self.not_hood, out=masks[:, r0:])
+
+    # -- ground polygons -------------------------------------------------------------------
+    def _strips(self, view: _View, s0: np.ndarray, s1: np.ndarray, d: np.ndarray, width: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+        """Pixel polygons of road-aligned strips clipped to the visible range; returns (polys, piece index)."""
+        lo, hi = view.s_cam + 1.0, view.s_cam + FAR_M
+        keep = np.nonzero((s1 > lo) & (s0 < hi))[0]
+        grid = view.s_cam + _GRID
+        ss, dd, spans = [], [], []
+        for j in keep:
+            a, b = max(s0[j], lo), min(s1[j], hi)
+            s = np.concatenate([[a], grid[(grid > a) & (grid < b)], [b]])
+            ss += [s, s[::-1]]
+            dd += [np.full(len(s), d[j] + 0.5 * width[j]), np.full(len(s), d[j] - 0.5 * width[j])]
+            spans.append(len(s))
+        if not spans:
+            return [], keep
+        x, y = self.drive.road.frenet_to_world(np.concatenate(ss), np.concatenate(dd))
+        fwd, left = world_to_vehicle(x, y, view.px, view.py, view.theta)
+        u, v, _ = self.cam.project(fwd, left, 0.0, view.pitch)
+        polys, start = [], 0
+        for n in spans:
+            f = fwd[start:start + 2 * n]
+            ok = np.minimum(f[:n], f[2 * n - 1:n - 1:-1] if n > 0 else f) >= Z_NEAR
+            polys.append(self._valid_strip(u[start:start + 2 * n], v[start:start + 2 * n], ok))
+            start += 2 * n
+        return polys, keep
+
+    @staticmethod
+    def _valid_strip(u: np.ndarray, v: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        n = len(ok)
+        if not ok.any():
+            return np.zeros((0, 2))
+        first = int(np.argmax(ok))
+        bad = np.nonzero(~ok[first:])[0]
+        last = first + (int(bad[0]) if len(bad) else n - first)
+        left = np.stack([u[first:last], v[first:last]], 1)
+        right = np.stack([u[2 * n - last:2 * n - first], v[2 * n - last:2 * n - first]], 1)
+        return np.concatenate([left, right])
+
+    def _draw_road(self, base: np.ndarray, masks: np.ndarray, view: _View) -> None:
+        w = self.drive.road.lane_width
+        inf = np.array([np.inf])
+        polys, _ = self._strips(view, np.array([-np.inf]), inf, np.array([0.0]), np.array([3 * w + 1.2]))
+        tx.fill([(base, self.drive.scene.asphalt), (masks[4], 1)], polys)
+        mk = self.drive.scene.markings
+        polys, keep = self._strips(view, mk.s0, mk.s1, mk.d, mk.width)
+        colors = mk.color[keep]
+        for col in np.unique(colors, axis=0):
+            sel = [p for p, c in zip(polys, colors) if (c == col).all()]
+            tx.fill([(base, tuple(int(x) for x in col)), (masks[0], 1)], sel)
+
+    def _ground_polys(self, view: _View, world: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for poly in world:
+            fwd, left = world_to_vehicle(poly[:, 0], poly[:, 1], view.px, view.py, view.theta)
+            fwd, left = clip_near(fwd, left, Z_NEAR)
+            if len(fwd) >= 3:
+                u, v, _ = self.cam.project(fwd, left, 0.0, view.pitch)
+                out.append(np.stack([u, v], 1))
+        return out
+
+    def _draw_hmarks(self, base: np.ndarray, masks: np.ndarray, view: _View) -> None:
+        sel = np.nonzero((self.hm_s > view.s_cam - 5.0) & (self.hm_s < view.s_cam + FAR_M))[0]
+        polys = self._ground_polys(view, [self.hm_world[j] for j in sel])
+        tx.fill([(base, (225, 228, 228)), (masks[1], 1), (masks[0], 0)], polys)
+
+    def _draw_shadows(self, shade: np.ndarray, masks: np.ndarray, view: _View) -> None:
+        ss = self.drive.scene.shadow_s
+        sel = np.nonzero((ss[:, 1] > view.s_cam) & (ss[:, 0] < view.s_cam + FAR_M))[0]
+        polys = self._ground_polys(view, [self.shadow_world[j] for j in sel])
+        tx.fill([(shade, self.shade_value), (masks[2], 1)], polys, disjoint=False)
+
+    def _draw_cars(self, base: np.ndarray, shade: np.ndarray, masks: np.ndarray, view: _View, i: int) -> None:
+        cars = [c for c in self.drive.scene.cars if np.isfinite(c.s[i]) and -10.0 < c.s[i] - view.s_cam < FAR_M]
+        cars.sort(key=lambda c: -abs(c.s[i] - view.s_cam))
+        for car in cars:
+            drawn = car_polygons(car, float(car.s[i]), self.drive.road, self.cam, view)
+            if drawn is None:
+                continue
+            contact, faces = drawn
+            tx.fill([(shade, self.shade_value // 2), (masks[2], 1)], contact)
+            for poly, color in faces:
+                tx.fill([(base, color), (masks[3], 1), (shade, 255), (masks[0], 0), (masks[1], 0),
+                         (masks[2], 0), (masks[4], 0)], [poly])
+
+
+def render_frames(drive: Drive, camera: Camera | None = None, start: int = 0,
+                  stop: int | None = None) -> Iterator[tuple[np.ndarray, GroundTruthMasks]]:
+    """Yield ``(frame_bgr, masks)`` for frames ``start..stop-1`` of ``drive``.
+
+    Args:
+        drive: from :func:`vbp_live.synth.simulate_drive`.
+        camera: another camera on the same vehicle (e.g. a left/right camera); default: the drive's.
+        start, stop: frame range (default: all frames).
+    """
+    r = Renderer(drive, camera)
+    for i in range(start, drive.n_frames if stop is None else stop):
+        yield r.render(i)
