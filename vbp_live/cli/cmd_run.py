@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--frames-dir", help="write every overlay frame as a PNG into this folder")
     out.add_argument("--no-output", action="store_true", help="write nothing (benchmarks)")
     out.add_argument("--stats-json", help="also write the run statistics (counts, fps, latency p50/p95) as JSON")
+    out.add_argument("--csv", help="write per-frame index,time_s,pred_deg,true_deg,error_deg to this CSV")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots (default: %(default)s)")
     src = p.add_argument_group("source")
     src.add_argument("--fps", type=float, help="frame rate for image folders, or to override a file's")
@@ -93,7 +94,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint, device=args.device, method=args.method, batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
-        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha,
+        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
     )
     try:
         result = run_overlay(args.source, opts, lambda fps: build_sinks(args, fps), progress=not args.quiet)

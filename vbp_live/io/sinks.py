@@ -84,7 +84,8 @@ class VideoFileSink(FrameSink):
         self.finalized: Path | None = None
 
     def _open(self, frame: np.ndarray) -> None:
-        self.size = (frame.shape[1], frame.shape[0])
+        # codecs want even sizes (FFmpeg would silently cut a row): pad odd frames by one pixel
+        self.size = (frame.shape[1] + frame.shape[1] % 2, frame.shape[0] + frame.shape[0] % 2)
         self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
         if not self.writer.isOpened():
             raise SinkError(f"{self.path}: OpenCV cannot write a {self.fourcc!r} video with this suffix")
@@ -93,10 +94,17 @@ class VideoFileSink(FrameSink):
         """Encode one frame (resized if the stream changed size)."""
         if self.writer is None:
             self._open(frame)
-        if (frame.shape[1], frame.shape[0]) != self.size:
-            frame = cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-        self.writer.write(frame)
+        self.writer.write(self._fit(frame))
         self.frames += 1
+
+    def _fit(self, frame: np.ndarray) -> np.ndarray:
+        """The frame at the file's size: odd sizes padded (edge pixels repeated), other sizes resized."""
+        dw, dh = self.size[0] - frame.shape[1], self.size[1] - frame.shape[0]
+        if dw == dh == 0:
+            return frame
+        if dw in (0, 1) and dh in (0, 1):
+            return cv2.copyMakeBorder(frame, 0, dh, 0, dw, cv2.BORDER_REPLICATE)
+        return cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
 
     def close(self) -> None:
         """Finish the file and rename it into place (nothing is left when no frame was written)."""

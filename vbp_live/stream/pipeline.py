@@ -25,6 +25,7 @@ from vbp_live.io.live import SourceLostError
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.video import FrameRecord, FrameSource
 from vbp_live.stream.engine import OverlayEngine, Prediction
+from vbp_live.stream.records import PredictionLog
 from vbp_live.stream.render import OverlayRenderer
 from vbp_live.stream.stats import FPSMonitor, StreamStats
 
@@ -57,7 +58,7 @@ class Channel:
         dropped = 0
         with self.cond:
             while len(self.items) >= self.maxsize:
-                if self.drop_oldest or item is END:
+                if self.drop_oldest:
                     self.items.popleft()
                     dropped += 1
                     continue
@@ -118,6 +119,7 @@ class Pipeline:
         sinks: where output frames go (all of them; none is fine for benchmarks).
         config: sizes and limits.
         on_frame: called in the writer thread after each output frame with the stats.
+        log: collects every output frame's prediction (and truth) for a CSV.
     """
 
     def __init__(
@@ -128,10 +130,11 @@ class Pipeline:
         sinks: Sequence[FrameSink] = (),
         config: PipelineConfig | None = None,
         on_frame: Callable[[StreamStats], None] | None = None,
+        log: PredictionLog | None = None,
     ):
         self.source, self.engine, self.renderer, self.sinks = source, engine, renderer, list(sinks)
         self.config = config or PipelineConfig()
-        self.on_frame = on_frame
+        self.on_frame, self.log = on_frame, log
         self.live = source.info.live
         self.stop = threading.Event()
         self.stats = StreamStats()
@@ -253,14 +256,18 @@ class Pipeline:
         self.stats.record("write", t2 - t1)
         self.stats.record("end_to_end", t2 - rec.t_capture)
         self.stats.add(frames_out=1)
+        if self.log is not None:
+            self.log.add(rec, pred)
         if self.on_frame is not None:
             self.on_frame(self.stats)
 
     def _close_sinks(self) -> None:
-        """Finalize every sink; the one that failed mid-write is aborted instead."""
-        for sink in self.sinks:
+        """Finalize every sink (and the log); the one that failed mid-write is aborted instead."""
+        for sink in [*self.sinks, self.log]:
+            if sink is None:
+                continue
             try:
-                sink.abort() if sink is self._failing else sink.close()
+                sink.abort() if sink is self._failing else sink.close()  # type: ignore[union-attr]
             except Exception as e:  # noqa: BLE001
                 self.errors.append(("close", e))
 

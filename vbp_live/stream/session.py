@@ -18,6 +18,7 @@ from vbp_live.io.sinks import FrameSink
 from vbp_live.io.video import FrameSource, open_source
 from vbp_live.stream.engine import OverlayEngine
 from vbp_live.stream.pipeline import Pipeline, PipelineConfig
+from vbp_live.stream.records import PredictionLog
 from vbp_live.stream.render import OverlayRenderer
 from vbp_live.stream.stats import StreamStats
 
@@ -50,6 +51,7 @@ class RunOptions:
     glyph: bool = True
     hud: bool = True
     alpha: float = 0.7
+    csv: str | os.PathLike[str] | None = None
 
 
 @dataclass
@@ -95,19 +97,28 @@ def run_source(
     sinks: Sequence[FrameSink],
     progress: bool = True,
     note: str = "",
+    log: PredictionLog | None = None,
 ) -> RunResult:
-    """Run an open source through ``engine`` into ``sinks``; sinks are always closed (finalized)."""
+    """Run an open source through ``engine`` into ``sinks``; sinks are always closed (finalized).
+
+    Args:
+        note: an extra HUD line on every frame.
+        log: collects per-frame predictions (default: a CSV log when ``opts.csv`` is set).
+    """
     style = HudStyle(glyph=opts.glyph) if opts.hud else None
     renderer = OverlayRenderer(engine.crop, style, opts.alpha, note)
     cfg = PipelineConfig(opts.batch_size, opts.queue_size, max_frames=opts.max_frames, realtime=opts.realtime)
     bar = _progress_bar(source, opts) if progress else None
-    pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar)
+    log = log if log is not None else (PredictionLog(opts.csv) if opts.csv else None)
+    pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=log)
     try:
         stats = pipe.run()
     finally:
         if bar is not None:
             bar.close()
     outputs = [Path(p) for s in sinks if (p := getattr(s, "finalized", None))]
+    if opts.csv and log is not None and log.path is not None and log.path.is_file():
+        outputs.append(log.path)
     notes = [f"source {source.info.name}: {source.info.width}x{source.info.height} at {source.info.fps:.2f} fps"
              + (" (live: stale frames are dropped)" if source.info.live else "")]
     return RunResult(stats, outputs, notes)
