@@ -92,19 +92,20 @@ class ScanReport:
 
 def parse_header(buf: bytes | memoryview) -> dict[str, bytes]:
     """Split a record header into its ``name=value`` fields."""
-    out, pos, n = {}, 0, len(buf)
+    b = bytes(buf)
+    out, pos, n = {}, 0, len(b)
     while pos < n:
         if pos + 4 > n:
             raise BagError("header field length cut off")
-        (size,) = _U32.unpack_from(buf, pos)
+        end = pos + 4 + int.from_bytes(b[pos : pos + 4], "little")
         pos += 4
-        if pos + size > n:
+        if end > n:
             raise BagError("header field longer than its header")
-        name, sep, value = bytes(buf[pos : pos + size]).partition(b"=")
-        if not sep:
+        eq = b.find(b"=", pos, end)
+        if eq < 0:
             raise BagError("header field without '='")
-        out[name.decode("ascii", "replace")] = value
-        pos += size
+        out[b[pos:eq].decode("ascii", "replace")] = b[eq + 1 : end]
+        pos = end
     return out
 
 

@@ -21,17 +21,25 @@ class MessageTypes:
 
     def __init__(self) -> None:
         self._stores: dict[tuple[str, str], Any] = {}
+        self._by_conn: dict[BagConnection, tuple[Any, str]] = {}
 
     def store(self, conn: BagConnection) -> Any:
         """The typestore for this connection's definition (built once)."""
-        key = (conn.msgtype, hashlib.sha1(conn.msgdef.encode()).hexdigest())
-        if key not in self._stores:
-            self._stores[key] = _build_store(conn)
-        return self._stores[key]
+        return self._resolve(conn)[0]
+
+    def _resolve(self, conn: BagConnection) -> tuple[Any, str]:
+        hit = self._by_conn.get(conn)
+        if hit is None:
+            key = (conn.msgtype, hashlib.sha1(conn.msgdef.encode()).hexdigest())
+            if key not in self._stores:
+                self._stores[key] = _build_store(conn)
+            hit = self._by_conn[conn] = (self._stores[key], normalize_msgtype(conn.msgtype))
+        return hit
 
     def deserialize(self, conn: BagConnection, raw: bytes | memoryview) -> Any:
         """Deserialize one raw ROS1 message of ``conn``."""
-        return self.store(conn).deserialize_ros1(raw, normalize_msgtype(conn.msgtype))
+        store, name = self._resolve(conn)
+        return store.deserialize_ros1(raw, name)
 
     def field_names(self, conn: BagConnection) -> list[str]:
         """Top-level field names of the connection's message type."""

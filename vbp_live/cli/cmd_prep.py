@@ -1,0 +1,98 @@
+"""``vbp-live prep``: Udacity-style recordings -> synchronized, filtered, cropped training data."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+EPILOG = """\
+inputs: .bag files (several = one drive, merged in time), a folder of bags, a bag-dump folder
+(camera.csv + steering.csv + center/*.jpg), a simulator driving_log.csv (or its folder), or a
+comma2k19 segment folder (labels only: it has no video).
+
+steps (configs/prep.yaml; override any key with --set KEY=VALUE):
+  1 sync steering + speed onto camera header stamps (linear | zoh); frames before the first /
+    after the last sample or in a gap > sync.max_gap_s are dropped and counted, never zero-filled
+  2 center camera   3 speed > 5 m/s   4 grayscale   5 crop + resize (netsvf 640x125, nethvf 351x125)
+  6 time-ordered split: the last frames are the test set
+
+An interrupted run (Ctrl-C, kill) leaves only OUT.partial; the same command resumes it.
+
+examples:
+  vbp-live prep drive1.bag drive2.bag -o data/udacity --model netsvf
+  vbp-live prep HMB_dump/ -o data/hmb --sync zoh --test-count 20000
+  vbp-live prep segment/ -o labels/ --labels-only
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``prep`` subcommand."""
+    p = sub.add_parser(
+        "prep",
+        help="prepare a training dataset from bags / dumps / simulator logs",
+        description="Turn driving recordings into a prepared dataset: uint8 frames (memory-mapped), "
+        "index.csv (timestamp ns, steering rad, speed m/s, source, split) and manifest.yaml "
+        "(full config, counts read/kept/dropped per reason).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", help="recording files or folders (see below)")
+    p.add_argument("-o", "--out", required=True, help="dataset directory to create")
+    p.add_argument("--config", help="prep YAML (default: built-in defaults = configs/prep.yaml)")
+    p.add_argument("--model", choices=["netsvf", "nethvf"], help="crop preset (crop.preset)")
+    p.add_argument("--sync", choices=["linear", "zoh"], help="sync.method")
+    p.add_argument("--max-gap", type=float, metavar="S", help="sync.max_gap_s")
+    p.add_argument("--min-speed", type=float, metavar="MPS", help="filter.min_speed_mps")
+    p.add_argument("--test-fraction", type=float, help="split.test_fraction")
+    p.add_argument("--test-count", type=int, help="split.test_count (wins over the fraction)")
+    p.add_argument("--camera-topic", action="append", metavar="TOPIC", help="camera.topics (repeatable)")
+    p.add_argument("--steering-topic", help="steering.topic")
+    p.add_argument("--threads", type=int, help="decode.threads")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, YAML value")
+    p.add_argument("--kind", default="auto", choices=["auto", "bag", "dump", "sim", "comma2k19"], help="input kind")
+    p.add_argument("--labels-only", action="store_true", help="write the synchronized index only (no frames)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--restart", action="store_true", help="ignore an interrupted run's progress; start clean")
+    p.add_argument("--bench", action="store_true", help="print frames/s and where the time goes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted config overrides from the command line."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for key, value in (("crop.preset", args.model), ("sync.method", args.sync), ("sync.max_gap_s", args.max_gap),
+                       ("filter.min_speed_mps", args.min_speed), ("split.test_fraction", args.test_fraction),
+                       ("split.test_count", args.test_count), ("camera.topics", args.camera_topic),
+                       ("steering.topic", args.steering_topic), ("decode.threads", args.threads)):
+        if value is not None:
+            out[key] = value
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the preparation and print the summary."""
+    from data_prep.config import load_config
+    from data_prep.pipeline import prepare
+    from data_prep.report import summary_table, timing_table
+
+    cfg = load_config(args.config, overrides(args))
+    try:
+        res = prepare(args.inputs, args.out, cfg, kind=args.kind, labels_only=args.labels_only,
+                      overwrite=args.overwrite, resume=not args.restart, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted: progress kept in {args.out}.partial; run the same command again to resume",
+              file=sys.stderr)
+        raise
+    print(summary_table(res))
+    if args.bench or not args.labels_only:
+        print(timing_table(res))
+    return 0
