@@ -1,15 +1,37 @@
-"""Forward alone vs forward + VisualBackProp, measured in one run on the same model and threads."""
+"""``vbp-live bench``: every method timed in one run, on the same model, batch, threads and device.
+
+Rows (all include the forward pass unless named "pass alone"): the forward pass; VisualBackProp
+fast, reference and fused (Triton, CUDA only), with and without a CUDA graph on CUDA; the VBP
+pass alone (channel means + upsample/multiply + min-max on captured maps, the cost VBP adds);
+our ε-LRP; and the peers that import (:mod:`.peers`). Timings are medians of round-robin repeats,
+so machine drift hits every method alike. Notes compare against the targets: VBP overhead on
+the forward pass, the VBP pass vs its memory bound (bytes of post-activation maps read once ÷
+measured copy bandwidth) and the fastest peer ε-LRP vs VBP.
+"""
 
 from __future__ import annotations
 
+import datetime
+import importlib
+import importlib.metadata
+import logging
+import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from torch import nn
+from tqdm import tqdm
 
-from vbp_live.attribution import VisualBackProp, VisualBackPropReference
+from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods
+from vbp_live.bench import vbp_pass
+from vbp_live.bench.peers import PEERS, PeerUnavailable
 from vbp_live.models import create_model
+
+log = logging.getLogger(__name__)
+Fn = Callable[[], object]
+LRP_OURS = "lrp (ours, ε=100)"
 
 
 @dataclass
@@ -23,20 +45,57 @@ class BenchRow:
     ratio_to_forward: float
 
 
-def time_call(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+@dataclass
+class BenchConfig:
+    """What to measure. ``size`` = (height, width) passed to the model factory, or None for its default."""
+
+    models: tuple[str, ...] = ("netsvf", "nethvf")
+    batches: tuple[int, ...] = (1, 16)
+    repeats: int = 5
+    device: str = "cpu"
+    size: tuple[int, int] | None = None
+    reference: bool = True
+    peers: bool = True
+    seed: int = 0
+
+
+@dataclass
+class BenchReport:
+    """Rows, notes on the targets, methods skipped (with why) and the machine/versions line."""
+
+    rows: list[BenchRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    environment: str = ""
+
+    def to_markdown(self) -> str:
+        """The whole report as markdown (the table the README quotes, then notes and skips)."""
+        parts = [f"Measured {self.environment}.", "", rows_to_markdown(self.rows)]
+        if self.notes:
+            parts += ["", *[f"- {n}" for n in self.notes]]
+        if self.skipped:
+            parts += ["", "Not measured in this run:", *[f"- {k}: {v}" for k, v in self.skipped.items()]]
+        return "\n".join(parts) + "\n"
+
+
+def _synced(fn: Fn, device: torch.device) -> Fn:
+    if device.type != "cuda":
+        return fn
+
+    def call() -> object:
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return call
+
+
+def time_call(fn: Fn, repeats: int, warmup: int = 2) -> float:
     """Median seconds per call of ``fn``."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+    return interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 2) -> dict[str, float]:
+def interleaved(fns: dict[str, Fn], repeats: int, warmup: int = 2) -> dict[str, float]:
     """Median seconds per call of each function, timed round-robin so drift hits all alike."""
     for _ in range(warmup):
         for fn in fns.values():
@@ -50,31 +109,111 @@ def interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int 
     return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
 
 
-def core_bench(
-    models: tuple[str, ...] = ("netsvf", "nethvf"),
-    batches: tuple[int, ...] = (1, 16),
-    repeats: int = 7,
-    reference: bool = True,
-    device: str = "cpu",
-    seed: int = 0,
-) -> list[BenchRow]:
-    """ms/frame for forward alone, forward + VBP (fast) and, optionally, the reference VBP."""
-    rows: list[BenchRow] = []
-    gen = torch.Generator().manual_seed(seed)
-    for name in models:
-        model = create_model(name).to(device).eval()
-        vbp, ref = VisualBackProp(model), VisualBackPropReference(model)
-        for b in batches:
-            x = torch.rand(b, *model.in_shape, generator=gen).to(device)
-            fns = {"forward": lambda: model(x), "forward+vbp": lambda: vbp.attribute(x)}
-            if reference:
-                fns["forward+vbp_reference"] = lambda: ref.attribute(x)
-            with torch.inference_mode():
-                vbp.attribute(x)  # trace once outside the timing
-                secs = interleaved(fns, repeats)
-            fwd = secs["forward"]
-            rows += [BenchRow(name, b, k, 1000 * s / b, s / fwd) for k, s in secs.items()]
-    return rows
+def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) -> float:
+    """Measured device copy bandwidth in bytes/s, counting bytes read plus bytes written."""
+    src = torch.empty(mbytes << 18, dtype=torch.float32, device=device).uniform_()  # mbytes MiB
+    dst = torch.empty_like(src)
+    secs = time_call(_synced(lambda: dst.copy_(src), device), repeats)
+    return 2 * src.numel() * src.element_size() / secs
+
+
+def environment(device: torch.device) -> str:
+    """Machine, versions and date, one line."""
+    if device.type == "cuda":
+        machine = torch.cuda.get_device_name(device)
+    else:
+        machine = _cpu_name()
+    vers = [f"torch {torch.__version__}"]
+    for pkg in ("triton", "captum", "zennit", "grad-cam"):
+        try:
+            vers.append(f"{pkg} {importlib.metadata.version(pkg)}")
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    when = datetime.date.today().isoformat()
+    return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ours(model: nn.Module, x: torch.Tensor, cfg: BenchConfig, skipped: dict[str, str]) -> dict[str, Fn]:
+    """Forward, VBP fast / reference / fused (+ CUDA graphs) and our ε-LRP."""
+    fns: dict[str, Fn] = {"forward": torch.inference_mode()(lambda: model(x))}
+    vbp = VisualBackProp(model)
+    fns["vbp"] = lambda: vbp.attribute(x)
+    if cfg.reference:
+        ref = VisualBackPropReference(model)
+        fns["vbp_reference"] = lambda: ref.attribute(x)
+    fns.update(vbp_pass.fused_and_graphs(model, x, skipped))
+    fns.update(vbp_pass.pass_alone(model, x, skipped))
+    lrp = _our_lrp(model, skipped)
+    if lrp is not None:
+        fns[LRP_OURS] = lambda: lrp.attribute(x)
+    return fns
+
+
+def _our_lrp(model: nn.Module, skipped: dict[str, str]):
+    if "lrp" not in list_methods():
+        try:
+            importlib.import_module("vbp_live.attribution.lrp")  # registers "lrp" when present
+        except ImportError:
+            pass
+    if "lrp" not in list_methods():
+        skipped[LRP_OURS] = "no attribution method 'lrp' is registered in this version"
+        return None
+    return create_method("lrp", model)
+
+
+def _peers(model: nn.Module, x: torch.Tensor, skipped: dict[str, str]) -> dict[str, Fn]:
+    layer = VisualBackProp(model).chain(x).stages[-1].name  # the last conv activation
+    fns: dict[str, Fn] = {}
+    for name, (build, _) in PEERS.items():
+        try:
+            fns[name] = build(model, x, layer)
+            fns[name]()  # a peer that cannot handle the model is skipped, not fatal
+        except PeerUnavailable as e:
+            skipped[name] = str(e)
+        except Exception as e:  # noqa: BLE001 - a peer's own failure is reported, not raised
+            fns.pop(name, None)
+            skipped[name] = f"failed on this model: {type(e).__name__}: {str(e)[:160]}"
+    return fns
+
+
+def measure(name: str, model: nn.Module, x: torch.Tensor, cfg: BenchConfig, report: BenchReport) -> dict[str, float]:
+    """Time every method on one (model, batch); append rows and return seconds per call."""
+    dev = x.device
+    fns = _ours(model, x, cfg, report.skipped)
+    if cfg.peers:
+        fns.update(_peers(model, x, report.skipped))
+    secs = interleaved({k: _synced(f, dev) for k, f in fns.items()}, cfg.repeats, warmup=min(2, cfg.repeats))
+    b, fwd = x.shape[0], secs["forward"]
+    report.rows += [BenchRow(name, b, k, 1000 * s / b, s / fwd) for k, s in secs.items()]
+    return secs
+
+
+def run_bench(cfg: BenchConfig, progress: bool = False) -> BenchReport:
+    """Measure every (model, batch) of ``cfg`` and return the report with its target notes."""
+    dev = torch.device(cfg.device)
+    report = BenchReport(environment=environment(dev))
+    bandwidth = copy_bandwidth(dev, 256 if dev.type == "cuda" else 64)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    jobs = [(m, b) for m in cfg.models for b in cfg.batches]
+    for name, b in tqdm(jobs, desc="bench", disable=not progress):
+        kwargs = {"height": cfg.size[0], "width": cfg.size[1]} if cfg.size else {}
+        model = create_model(name, **kwargs).to(dev).eval()
+        x = torch.rand(b, *model.in_shape, generator=gen).to(dev)  # (B, C, H, W)
+        secs = measure(name, model, x, cfg, report)
+        act_bytes = vbp_pass.activation_bytes(model, x)
+        report.notes += vbp_pass.target_notes(name, b, secs, act_bytes, bandwidth, dev, LRP_OURS)
+    return report
 
 
 def rows_to_markdown(rows: list[BenchRow]) -> str:

@@ -1,45 +1,88 @@
-"""``vbp-live bench``: forward alone vs forward + VisualBackProp, in one run."""
+"""``vbp-live bench``: VisualBackProp vs the forward pass, ε-LRP and the peer libraries, in one run."""
 
 from __future__ import annotations
 
 import argparse
+
+EPILOG = """\
+Rows include the forward pass unless named "pass alone". On a GPU run, e.g.:
+  vbp-live bench --device cuda --batches 1,64 --markdown docs/bench-gpu.md
+Peers: Captum (pip install captum, the 'peers' extra); zennit and pytorch-grad-cam
+(pip install zennit grad-cam; they need torchvision). Peers that do not import are listed
+with the reason; the timings of what did run are still valid.
+"""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size wants HEIGHTxWIDTH, e.g. 125x640; got {text!r}") from None
+    return h, w
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return vals
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
     p = sub.add_parser(
         "bench",
-        help="time forward vs forward + VisualBackProp (ms/frame and ratio)",
+        help="time VisualBackProp against the forward pass, ε-LRP and peer libraries",
         description=(
             "Times, in one run and on the same model, batch, threads and device: the forward pass "
-            "alone, forward + VisualBackProp (fast path) and forward + the slow reference. Prints "
-            "ms/frame and the ratio to the forward pass as a markdown table."
+            "alone; VisualBackProp fast, reference and fused (Triton, CUDA only; with and without a "
+            "CUDA graph); the VBP pass alone vs its memory bound; our ε-LRP (ε = 100); Captum LRP / "
+            "Saliency / GuidedBackprop / LayerGradCam, zennit ε-LRP and pytorch-grad-cam GradCAM where "
+            "they import. Prints ms/frame, the ratio to the forward pass and notes on each target."
         ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--models", default="netsvf,nethvf", help="comma-separated model names (default: %(default)s)")
-    p.add_argument("--batches", default="1,16", help="comma-separated batch sizes (default: %(default)s)")
-    p.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement; the median is shown")
+    p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
+    p.add_argument("--size", type=_size, default=None, help="input HEIGHTxWIDTH for the models (default: each model's own)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per method; the median is shown (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true", help="skip the slow reference implementation")
+    p.add_argument("--no-peers", action="store_true", help="skip the peer libraries (Captum, zennit, pytorch-grad-cam)")
+    p.add_argument("--markdown", metavar="FILE", help="also write the report (table, notes, skips) as markdown to FILE")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark and print the table."""
+    """Run the benchmark, print the report, optionally write it as markdown."""
     import torch
 
-    from vbp_live.bench.core import core_bench, rows_to_markdown
+    from vbp_live.bench.core import BenchConfig, run_bench
+    from vbp_live.cli.main import CliError
+    from vbp_live.io.atomic import write_text_atomic
+    from vbp_live.models import list_models
 
+    models = tuple(m for m in args.models.split(",") if m)
+    unknown = [m for m in models if m not in list_models()]
+    if unknown or not models:
+        raise CliError(f"unknown model(s) {', '.join(unknown) or '(none)'}; registered: {', '.join(list_models())}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CliError("--device cuda asked for, but torch sees no CUDA device here")
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = core_bench(
-        models=tuple(args.models.split(",")),
-        batches=tuple(int(b) for b in args.batches.split(",")),
-        repeats=args.repeats,
-        reference=not args.no_reference,
-        device=args.device,
+    cfg = BenchConfig(
+        models=models, batches=args.batches, repeats=max(1, args.repeats), device=args.device,
+        size=args.size, reference=not args.no_reference, peers=not args.no_peers,
     )
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}")
-    print(rows_to_markdown(rows))
+    report = run_bench(cfg, progress=True)
+    text = report.to_markdown()
+    print(text)
+    if args.markdown:
+        write_text_atomic(args.markdown, text)
+        print(f"wrote {args.markdown}")
     return 0
