@@ -31,30 +31,20 @@ class _ViewLike(Protocol):
     pitch: float
 
 
-def _box(cx: float, cy: float, heading: float, x0: float, x1: float, half_w: float, z0: float, z1: float) -> np.ndarray:
-    """(8, 3) world corners of a box spanning ``x0..x1`` along the car, ``+-half_w`` across."""
+def _box_local(x0: float, x1: float, half_w: float, z0: float, z1: float) -> np.ndarray:
+    """(8, 3) corners in the car frame (x forward, y left, z up), index ix*4 + iy*2 + iz."""
     ix, iy, iz = np.meshgrid([x0, x1], [-half_w, half_w], [z0, z1], indexing="ij")
-    lx, ly, lz = ix.ravel(), iy.ravel(), iz.ravel()
-    c, s = math.cos(heading), math.sin(heading)
-    return np.stack([cx + lx * c - ly * s, cy + lx * s + ly * c, lz], 1)
+    return np.stack([ix.ravel(), iy.ravel(), iz.ravel()], 1)
 
 
 def _shade(color: tuple[int, int, int], k: float) -> tuple[int, int, int]:
     return tuple(int(min(255, round(ch * k))) for ch in color)  # type: ignore[return-value]
 
 
-def _faces(corners: np.ndarray, heading: float, cam_xyz: np.ndarray, uv: np.ndarray, color: tuple[int, int, int],
-           glass: bool) -> list[tuple[np.ndarray, tuple[int, int, int], str]]:
-    c, s = math.cos(heading), math.sin(heading)
-    out = []
-    for name, (idx, (nx, ny, nz)) in _FACES.items():
-        normal = np.array([nx * c - ny * s, nx * s + ny * c, nz])
-        center = corners[list(idx)].mean(axis=0)
-        if float(normal @ (cam_xyz - center)) <= 0.0:
-            continue
-        col = color if (name == "top" or not glass) else _GLASS
-        out.append((uv[list(idx)], _shade(col, _SHADING[name]), name))
-    return out
+def _visible(name: str, cam: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Back-face test in the car frame: is the camera outside the face's plane?"""
+    return {"front": cam[0] > hi[0], "back": cam[0] < lo[0], "left": cam[1] > hi[1],
+            "right": cam[1] < lo[1], "top": cam[2] > hi[2]}[name]
 
 
 def _lights(uv: np.ndarray, color: tuple[int, int, int]) -> list[tuple[np.ndarray, tuple[int, int, int]]]:
@@ -79,25 +69,29 @@ def car_polygons(car: Car, s: float, road: Road, cam: Camera, view: _ViewLike
     """
     x, y = road.frenet_to_world(s, car.d)
     heading = float(road.pose(s)[2]) + (math.pi if car.oncoming else 0.0)
-    half = 0.5 * car.length
-    boxes = [
-        (_box(x, y, heading, -half, half, 0.5 * car.width, 0.28, 0.52 * car.height), False),
-        (_box(x, y, heading, -0.3 * car.length, 0.22 * car.length, 0.45 * car.width, 0.52 * car.height, car.height), True),
-    ]
-    cam_xyz = np.array([view.px, view.py, cam.height_m])
+    c, sn = math.cos(heading), math.sin(heading)
+    half, hl = 0.5 * car.length, 0.5 * car.width
+    boxes = [_box_local(-half, half, hl, 0.28, 0.52 * car.height),
+             _box_local(-0.3 * car.length, 0.22 * car.length, 0.9 * hl, 0.52 * car.height, car.height)]
+    foot = _box_local(-half - 0.3, half + 0.3, hl + 0.25, 0.0, 0.0)[[0, 2, 6, 4]]
+    local = np.concatenate(boxes + [foot])  # (20, 3)
+    wx, wy = x + local[:, 0] * c - local[:, 1] * sn, y + local[:, 0] * sn + local[:, 1] * c
+    fwd, left = world_to_vehicle(wx, wy, view.px, view.py, view.theta)
+    if fwd.min() < _MIN_FWD:
+        return None
+    u, v, _ = cam.project(fwd, left, local[:, 2], view.pitch)
+    uv = np.stack([u, v], 1)
+    dx, dy = view.px - x, view.py - y
+    cam_local = np.array([dx * c + dy * sn, -dx * sn + dy * c, cam.height_m])
     faces: list[tuple[np.ndarray, tuple[int, int, int]]] = []
-    for corners, glass in boxes:
-        fwd, left = world_to_vehicle(corners[:, 0], corners[:, 1], view.px, view.py, view.theta)
-        if fwd.min() < _MIN_FWD:
-            return None
-        u, v, _ = cam.project(fwd, left, corners[:, 2], view.pitch)
-        uv = np.stack([u, v], 1)
-        for poly, col, name in _faces(corners, heading, cam_xyz, uv, car.color, glass):
-            faces.append((poly, col))
+    for k, (box, glass) in enumerate(zip(boxes, (False, True))):
+        lo, hi = box.min(axis=0), box.max(axis=0)
+        for name, (idx, _) in _FACES.items():
+            if not _visible(name, cam_local, lo, hi):
+                continue
+            poly = uv[[8 * k + j for j in idx]]
+            col = car.color if (name == "top" or not glass) else _GLASS
+            faces.append((poly, _shade(col, _SHADING[name])))
             if not glass and name in ("back", "front"):
-                lamp = (40, 40, 210) if name == "back" else (200, 235, 245)
-                faces += _lights(poly, lamp)
-    foot = _box(x, y, heading, -half - 0.3, half + 0.3, 0.5 * car.width + 0.25, 0.0, 0.0)[[0, 2, 6, 4]]
-    fwd, left = world_to_vehicle(foot[:, 0], foot[:, 1], view.px, view.py, view.theta)
-    u, v, _ = cam.project(fwd, left, 0.0, view.pitch)
-    return [np.stack([u, v], 1)], faces
+                faces += _lights(poly, (40, 40, 210) if name == "back" else (200, 235, 245))
+    return [uv[16:]], faces

@@ -154,7 +154,7 @@ def _scene(cfg: DriveConfig, rng: dict[str, np.random.Generator], road: Road, tr
         hmarks=hmarks,
         shadows=shadows,
         shadow_s=np.array([[p[:, 0].min(), p[:, 0].max()] for p in shadows]).reshape(-1, 2),
-        shadow_level=float(light.uniform(0.35, 0.6)),
+        shadow_level=float(light.uniform(0.3, 0.55)),
         cars=cars,
         brightness=brightness,
         sky_top=(int(200 * sky_b), int(140 * sky_b), int(90 * sky_b)),

@@ -82,8 +82,12 @@ class Renderer:
         self.hill_color = tuple(int(0.55 * g + 0.45 * h) for g, h in zip(sc.grass, sc.sky_horizon))
         self.hood_r0, self.hood_mask, self.hood_img = tx.hood(cam) if cam.hood else (cam.height, None, None)
         self.not_hood = None if self.hood_mask is None else (~self.hood_mask).astype(np.uint8)
+        self.hood_u8 = None if self.hood_mask is None else self.hood_mask.astype(np.uint8)
         self._hood_cache: dict[int, np.ndarray] = {}
-        self.uc = (np.arange(cam.width, dtype=np.float32) - np.float32(cam.cx))[None, :]
+        mk = sc.markings
+        self.dash = (mk.s1 - mk.s0) <= 3.0 + 1e-6  # short pieces are drawn as single quads
+        self.colors, self.color_idx = np.unique(mk.color, axis=0, return_inverse=True)
+        self.color_idx = self.color_idx.reshape(-1)
         road = drive.road
         self.hm_world = np.stack(road.frenet_to_world(sc.hmarks[..., 0], sc.hmarks[..., 1]), -1)  # (K, 4, 2)
         self.hm_s = sc.hmarks[..., 0].min(axis=1) if len(sc.hmarks) else np.zeros(0)
@@ -128,22 +132,40 @@ class Renderer:
         return cv2.multiply(base, cv2.cvtColor(gain, cv2.COLOR_GRAY2BGR), scale=1.0 / 128.0)
 
     def _texture_rows(self, view: _View, r0: int) -> np.ndarray:
-        """World-fixed ground texture for rows ``r0..H-1`` by inverse perspective (uint8, 128 = 1.0)."""
+        """World-fixed ground texture for rows ``r0..H-1`` (uint8, 128 = 1.0).
+
+        A flat ground seen through a pinhole camera is a homography: each output row is one
+        ``cv2.warpPerspective`` of the periodic texture tile. Rows farther than 40 m use a
+        low-contrast copy of the texture (less aliasing near the horizon).
+        """
         cam = self.cam
-        z, k = cam.ground_rows(np.arange(r0, cam.height), view.pitch)
-        scale = np.minimum(1.0, 300.0 / z)  # keep remap coordinates small near the horizon
-        z, k = z * scale, k * scale
-        c, s = math.cos(view.theta), math.sin(view.theta)
-        tile, res = tx.TEXTURE_PX * tx.TEXTURE_RES_M, tx.TEXTURE_RES_M
-        ox, oy = view.px % tile, view.py % tile
-        mx = ((ox + z * c) / res).astype(np.float32)[:, None] + ((k * s) / res).astype(np.float32)[:, None] * self.uc
-        my = ((oy + z * s) / res).astype(np.float32)[:, None] - ((k * c) / res).astype(np.float32)[:, None] * self.uc
-        n_far = int(np.searchsorted(-z, -40.0))  # rows farther than 40 m get the low-contrast texture
-        out = np.empty(mx.shape, np.uint8)
-        for tex, sl in ((self.tex_far, slice(0, n_far)), (self.tex_near, slice(n_far, None))):
-            if mx[sl].size:
-                out[sl] = cv2.remap(tex, mx[sl], my[sl], cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+        z, _ = cam.ground_rows(np.array([float(r0)]) + np.arange(cam.height - r0), view.pitch)
+        n_far = int(np.searchsorted(-z, -40.0))
+        half = np.array([[2.0, 0.0, 0.5], [0.0, 2.0, 0.5], [0.0, 0.0, 1.0]])  # half-resolution pixel -> full
+        parts = []
+        for tex, a, b in ((self.tex_far, 0, n_far), (self.tex_near, n_far, cam.height - r0)):
+            if b > a:
+                m = self._ground_homography(view, r0 + a) @ half
+                size = (cam.width // 2, (b - a + 1) // 2)
+                low = cv2.warpPerspective(tex, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                          borderMode=cv2.BORDER_WRAP)
+                parts.append(cv2.resize(low, (cam.width, 2 * size[1]), interpolation=cv2.INTER_LINEAR)[: b - a])
+        out = np.concatenate(parts) if len(parts) > 1 else parts[0]
         return out
+
+    def _ground_homography(self, view: _View, r0: int) -> np.ndarray:
+        """3x3 map from output pixel ``(u, v - r0)`` to texture pixel of the ground it sees."""
+        cam, res = self.cam, tx.TEXTURE_RES_M
+        f, h, cp, sp = cam.focal_px, cam.height_m, math.cos(view.pitch), math.sin(view.pitch)
+        row_w = np.array([0.0, cp / f, (r0 - cam.cy) * cp / f + sp])  # ray's downward component
+        row_fwd = h * np.array([0.0, -sp / f, cp - (r0 - cam.cy) * sp / f])
+        row_left = h * np.array([-1.0 / f, 0.0, cam.cx / f])
+        c, s = math.cos(view.theta), math.sin(view.theta)
+        tile = tx.TEXTURE_PX * res
+        ox, oy = view.px % tile, view.py % tile
+        row_x = (ox * row_w + c * row_fwd - s * row_left) / res
+        row_y = (oy * row_w + s * row_fwd + c * row_left) / res
+        return np.stack([row_x, row_y, row_w])
 
     def _haze(self, frame: np.ndarray, vh: float) -> None:
         r0 = int(np.clip(math.floor(vh) - 2, 0, self.cam.height))
@@ -162,7 +184,7 @@ class Renderer:
         img = self._hood_cache.get(level)
         if img is None:
             img = self._hood_cache[level] = cv2.convertScaleAbs(self.hood_img, alpha=level / 32)
-        np.copyto(frame[r0:], img, where=self.hood_mask[..., None])
+        cv2.copyTo(img, self.hood_u8, frame[r0:])
         np.bitwise_and(masks[:, r0:], self.not_hood, out=masks[:, r0:])
 
     # -- ground polygons -------------------------------------------------------------------
@@ -203,17 +225,32 @@ class Renderer:
         right = np.stack([u[2 * n - last:2 * n - first], v[2 * n - last:2 * n - first]], 1)
         return np.concatenate([left, right])
 
+    def _quads(self, view: _View, s0: np.ndarray, s1: np.ndarray, d: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Short strips (dashes) as pixel quads (K, 4, 2), all at once; returns (quads, kept mask)."""
+        a = np.maximum(s0, view.s_cam + 1.0)
+        b = np.minimum(s1, view.s_cam + FAR_M)
+        ss = np.stack([a, b, b, a], 1)
+        dd = d[:, None] + 0.5 * width[:, None] * np.array([1.0, 1.0, -1.0, -1.0])
+        x, y = self.drive.road.frenet_to_world(ss, dd)
+        fwd, left = world_to_vehicle(x, y, view.px, view.py, view.theta)
+        u, v, _ = self.cam.project(fwd, left, 0.0, view.pitch)
+        ok = (fwd.min(axis=1) >= Z_NEAR) & (b > a)
+        return np.stack([u, v], -1)[ok], ok
+
     def _draw_road(self, base: np.ndarray, masks: np.ndarray, view: _View) -> None:
         w = self.drive.road.lane_width
         inf = np.array([np.inf])
         polys, _ = self._strips(view, np.array([-np.inf]), inf, np.array([0.0]), np.array([3 * w + 1.2]))
         tx.fill([(base, self.drive.scene.asphalt), (masks[4], 1)], polys)
         mk = self.drive.scene.markings
-        polys, keep = self._strips(view, mk.s0, mk.s1, mk.d, mk.width)
-        colors = mk.color[keep]
-        for col in np.unique(colors, axis=0):
-            sel = [p for p, c in zip(polys, colors) if (c == col).all()]
-            tx.fill([(base, tuple(int(x) for x in col)), (masks[0], 1)], sel)
+        vis = (mk.s1 > view.s_cam + 1.0) & (mk.s0 < view.s_cam + FAR_M)
+        dash, solid = np.nonzero(vis & self.dash)[0], np.nonzero(vis & ~self.dash)[0]
+        quads, ok = self._quads(view, mk.s0[dash], mk.s1[dash], mk.d[dash], mk.width[dash])
+        strips, keep = self._strips(view, mk.s0[solid], mk.s1[solid], mk.d[solid], mk.width[solid])
+        q_col, s_col = self.color_idx[dash][ok], self.color_idx[solid][keep]
+        for ci in np.unique(np.concatenate([q_col, s_col])):
+            sel = [p for p, c in zip(strips, s_col) if c == ci] + list(quads[q_col == ci])
+            tx.fill([(base, tuple(int(x) for x in self.colors[ci])), (masks[0], 1)], sel)
 
     def _ground_polys(self, view: _View, world: list[np.ndarray]) -> list[np.ndarray]:
         out = []
@@ -246,8 +283,12 @@ class Renderer:
             contact, faces = drawn
             tx.fill([(shade, self.shade_value // 2), (masks[2], 1)], contact)
             for poly, color in faces:
-                tx.fill([(base, color), (masks[3], 1), (shade, 255), (masks[0], 0), (masks[1], 0),
-                         (masks[2], 0), (masks[4], 0)], [poly])
+                tx.fill([(base, color), (masks[3], 1)], [poly])
+        if cars:  # car bodies hide the ground below them: markings, shadows, road, and are never shaded
+            hidden = masks[3] == 0
+            for k in (0, 1, 2, 4):
+                masks[k] &= hidden
+            shade[~hidden] = 255
 
 
 def render_frames(drive: Drive, camera: Camera | None = None, start: int = 0,

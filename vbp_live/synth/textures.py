@@ -24,7 +24,7 @@ def ground_texture(seed: int, size: int = TEXTURE_PX) -> np.ndarray:
     fx = np.fft.rfftfreq(size)[None, :]
     f2 = fx * fx + fy * fy
     out = np.zeros((size, size), np.float32)
-    for sigma_px, amp in ((0.8, 9.0), (6.0, 6.0), (45.0, 9.0)):
+    for sigma_px, amp in ((0.8, 6.0), (6.0, 4.0), (45.0, 7.0)):
         band = np.fft.irfft2(spec * np.exp(-2.0 * (math.pi * sigma_px) ** 2 * f2), s=(size, size))
         out += (amp * band / band.std()).astype(np.float32)
     return out
