@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 
 EPILOG = """\
 examples:
@@ -47,11 +49,16 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     cfg = load_config(args.config, args.overrides)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 talks
+    if not main_rank:
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         with logging_redirect_tqdm():
             result = train(cfg, resume=args.resume)
     except (NonFiniteLossError, FileExistsError) as e:
         raise CliError(str(e)) from e
+    if not main_rank:
+        return 130 if result.status == "interrupted" else 0
     m = result.metrics
     summary = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.startswith("val_") and isinstance(v, float))
     print(f"{result.status} at step {result.global_step}: {summary or 'no epoch finished yet'}")

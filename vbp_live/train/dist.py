@@ -72,6 +72,22 @@ def all_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+class _AllSum(torch.autograd.Function):
+    """Sum over ranks; its gradient w.r.t. each rank's input is the sum of the upstream gradients."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, t: torch.Tensor) -> torch.Tensor:
+        out = t.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics cover the global batch of all ranks (works on gloo/CPU)."""
 
@@ -79,11 +95,9 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         """Normalise with all-reduced batch statistics in training; plain BatchNorm otherwise."""
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         local = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), x.new_tensor([x.numel() / c])])
-        stats = all_reduce(local)  # (2C + 1,), differentiable sum over ranks
+        stats = _AllSum.apply(local)  # (2C + 1,), differentiable sum over ranks
         n = stats[-1]
         mean = stats[:c] / n  # (C,)
         var = (stats[c:2 * c] / n - mean * mean).clamp_min(0)  # (C,) biased

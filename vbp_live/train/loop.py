@@ -107,7 +107,8 @@ class Trainer:
             raise ValueError(f"{len(data.train_idx)} training frames make no batch of {cfg.train.batch_size}")
         self.total_steps = cfg.train.epochs * self.steps_per_epoch
         self.epoch = self.step_in_epoch = self.global_step = 0
-        self.stop_requested = False
+        self.stop_requested = False  # all ranks agreed to stop at this step boundary
+        self._signaled = False  # this process got SIGINT/SIGTERM (set by the handler only)
         self.last_metrics: dict[str, float] = {}
         self.lr = lr_at(cfg.optim, 0, self.steps_per_epoch, self.total_steps)
         self.epoch_sums = [0.0, 0, 0.0]  # loss * frames, frames, seconds of this epoch so far
@@ -116,7 +117,8 @@ class Trainer:
         if self.dist.world == 1:
             return model
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        # BatchNorm statistics are already global (dist.convert_batchnorm): no buffer broadcast per forward.
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -179,7 +181,7 @@ class Trainer:
             out = self.model(x)  # (b, 1) or (b, classes)
         total = loss_sum(out, y, self.cfg.train.loss)
         flags = torch.stack([total.detach().double().cpu(), torch.tensor(0.0, dtype=torch.float64),
-                             torch.tensor(float(self.stop_requested), dtype=torch.float64)])
+                             torch.tensor(float(self._signaled), dtype=torch.float64)])
         flags[1] = float(not math.isfinite(flags[0].item()))
         all_sum(flags)
         if flags[1] > 0:
@@ -191,7 +193,7 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.stop_requested = bool(flags[2] > 0)
+        self.stop_requested = self.stop_requested or self._signaled or bool(flags[2] > 0)  # any rank signaled
         return flags[0].item() / global_n
 
     def _nonfinite_message(self, value: float) -> str:
@@ -296,9 +298,9 @@ class Trainer:
             return
 
         def handler(signum: int, frame: Any) -> None:
-            if self.stop_requested and signum == signal.SIGINT:
+            if self._signaled and signum == signal.SIGINT:
                 raise KeyboardInterrupt
-            self.stop_requested = True
+            self._signaled = True
             log.warning("%s received: stopping after this step (Ctrl-C again to abort)", signal.Signals(signum).name)
 
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -1,0 +1,86 @@
+"""Real processes: SIGTERM mid-run then --resume is exact; 2-process DDP (torchrun, gloo) == 1 process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from train_helpers import make_steering_dataset, register_tiny
+
+from vbp_live.io.checkpoint import load_checkpoint
+from vbp_live.train import load_config
+from vbp_live.train.run import train
+
+HELPER = Path(__file__).resolve().parent / "train_helpers.py"
+ROOT = HELPER.parents[1]
+register_tiny()
+
+
+def write_config(path: Path, run_dir: Path, ds: Path, **train_keys) -> Path:
+    cfg = {"run_dir": str(run_dir), "model": {"name": "tiny_steer"}, "data": {"path": str(ds)},
+           "optim": {"lr": 0.05, "momentum": 0.9},
+           "train": {"epochs": 2, "batch_size": 16, "threads": 1, "progress": False, **train_keys},
+           "snapshot": {"epochs": [0.5, 1], "frames": 2}}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_is_exact(tmp_path):
+    ds = make_steering_dataset(tmp_path / "ds", n=96)
+    cfg_path = write_config(tmp_path / "c.yaml", tmp_path / "run", ds, epochs=500)
+    out = open(tmp_path / "out.txt", "w")
+    proc = subprocess.Popen([sys.executable, str(HELPER), "train", "--config", str(cfg_path)],
+                            stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 90
+        while not (tmp_path / "run" / "metrics.csv").exists():  # at least one epoch done
+            assert proc.poll() is None, (tmp_path / "out.txt").read_text()
+            assert time.monotonic() < deadline, "no epoch finished in 90 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = (tmp_path / "out.txt").read_text()
+    assert rc == 130 and "interrupted at step" in text and "--resume" in text, text
+    st = load_checkpoint(tmp_path / "run" / "last.pt").train_state
+    stopped = st["global_step"]
+    assert 4 <= stopped < 500 * 4 and st["step_in_epoch"] == stopped % 4  # 72 train frames / 16 = 4 steps
+
+    overrides = [f"train.max_steps={stopped + 6}"]
+    resumed = train(load_config(cfg_path, overrides), resume=True)
+    straight = train(load_config(cfg_path, overrides + [f"run_dir={tmp_path / 'straight'}"]))
+    assert resumed.status == straight.status == "max_steps" and resumed.global_step == stopped + 6
+    a, b = load_checkpoint(resumed.checkpoint).state_dict, load_checkpoint(straight.checkpoint).state_dict
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_ddp_two_processes_match_one(tmp_path):
+    ds = make_steering_dataset(tmp_path / "ds", n=96)
+    cfg_path = write_config(tmp_path / "c.yaml", tmp_path / "ddp", ds)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HELPER), "train", "--config", str(cfg_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env(), cwd=tmp_path, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("done at step 8") == 1  # only rank 0 reports
+    single = train(load_config(cfg_path, [f"run_dir={tmp_path / 'single'}"]))
+    ddp_ck, one_ck = load_checkpoint(tmp_path / "ddp" / "last.pt"), load_checkpoint(single.checkpoint)
+    assert ddp_ck.train_state["world"] == 2 and one_ck.train_state["world"] == 1
+    for k, v in one_ck.state_dict.items():
+        torch.testing.assert_close(ddp_ck.state_dict[k], v, rtol=1e-4, atol=1e-5, msg=k)
+    for key in ("val_rmse_rad", "val_within_5deg", "train_loss"):
+        assert ddp_ck.meta["metrics"][key] == pytest.approx(one_ck.meta["metrics"][key], rel=1e-4, abs=1e-6)
+    assert len(list((tmp_path / "ddp" / "snapshots").glob("strip_*.png"))) == 2
