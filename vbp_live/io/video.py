@@ -257,8 +257,9 @@ def open_source(
 
     * an integer (``0``): a camera; ``scheme://...``: a stream URL (MJPEG over HTTP, RTSP, ...);
       a string with ``!``: a GStreamer pipeline -- all live;
+    * ``*.bag``, or a folder of ``.bag`` parts of one drive: Udacity ROS1 bags (ground truth
+      from the steering reports);
     * a folder with ``manifest.yaml``: a prepared dataset; another folder: its images;
-    * ``*.bag``: a Udacity ROS1 bag (ground truth from the steering reports);
     * any other file: a video file.
 
     Args:
@@ -277,12 +278,13 @@ def open_source(
     p = Path(spec)
     if not p.exists():
         raise SourceError(f"{spec}: no such file or folder (and not a camera index, URL or GStreamer pipeline)")
-    if p.is_dir():
-        src: FrameSource = DatasetSource(p, split) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
-    elif p.suffix.lower() in BAG_SUFFIXES:
+    bags = sorted(p.glob("*.bag")) if p.is_dir() else [p] if p.suffix.lower() in BAG_SUFFIXES else []
+    if bags:
         from vbp_live.io.bag_source import BagSource
 
-        src = BagSource(p)
+        src: FrameSource = BagSource(bags)
+    elif p.is_dir():
+        src = DatasetSource(p, split) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
     else:
         src = VideoFileSource(p, fps)
     if live:
