@@ -125,7 +125,7 @@ def resume_key(source: Source, cfg: PrepConfig) -> str:
 def _prepare_frames(source: Source, scan: Scan, plan: Plan, cfg: PrepConfig, out: Path, overwrite: bool,
                     resume: bool, progress: bool, timings: dict[str, float]) -> PrepResult:
     if not source.has_images:
-        raise InputError(f"{source.kind} input has no images here; use labels_only (--labels-only)")
+        raise InputError(f"{source.kind} input has no images (no video in this layout); use labels_only (--labels-only)")
     spec = cfg.crop.spec()
     shape = (spec.out_height, spec.out_width) if spec.grayscale else (spec.out_height, spec.out_width, 3)
     writer = DatasetWriter(out, shape, spec, overwrite=overwrite, resume_key=resume_key(source, cfg) if resume else None)
