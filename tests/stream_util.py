@@ -1,13 +1,8 @@
-"""Helpers for the streaming tests: tiny checkpoints, index-coded frames, a loopback MJPEG server."""
+"""Helpers for the streaming tests: tiny checkpoints, index-coded frames, video files; the MJPEG server."""
 
 from __future__ import annotations
 
-import http.server
-import socketserver
-import threading
-import time
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -15,6 +10,7 @@ import torch
 
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.checkpoint import save_checkpoint
+from vbp_live.io.mjpeg import MjpegServer  # noqa: F401  (re-exported for the tests)
 from vbp_live.models import create_model
 
 W, H = 320, 240
@@ -77,58 +73,3 @@ def jpeg(img: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".jpg", img)
     assert ok
     return buf.tobytes()
-
-
-class MjpegServer:
-    """A multipart/x-mixed-replace MJPEG stream on 127.0.0.1, served from a thread.
-
-    Each connection gets the parts produced by ``plan(connection_number)``: a list of JPEG
-    byte strings sent ``1/fps`` apart; when the list ends the connection closes. Connections
-    beyond ``len(plans)`` get a 503 (the camera is gone).
-    """
-
-    def __init__(self, plans: list[Callable[[], list[bytes]]], fps: float = 30.0):
-        self.plans, self.fps, self.connections = plans, fps, 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def do_GET(self) -> None:  # noqa: N802
-                server.serve(self)
-
-        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-            daemon_threads = True
-
-        self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/video.mjpg"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def serve(self, h: http.server.BaseHTTPRequestHandler) -> None:
-        n = self.connections
-        self.connections += 1
-        if n >= len(self.plans):
-            h.send_error(503, "camera gone")
-            return
-        h.send_response(200)
-        h.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-        h.end_headers()
-        t0 = time.perf_counter()
-        try:
-            for k, part in enumerate(self.plans[n]()):
-                delay = t0 + k / self.fps - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                h.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(part))
-                h.wfile.write(part + b"\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def __enter__(self) -> "MjpegServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
