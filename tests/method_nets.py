@@ -56,3 +56,26 @@ def same_state(model: nn.Module, saved: dict[str, torch.Tensor]) -> bool:
     """True if the model's weights and buffers equal ``saved`` exactly."""
     now = model.state_dict()
     return set(now) == set(saved) and all(torch.equal(now[k], saved[k]) for k in saved)
+
+
+def register_eval_tiny() -> str:
+    """Register (once) a tiny steering ConvNet for checkpoint round trips in CLI tests; returns its name."""
+    from vbp_live.models import ConvNet, list_models, register_model
+
+    if "eval_tiny_steer" not in list_models():
+        @register_model
+        def eval_tiny_steer(height: int = 32, width: int = 48) -> ConvNet:
+            return ConvNet((1, height, width), (4, 8, 8), (16, 1))
+    return "eval_tiny_steer"
+
+
+def tiny_checkpoint(path, seed: int = 0):
+    """A checkpoint of the tiny registered net with a crop taking the lower half of any frame -> 32x48."""
+    from vbp_live.core.preprocess import CropSpec
+    from vbp_live.io.checkpoint import save_checkpoint
+    from vbp_live.models import create_model
+
+    torch.manual_seed(seed)
+    model = create_model(register_eval_tiny())
+    crop = CropSpec(top=0.5, bottom=1.0, out_height=32, out_width=48)
+    return save_checkpoint(path, model, crop)

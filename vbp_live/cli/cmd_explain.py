@@ -1,0 +1,86 @@
+"""``vbp-live explain``: side-by-side maps of several attribution methods, like the paper's Figures 15-19."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_method_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``explain`` and ``evaluate``: which methods and their settings."""
+    p.add_argument("--methods", default="vbp,lrp,saliency,gbp,gradcam",
+                   help="comma-separated attribution methods, or 'all' "
+                        "(vbp,lrp,saliency,deconvnet,gbp,gradcam,pda,pda_grad; default: %(default)s)")
+    p.add_argument("--lrp-epsilon", type=float, default=100.0, help="epsilon of eps-LRP (paper: %(default)s)")
+    p.add_argument("--pda-window", type=int, default=10, help="PDA window size k (default: %(default)s)")
+    p.add_argument("--pda-patch", type=int, default=18, help="PDA surrounding patch size l (default: %(default)s)")
+    p.add_argument("--pda-stride", type=int, default=None,
+                   help="PDA window stride (default: = window; pda runs one forward pass per window: "
+                        "832 passes per 125x640 frame with the defaults)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    p.add_argument("--batch", type=int, default=8, help="frames per attribution call (default: %(default)s)")
+
+
+def method_options(args: argparse.Namespace) -> dict[str, dict]:
+    """Per-method constructor kwargs from the shared options."""
+    pda = {"window": args.pda_window, "patch": args.pda_patch, "stride": args.pda_stride}
+    return {"lrp": {"epsilon": args.lrp_epsilon}, "pda": dict(pda), "pda_grad": dict(pda)}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``explain`` subcommand."""
+    p = sub.add_parser(
+        "explain",
+        help="side-by-side PNGs of VisualBackProp and other attribution methods on frames",
+        description=(
+            "Runs the checkpoint's network on INPUT and draws, per frame, the input and each method's map "
+            "in red (VisualBackProp, eps-LRP, saliency, DeconvNet, guided backprop, Grad-CAM, prediction "
+            "difference analysis), with the predicted steering wheel angle and, where the actual angle is "
+            "known, the error (actual - predicted) in degrees. Signed methods show the evidence for the "
+            "predicted direction (eps-LRP, Grad-CAM, PDA) or |gradient| (saliency, DeconvNet, guided backprop)."
+        ),
+        epilog=(
+            "INPUT: an image file, an image folder, a video file, a Udacity .bag, a prepared dataset "
+            "(folder with manifest.yaml; actual angles included) or a synthetic drive (folder with "
+            "ground_truth.npz, re-rendered exactly). Example: vbp-live explain drive.mp4 --checkpoint "
+            "netsvf.pt --methods vbp,lrp --frames 4"
+        ),
+    )
+    p.add_argument("input", metavar="INPUT", help="image, image folder, video, .bag, prepared dataset or synthetic drive")
+    p.add_argument("--checkpoint", required=True, help="vbp_live checkpoint (.pt): the model and its crop")
+    p.add_argument("--out", default="explain_out", help="output folder for the PNGs (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=8, help="frames sampled evenly from a folder/video/dataset (default: %(default)s)")
+    p.add_argument("--split", default=None, help="prepared datasets: 'train' or 'test' (default: every frame)")
+    p.add_argument("--steering", default=None,
+                   help="actual steering wheel angle in rad for a single image, or a CSV of file names and "
+                        "angles (columns filename/angle or steering_rad)")
+    add_method_options(p)
+    p.add_argument("--panel-width", type=int, default=480, help="width of each panel in pixels (default: %(default)s)")
+    p.add_argument("--cols", type=int, default=3, help="panels per row (default: %(default)s)")
+    p.add_argument("--percentile", type=float, default=99.5,
+                   help="map percentile shown as full red (100 = the maximum; default: %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, attribute, draw, write; print one line per frame."""
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from vbp_live.evaluate.figures import describe_output, parse_methods, run_explain
+    from vbp_live.evaluate.inputs import apply_steering, load_samples
+    from vbp_live.io.checkpoint import load_checkpoint
+
+    names = parse_methods(args.methods)
+    ckpt = load_checkpoint(args.checkpoint)
+    model = ckpt.build_model(args.device)
+    samples = load_samples(args.input, ckpt.crop, args.frames, args.split)
+    apply_steering(samples, args.steering)
+    paths, outputs, ms = run_explain(
+        samples, model, ckpt.crop, names, Path(args.out), args.device, args.batch, method_options(args),
+        args.panel_width, args.cols, args.percentile, progress=tqdm,
+    )
+    for s, out, path in zip(samples, outputs, paths):
+        print(f"{path}: {describe_output(out, s.truth_rad)}")
+    print("ms/frame: " + ", ".join(f"{n} {v:.1f}" for n, v in ms.items()) + f" ({args.device}, batch {args.batch})")
+    return 0
