@@ -128,3 +128,12 @@ def test_cli_writes_outputs_and_refuses_to_overwrite(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     assert main(args + ["--force"]) == 0
     assert main(["synth", "--out", str(tmp_path), "--format", "bag,nope"]) == 1
+
+
+def test_worker_processes_give_identical_files(tmp_path):
+    drive = simulate_drive(DriveConfig(seed=8, frames=16))
+    one = write_outputs(drive, tmp_path / "one", ["bag", "gt", "dump"], workers=1)
+    two = write_outputs(drive, tmp_path / "two", ["bag", "gt", "dump"], workers=2)
+    assert two.workers == 2 and two.frames == one.frames == 16 and two.render_cpu_s > 0
+    for a, b in zip(one.paths, two.paths):
+        assert a.name == b.name and a.read_bytes() == b.read_bytes()

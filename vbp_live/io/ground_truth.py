@@ -40,8 +40,15 @@ class GroundTruthError(ValueError):
 
 
 def pack_masks(masks: GroundTruthMasks) -> bytes:
-    """One frame's masks -> compressed bytes."""
+    """One frame's masks -> ``zlib(packbits(stack))`` bytes (the per-frame entry of the file)."""
     return zlib.compress(np.packbits(masks.stack(), axis=None).tobytes(), 6)
+
+
+def unpack_masks(data: bytes, shape: tuple[int, int], n: int = len(MASK_NAMES)) -> GroundTruthMasks:
+    """Inverse of :func:`pack_masks` for ``n`` masks of ``shape`` (H, W)."""
+    h, w = shape
+    bits = np.unpackbits(np.frombuffer(zlib.decompress(data), np.uint8), count=n * h * w)
+    return GroundTruthMasks.from_stack(bits.reshape(n, h, w).astype(bool))
 
 
 class GroundTruthWriter:
@@ -54,8 +61,12 @@ class GroundTruthWriter:
 
     def add(self, masks: GroundTruthMasks) -> None:
         """Append the masks of the next frame."""
-        self.shape = masks.lane.shape
-        self.chunks.append(pack_masks(masks))
+        self.add_packed(pack_masks(masks), masks.lane.shape)
+
+    def add_packed(self, data: bytes, shape: tuple[int, int]) -> None:
+        """Append the next frame's masks already packed with :func:`pack_masks`."""
+        self.shape = shape
+        self.chunks.append(data)
 
     def close(self) -> Path:
         """Write the file (frames given so far; per-frame arrays are cut to that count)."""
@@ -111,10 +122,8 @@ class GroundTruth:
         if not 0 <= i < len(self):
             raise IndexError(f"frame {i} out of range 0..{len(self) - 1} in {self.path}")
         off = self._arrays["mask_offsets"]
-        raw = zlib.decompress(self._arrays["mask_data"][off[i]:off[i + 1]].tobytes())
-        n, (h, w) = len(self.mask_names), self.mask_shape
-        bits = np.unpackbits(np.frombuffer(raw, np.uint8), count=n * h * w).reshape(n, h, w)
-        return GroundTruthMasks.from_stack(bits.astype(bool))
+        data = self._arrays["mask_data"][off[i]:off[i + 1]].tobytes()
+        return unpack_masks(data, self.mask_shape, len(self.mask_names))  # type: ignore[arg-type]
 
 
 def write_ground_truth(path: str | os.PathLike[str], drive: Drive, masks: list[GroundTruthMasks]) -> Path:

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from vbp_live.io.atomic import write_text_atomic
-from vbp_live.io.synth_writers import FrameRecord
+from vbp_live.io.synth_records import FrameRecord
 from vbp_live.synth.drive import Drive
 
 LAT0, LON0, ALT0 = 37.3998, -122.1084, 10.0  # near Mountain View, CA

@@ -28,32 +28,12 @@ from typing import Callable, Iterable, Iterator, Protocol
 import numpy as np
 
 from vbp_live.io.ground_truth import GroundTruthWriter
-from vbp_live.io.udacity_bag import UdacityBagWriter, encode_jpeg
+from vbp_live.io.synth_records import FrameRecord, RenderClock, iter_records
+from vbp_live.io.udacity_bag import UdacityBagWriter
 from vbp_live.synth.drive import Drive
-from vbp_live.synth.render import GroundTruthMasks, Renderer
 
 log = logging.getLogger(__name__)
 FORMATS = ("bag", "mp4", "dump", "simlog", "gt")
-
-
-@dataclass
-class FrameRecord:
-    """One rendered frame on its way to the sinks (the JPEG is encoded once, on first use)."""
-
-    index: int
-    stamp_ns: int
-    frame: np.ndarray
-    masks: GroundTruthMasks
-    side: dict[str, np.ndarray] = field(default_factory=dict)  # "left"/"right" camera frames
-    jpeg_quality: int = 90
-    _jpeg: dict[str, bytes] = field(default_factory=dict)
-
-    def jpeg(self, camera: str = "center") -> bytes:
-        """JPEG bytes of a camera's frame."""
-        if camera not in self._jpeg:
-            img = self.frame if camera == "center" else self.side[camera]
-            self._jpeg[camera] = encode_jpeg(img, self.jpeg_quality)
-        return self._jpeg[camera]
 
 
 class Sink(Protocol):
@@ -149,7 +129,7 @@ class GroundTruthSink:
         self.writer = GroundTruthWriter(path, drive)
 
     def add(self, rec: FrameRecord) -> None:
-        self.writer.add(rec.masks)
+        self.writer.add_packed(rec.masks_packed(), rec.frame.shape[:2])
 
     def close(self) -> list[Path]:
         return [self.writer.close()]
@@ -157,34 +137,27 @@ class GroundTruthSink:
 
 @dataclass
 class WriteStats:
-    """What :func:`write_outputs` did and how long the parts took (seconds)."""
+    """What :func:`write_outputs` did and how long it took (seconds).
+
+    ``render_s`` sums the render time of all workers; ``wall_s`` is the whole run.
+    """
 
     frames: int = 0
+    workers: int = 1
     render_s: float = 0.0
-    write_s: float = 0.0
+    render_cpu_s: float = 0.0
+    wall_s: float = 0.0
     paths: list[Path] = field(default_factory=list)
 
     @property
     def render_fps(self) -> float:
-        """Frames rendered per second of render time (all cameras of a frame count as one)."""
+        """Frames one process renders per second (all cameras of a frame count as one)."""
         return self.frames / self.render_s if self.render_s > 0 else float("nan")
 
-
-def iter_records(drive: Drive, side_cameras: bool = False, jpeg_quality: int = 90,
-                 stats: WriteStats | None = None) -> Iterator[FrameRecord]:
-    """Render the drive frame by frame (center camera + optional left/right cameras)."""
-    from dataclasses import replace
-
-    cam = drive.config.camera
-    main = Renderer(drive)
-    sides = {n: Renderer(drive, replace(cam, lateral_m=off, hood=cam.hood)) for n, off in (("left", 0.5), ("right", -0.5))} if side_cameras else {}
-    for i in range(drive.n_frames):
-        t0 = time.perf_counter()
-        frame, masks = main.render(i)
-        side = {n: r.render(i)[0] for n, r in sides.items()}
-        if stats is not None:
-            stats.render_s += time.perf_counter() - t0
-        yield FrameRecord(i, int(drive.frame_times_ns[i]), frame, masks, side, jpeg_quality)
+    @property
+    def total_fps(self) -> float:
+        """Frames per second of the whole run: render, encode and write."""
+        return self.frames / self.wall_s if self.wall_s > 0 else float("nan")
 
 
 def make_sinks(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[str], *, split: int = 1,
@@ -211,7 +184,7 @@ def make_sinks(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[
 
 def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[str] = FORMATS, *,
                   split: int = 1, raw: bool = False, swap_2016_10_25: bool = False, side_cameras: bool = False,
-                  overwrite: bool = False, jpeg_quality: int = 90,
+                  overwrite: bool = False, jpeg_quality: int = 90, workers: int = 1,
                   progress: Callable[[Iterator[FrameRecord]], Iterable[FrameRecord]] | None = None) -> WriteStats:
     """Render ``drive`` once and write every chosen format under ``out_dir``.
 
@@ -222,26 +195,30 @@ def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterab
         split, raw, swap_2016_10_25: bag options (see :class:`BagSink`).
         side_cameras: also render left/right cameras (+-0.5 m) for bag, dump and simlog.
         overwrite: replace existing bag files.
+        jpeg_quality: JPEG quality of compressed images.
+        workers: render processes (1 = this process); the output is the same for any number.
         progress: wraps the record iterator (e.g. ``tqdm``).
 
     Returns:
         :class:`WriteStats` with the written paths and the measured render time.
     """
-    stats = WriteStats()
+    t_start = time.perf_counter()
+    stats, clock = WriteStats(workers=max(1, workers)), RenderClock()
     sinks = make_sinks(drive, out_dir, formats, split=split, raw=raw, swap_2016_10_25=swap_2016_10_25,
                        side_cameras=side_cameras, overwrite=overwrite)
-    records: Iterable[FrameRecord] = iter_records(drive, side_cameras, jpeg_quality, stats)
+    records: Iterable[FrameRecord] = iter_records(drive, side_cameras, jpeg_quality, workers, clock)
     if progress is not None:
         records = progress(records)  # type: ignore[arg-type]
     for rec in records:
-        t0 = time.perf_counter()
         for sink in sinks:
             sink.add(rec)
-        stats.write_s += time.perf_counter() - t0
         stats.frames += 1
     for sink in sinks:
         stats.paths += sink.close()
-    log.info("wrote %d frames: render %.1f fps", stats.frames, stats.render_fps)
+    stats.render_s, stats.render_cpu_s = clock.render_s, clock.cpu_s
+    stats.wall_s = time.perf_counter() - t_start
+    log.info("wrote %d frames: render %.1f fps per process, %.1f fps overall", stats.frames, stats.render_fps,
+             stats.total_fps)
     return stats
 
 
