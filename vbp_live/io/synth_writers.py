@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol
 
-import numpy as np
 
 from vbp_live.io.ground_truth import GroundTruthWriter
 from vbp_live.io.synth_records import FrameRecord, RenderClock, iter_records

@@ -19,9 +19,18 @@ center ``DriveConfig.vehicle.lookahead_m`` (12 m) ahead of the rear axle, with s
 geometry. The look-ahead point lies inside the NetSVF crop band (rows 0.55-0.81), so the label
 is a function of what the network sees (plus a small actuator lag and noise).
 
-Writers (bags, mp4, bag-dump folder, simulator ``driving_log.csv``, ground-truth file) are I/O
-and live in :mod:`vbp_live.io.synth_writers` and :mod:`vbp_live.io.udacity_bag`; the CLI is
-``vbp-live synth``.
+Writers are I/O (layer 3) and live outside this package:
+
+- :mod:`vbp_live.io.synth_writers`: ``write_outputs(drive, out_dir, formats, ...)`` renders once and
+  writes any of ``bag`` (Udacity-layout ROS1 bag(s); ``split``, ``raw``, ``swap_2016_10_25``,
+  ``side_cameras``), ``mp4``, ``dump`` (``center/<ns>.jpg``, ``camera.csv``, ``steering.csv``,
+  ``interpolated.csv``), ``simlog`` (simulator ``driving_log.csv`` + ``IMG/``) and ``gt``;
+  ``write_bag(drive, out_dir, ...)`` for bags alone.
+- :mod:`vbp_live.io.udacity_bag`: ``UdacityBagWriter`` / ``write_udacity_bag`` for any frames and
+  steering samples (``SteeringSamples``), e.g. deliberately faulty bags in tests.
+- :mod:`vbp_live.io.ground_truth`: ``load_ground_truth(path)`` -> per-frame arrays and ``masks(i)``.
+
+The CLI is ``vbp-live synth --out DIR --seed S --frames N --format bag,mp4,dump,simlog,gt``.
 """
 
 from vbp_live.synth.camera import Camera
