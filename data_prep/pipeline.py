@@ -40,7 +40,8 @@ class PrepResult:
         counts: ``read``, ``kept`` and ``dropped`` (reason -> count); read = kept + dropped.
         splits: split name -> frames.
         timings: seconds per stage (``scan``, ``read``, ``decode``, ``preprocess``, ``write``,
-            ``total``); decode/preprocess are summed over worker threads.
+            ``total``, ``cpu``: process CPU time of all threads); decode/preprocess are summed
+            over worker threads.
         warnings: problems survived (truncated bags, corrupt images, ...).
         decoded: frames decoded in this run (less than kept when it resumed).
         resumed_at: frames already done by an earlier interrupted run (0: fresh start).
@@ -93,7 +94,7 @@ def prepare(
     out = Path(out_dir)
     if out.exists() and not overwrite:
         raise DatasetError(f"{out}: already exists (pass overwrite / --overwrite to replace it)")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     source = open_source(inputs, cfg, kind)
     scan = _scan(source, progress)
     plan = make_plan(scan, cfg)
@@ -105,7 +106,7 @@ def prepare(
         res = write_labels(out, plan, scan, cfg, source, overwrite)
     else:
         res = _prepare_frames(source, scan, plan, cfg, out, overwrite, resume, progress, timings)
-    res.timings = {**timings, **res.timings, "total": time.perf_counter() - t0}
+    res.timings = {**timings, **res.timings, "total": time.perf_counter() - t0, "cpu": time.process_time() - cpu0}
     return res
 
 

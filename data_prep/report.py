@@ -49,6 +49,10 @@ def timing_table(res: "PrepResult") -> str:
     n = res.decoded
     lines = [f"end to end: {n} frames decoded in {total:.2f} s = {n / total if total else 0:.0f} frames/s "
              f"({res.counts['read'] / total if total else 0:.0f} camera frames read/s)"]
+    if n and t.get("cpu"):
+        cpu = 1000 * t["cpu"] / n
+        lines.append(f"CPU: {cpu:.2f} ms/frame over all threads -> about {2000 / cpu:.0f} frames/s on 2 idle cores "
+                     f"(wall-clock figures above include waiting for other processes)")
     if res.resumed_at:
         lines.append(f"(resumed: {res.resumed_at} frames were done by an earlier run)")
     lines.append(f"{'stage':<12}{'seconds':>9}{'ms/frame':>10}  note")

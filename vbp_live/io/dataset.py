@@ -153,7 +153,7 @@ class DatasetWriter:
         """Add one preprocessed uint8 frame with its labels."""
         if frame.shape != self.frame_shape or frame.dtype != np.uint8:
             raise DatasetError(f"frame {frame.dtype}{frame.shape} does not match {self.frame_shape} uint8")
-        self._frames.write(np.ascontiguousarray(frame).tobytes())
+        self._frames.write(memoryview(np.ascontiguousarray(frame)).cast("B"))
         row = (int(timestamp_ns), float(steering_rad), float(speed_mps), source)
         self.rows.append(row)
         if self._rows_file is not None:
