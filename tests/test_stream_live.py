@@ -93,6 +93,19 @@ def test_slow_consumer_drops_stale_frames_and_keeps_the_newest(engine):
     assert sink.indices[-1] >= 55  # the last frames shown are the newest ones, not a backlog
 
 
+def test_gstreamer_pipeline_without_gstreamer_support_is_a_clear_error():
+    import re
+
+    import cv2
+
+    from vbp_live.io.video import SourceError, open_source
+
+    if re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
+        pytest.skip("this OpenCV has GStreamer")
+    with pytest.raises(SourceError, match="no GStreamer support"):
+        open_source("videotestsrc ! videoconvert ! appsink")
+
+
 def test_unreachable_stream_is_a_clear_error():
     from vbp_live.io.video import SourceError
 

@@ -197,6 +197,7 @@ class DatasetSource(FrameSource):
         from vbp_live.io.dataset import PreparedDataset
 
         self.ds = PreparedDataset(path)
+        self.crop = self.ds.crop  # the crop the frames were made with
         self.rows = self.ds.indices(split) if split else np.arange(len(self.ds))
         if len(self.rows) == 0:
             raise SourceError(f"{path}: no frames" + (f" in split {split!r}" if split else ""))

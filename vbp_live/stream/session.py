@@ -83,8 +83,8 @@ def run_overlay(
     progress: bool = True,
 ) -> RunResult:
     """Open SOURCE ``spec`` and the checkpoint, then run (see :func:`run_source`)."""
-    engine, desc = load_engine(opts)
     with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s) as source:
+        engine, desc = load_engine(opts)
         result = run_source(source, engine, opts, make_sinks(source.info.fps), progress=progress)
     result.notes.insert(0, desc)
     return result
@@ -105,6 +105,10 @@ def run_source(
         note: an extra HUD line on every frame.
         log: collects per-frame predictions (default: a CSV log when ``opts.csv`` is set).
     """
+    ds_crop = getattr(source, "crop", None)
+    if ds_crop is not None and ds_crop != engine.crop:
+        log.warning("%s was prepared with crop %s, but the model was trained with %s: its masks and steering "
+                    "may not mean what they would on the model's own crop", source.info.name, ds_crop, engine.crop)
     style = HudStyle(glyph=opts.glyph) if opts.hud else None
     renderer = OverlayRenderer(engine.crop, style, opts.alpha, note)
     cfg = PipelineConfig(opts.batch_size, opts.queue_size, max_frames=opts.max_frames, realtime=opts.realtime)
