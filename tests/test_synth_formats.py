@@ -137,3 +137,21 @@ def test_worker_processes_give_identical_files(tmp_path):
     assert two.workers == 2 and two.frames == one.frames == 16 and two.render_cpu_s > 0
     for a, b in zip(one.paths, two.paths):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
+
+
+def test_interrupted_run_leaves_no_partial_files(tmp_path):
+    drive = simulate_drive(DriveConfig(seed=8, frames=30))
+
+    def stop_at_21(records):
+        for rec in records:
+            if rec.index == 21:  # part 2 (frames 20-29) is being written
+                raise KeyboardInterrupt
+            yield rec
+
+    with pytest.raises(KeyboardInterrupt):
+        write_outputs(drive, tmp_path, ["bag", "mp4", "gt", "dump"], split=3, progress=stop_at_21)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["dump", "synth_seed8_0.bag", "synth_seed8_1.bag"]  # finished parts only, no temp files
+    assert not (tmp_path / "dump" / "camera.csv").exists()
+    with AnyReader([tmp_path / "synth_seed8_1.bag"]) as r:
+        assert sum(c.msgcount for c in r.connections if "camera" in c.topic) == 10

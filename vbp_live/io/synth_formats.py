@@ -65,6 +65,13 @@ class VideoSink:
         os.replace(self.tmp, self.path)
         return [self.path]
 
+    def abort(self) -> None:
+        """Release the encoder and delete the unfinished video."""
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        self.tmp.unlink(missing_ok=True)
+
 
 def gps(drive: Drive, stamps_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flat-earth latitude/longitude/altitude of the rear axle at the given stamps."""
@@ -110,6 +117,9 @@ class DumpSink:
         write_text_atomic(paths[1], "\n".join(steer) + "\n")
         write_text_atomic(paths[2], self._interpolated())
         return paths
+
+    def abort(self) -> None:
+        """Images written so far stay (each is complete); the CSVs are only written by :meth:`close`."""
 
     def _interpolated(self) -> str:
         d = self.drive
@@ -161,3 +171,6 @@ class SimLogSink:
         path = self.dir / "driving_log.csv"
         write_text_atomic(path, "\n".join(self.lines) + "\n")
         return [path]
+
+    def abort(self) -> None:
+        """Images written so far stay; ``driving_log.csv`` is only written by :meth:`close`."""

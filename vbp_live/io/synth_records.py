@@ -78,19 +78,20 @@ class _FrameMaker:
 
 
 _WORKER: _FrameMaker | None = None
+_JPEG = True
 
 
-def _init_worker(drive: Drive, side_cameras: bool, jpeg_quality: int) -> None:
-    global _WORKER
+def _init_worker(drive: Drive, side_cameras: bool, jpeg_quality: int, jpeg: bool) -> None:
+    global _WORKER, _JPEG
     cv2.setNumThreads(1)  # one process per core already
-    _WORKER = _FrameMaker(drive, side_cameras, jpeg_quality)
+    _WORKER, _JPEG = _FrameMaker(drive, side_cameras, jpeg_quality), jpeg
 
 
 def _work(i: int) -> tuple[FrameRecord, tuple[float, float]]:
     assert _WORKER is not None
     rec, dt = _WORKER(i)
     rec.masks_packed()  # compress and encode in the worker, ship bytes instead of bool masks
-    for cam in ("center", *rec.side):
+    for cam in ("center", *rec.side) if _JPEG else ():
         rec.jpeg(cam)
     rec._masks = None
     return rec, dt
@@ -113,7 +114,7 @@ class RenderClock:
 
 
 def iter_records(drive: Drive, side_cameras: bool = False, jpeg_quality: int = 90, workers: int = 1,
-                 clock: RenderClock | None = None) -> Iterator[FrameRecord]:
+                 clock: RenderClock | None = None, jpeg: bool = True) -> Iterator[FrameRecord]:
     """Render every frame of ``drive`` in order.
 
     Args:
@@ -122,6 +123,7 @@ def iter_records(drive: Drive, side_cameras: bool = False, jpeg_quality: int = 9
         jpeg_quality: JPEG quality of :meth:`FrameRecord.jpeg`.
         workers: processes that render (1 = in this process).
         clock: accumulates render time.
+        jpeg: workers encode JPEGs up front (when a writer will need them).
     """
     clock = clock if clock is not None else RenderClock()
     if workers <= 1:
@@ -131,7 +133,7 @@ def iter_records(drive: Drive, side_cameras: bool = False, jpeg_quality: int = 9
             clock.tick(dt)
             yield rec
         return
-    with mp.get_context("spawn").Pool(workers, _init_worker, (drive, side_cameras, jpeg_quality)) as pool:
+    with mp.get_context("spawn").Pool(workers, _init_worker, (drive, side_cameras, jpeg_quality, jpeg)) as pool:
         for rec, dt in pool.imap(_work, range(drive.n_frames), chunksize=4):
             clock.tick(dt)
             yield rec

@@ -42,6 +42,8 @@ class Sink(Protocol):
 
     def close(self) -> list[Path]: ...
 
+    def abort(self) -> None: ...
+
 
 def bag_names(drive: Drive, split: int, swap_2016_10_25: bool, prefix: str | None = None) -> list[str]:
     """File names of the bag parts: ``<prefix>.bag`` or rosbag's split naming ``<prefix>_<k>.bag``.
@@ -120,6 +122,12 @@ class BagSink:
         self._close_part()
         return self.written
 
+    def abort(self) -> None:
+        """Drop the part being written (finished parts stay: each is a valid bag)."""
+        if self.bag is not None:
+            self.bag.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self.bag = None
+
 
 class GroundTruthSink:
     """The ground-truth file (``<out>/ground_truth.npz`` by default)."""
@@ -132,6 +140,9 @@ class GroundTruthSink:
 
     def close(self) -> list[Path]:
         return [self.writer.close()]
+
+    def abort(self) -> None:
+        """Nothing on disk yet: the file is written in one go by :meth:`close`."""
 
 
 @dataclass
@@ -205,13 +216,19 @@ def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterab
     stats, clock = WriteStats(workers=max(1, workers)), RenderClock()
     sinks = make_sinks(drive, out_dir, formats, split=split, raw=raw, swap_2016_10_25=swap_2016_10_25,
                        side_cameras=side_cameras, overwrite=overwrite)
-    records: Iterable[FrameRecord] = iter_records(drive, side_cameras, jpeg_quality, workers, clock)
+    jpeg = ("bag" in formats and not raw) or "dump" in formats
+    records: Iterable[FrameRecord] = iter_records(drive, side_cameras, jpeg_quality, workers, clock, jpeg)
     if progress is not None:
         records = progress(records)  # type: ignore[arg-type]
-    for rec in records:
+    try:
+        for rec in records:
+            for sink in sinks:
+                sink.add(rec)
+            stats.frames += 1
+    except BaseException:
         for sink in sinks:
-            sink.add(rec)
-        stats.frames += 1
+            sink.abort()  # no temp files left behind; files already complete stay valid
+        raise
     for sink in sinks:
         stats.paths += sink.close()
     stats.render_s, stats.render_cpu_s = clock.render_s, clock.cpu_s
