@@ -39,11 +39,15 @@ class BagSource(Source):
         self.selected: list[str | None] = []
         self.frame_counts: list[int] = []
 
+    def _swapped(self, path: Path) -> bool:
+        """True for files whose left and center topics are swapped (and a camera that is affected)."""
+        return self.cfg.camera.name in _SWAP and any(fnmatch.fnmatch(path.name, p) for p in self.cfg.camera.swap_left_center)
+
     def camera_topics(self, path: Path) -> list[str]:
         """Candidate camera topics for this file, in priority order (swap applied)."""
         name = self.cfg.camera.name
-        if any(fnmatch.fnmatch(path.name, pat) for pat in self.cfg.camera.swap_left_center):
-            name = _SWAP.get(name, name)
+        if self._swapped(path):
+            name = _SWAP[name]
         return [t.format(name=name) for t in self.cfg.camera.topics]
 
     def scan(self, progress: Progress | None = None) -> Scan:
@@ -63,7 +67,7 @@ class BagSource(Source):
             if chosen is not None:
                 acc["ft"].extend(stamps[chosen])
                 acc["fsrc"].extend([fi] * len(stamps[chosen]))
-                if self.camera_topics(path)[0] != self.cfg.camera.topics[0].format(name=self.cfg.camera.name):
+                if self._swapped(path):
                     info["swapped_left_center"].append(path.name)
         self._check_found(acc, topics_seen)
         info["camera_topics"] = {p.name: t for p, t in zip(self.paths, self.selected)}
@@ -105,9 +109,10 @@ class BagSource(Source):
         try:
             angle, speed = getattr(msg, sc.angle_field), getattr(msg, sc.speed_field)
         except AttributeError:
+            missing = [f for f in (sc.angle_field, sc.speed_field) if not hasattr(msg, f)]
             raise InputError(
-                f"{conn.topic} ({conn.msgtype}) has no field {sc.angle_field!r} or {sc.speed_field!r}; "
-                f"its fields: {self.types.field_names(conn)} (set steering.angle_field / steering.speed_field)"
+                f"{conn.topic} ({conn.msgtype}) has no field(s) {missing}; its fields: "
+                f"{self.types.field_names(conn)} (set steering.angle_field / steering.speed_field)"
             ) from None
         acc["st"].append(t)
         acc["sa"].append(float(angle))

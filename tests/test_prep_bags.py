@@ -257,3 +257,46 @@ def test_split_and_manifest(tmp_path):
     assert list(ds2.split[-8:]) == ["train"] + ["test"] * 7  # the count wins over the fraction
     with pytest.raises(ValueError, match="already exists"):
         run(tmp_path, [bag], name="o2")
+
+
+LATER_DEF = """Header header
+float32 steering_wheel_angle
+float32 steering_wheel_angle_velocity
+float32 steering_wheel_torque
+float32 speed
+uint8 steering_mode
+bool enabled
+bool override
+bool timeout
+"""
+
+
+def test_steering_report_definition_is_taken_from_the_bag(tmp_path):
+    from rosbags.rosbag1 import Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    from prep_fixtures import STEERING_TYPE, image_msg
+
+    ts = get_typestore(Stores.ROS1_NOETIC)  # a later SteeringReport layout, same type name
+    ts.register(get_types_from_msg(LATER_DEF, STEERING_TYPE))
+    t, hdr = ts.types, lambda s: ts.types["std_msgs/msg/Header"](
+        seq=0, stamp=ts.types["builtin_interfaces/msg/Time"](sec=s // 10**9, nanosec=s % 10**9), frame_id="")
+    path = tmp_path / "later.bag"
+    with Writer(path) as w:
+        cam = w.add_connection(CENTER, "sensor_msgs/msg/CompressedImage", typestore=ts)
+        steer = w.add_connection("/vehicle/steering_report", STEERING_TYPE, typestore=ts)
+        for k in range(12):
+            s = T0 + k * 50 * MS
+            msg = t[STEERING_TYPE](header=hdr(s), steering_wheel_angle=0.01 * k, steering_wheel_angle_velocity=-3.0,
+                                   steering_wheel_torque=1.5, speed=7.0 + k, steering_mode=2, enabled=True,
+                                   override=False, timeout=False)
+            w.write(steer, s, ts.serialize_ros1(msg, STEERING_TYPE))
+            if 2 <= k <= 9:
+                mt, im = image_msg(ts, s + 25 * MS, flat_jpeg(100))
+                w.write(cam, s + 25 * MS, ts.serialize_ros1(im, mt))
+    res, ds, rows = run(tmp_path, [path])
+    k = np.arange(2, 10) + 0.5
+    np.testing.assert_allclose(col(rows, "steering_rad"), 0.01 * k, atol=1e-6)  # float32 samples, interpolated
+    np.testing.assert_allclose(col(rows, "speed_mps"), 7.0 + k, atol=1e-9)
+    with pytest.raises(InputError, match=r"has no field\(s\) \['velocity'\].*'steering_mode'"):
+        prepare([path], tmp_path / "x", load_config(None, {"steering.speed_field": "velocity"}), progress=False)
