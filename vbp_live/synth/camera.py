@@ -98,23 +98,26 @@ def world_to_vehicle(x: np.ndarray, y: np.ndarray, px: float, py: float, theta: 
     return dx * c + dy * s, -dx * s + dy * c
 
 
-def clip_near(fwd: np.ndarray, left: np.ndarray, z_near: float) -> tuple[np.ndarray, np.ndarray]:
-    """Clip a closed ground polygon to the half-plane ``fwd >= z_near`` (Sutherland-Hodgman)."""
+def clip_near(fwd: np.ndarray, left: np.ndarray, z_near: float, *extra: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Clip a closed polygon to the half-space ``fwd >= z_near`` (Sutherland-Hodgman).
+
+    ``extra`` per-vertex coordinates (e.g. height) are interpolated along cut edges.
+
+    Returns:
+        ``(fwd, left, *extra)`` of the clipped polygon (empty arrays when nothing is in front).
+    """
+    cols = np.stack([fwd, left, *extra], 1)
     inside = fwd >= z_near
     if inside.all():
-        return fwd, left
-    if not inside.any():
-        return fwd[:0], left[:0]
-    out_f: list[float] = []
-    out_l: list[float] = []
+        return tuple(cols.T)
+    out: list[np.ndarray] = []
     n = len(fwd)
-    for i in range(n):
+    for i in range(n if inside.any() else 0):
         j = (i + 1) % n
         if inside[i]:
-            out_f.append(fwd[i])
-            out_l.append(left[i])
+            out.append(cols[i])
         if inside[i] != inside[j]:
             a = (z_near - fwd[i]) / (fwd[j] - fwd[i])
-            out_f.append(z_near)
-            out_l.append(left[i] + a * (left[j] - left[i]))
-    return np.array(out_f), np.array(out_l)
+            out.append(cols[i] + a * (cols[j] - cols[i]))
+    res = np.array(out).reshape(-1, cols.shape[1])
+    return tuple(res.T)

@@ -7,7 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vbp_live.synth.camera import Camera, world_to_vehicle
+from vbp_live.synth.camera import Camera, clip_near, world_to_vehicle
 from vbp_live.synth.road import Road
 from vbp_live.synth.scene import Car
 
@@ -21,7 +21,7 @@ _FACES = {  # name: (corner indices in drawing order, outward normal in the car 
 }
 _SHADING = {"front": 0.85, "back": 0.85, "left": 0.7, "right": 0.7, "top": 1.15}
 _GLASS = (52, 46, 42)
-_MIN_FWD = 1.0
+_Z_NEAR = 0.5  # m: faces are clipped at this distance ahead of the camera
 
 
 class _ViewLike(Protocol):
@@ -60,12 +60,21 @@ def _lights(uv: np.ndarray, color: tuple[int, int, int]) -> list[tuple[np.ndarra
     return out
 
 
+def _face_polygon(uv: np.ndarray, pts: np.ndarray, idx: list[int], cam: Camera, pitch: float) -> tuple[np.ndarray, bool]:
+    """Pixel polygon of a face; clipped at the near plane when part of it is behind the camera."""
+    if pts[idx, 0].min() >= _Z_NEAR:
+        return uv[idx], False
+    fwd, left, up = clip_near(pts[idx, 0], pts[idx, 1], _Z_NEAR, pts[idx, 2])
+    u, v, _ = cam.project(fwd, left, up, pitch)
+    return np.stack([u, v], 1), True
+
+
 def car_polygons(car: Car, s: float, road: Road, cam: Camera, view: _ViewLike
                  ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, tuple[int, int, int]]]] | None:
     """Pixel polygons of one car at arc length ``s``: (contact shadow, [(face polygon, BGR)...]).
 
-    Faces are listed in drawing order (body, then cabin, then lamps). Returns None when the car
-    is too close to the camera to be drawn safely (any corner less than 1 m ahead).
+    Faces are listed in drawing order (body, then cabin, then lamps); faces that reach behind
+    the camera are clipped at 0.5 m. Returns None when the whole car is behind that plane.
     """
     x, y = road.frenet_to_world(s, car.d)
     heading = float(road.pose(s)[2]) + (math.pi if car.oncoming else 0.0)
@@ -77,8 +86,9 @@ def car_polygons(car: Car, s: float, road: Road, cam: Camera, view: _ViewLike
     local = np.concatenate(boxes + [foot])  # (20, 3)
     wx, wy = x + local[:, 0] * c - local[:, 1] * sn, y + local[:, 0] * sn + local[:, 1] * c
     fwd, left = world_to_vehicle(wx, wy, view.px, view.py, view.theta)
-    if fwd.min() < _MIN_FWD:
+    if fwd.max() < _Z_NEAR:
         return None
+    pts = np.stack([fwd, left, local[:, 2]], 1)
     u, v, _ = cam.project(fwd, left, local[:, 2], view.pitch)
     uv = np.stack([u, v], 1)
     dx, dy = view.px - x, view.py - y
@@ -89,9 +99,12 @@ def car_polygons(car: Car, s: float, road: Road, cam: Camera, view: _ViewLike
         for name, (idx, _) in _FACES.items():
             if not _visible(name, cam_local, lo, hi):
                 continue
-            poly = uv[[8 * k + j for j in idx]]
+            poly, clipped = _face_polygon(uv, pts, [8 * k + j for j in idx], cam, view.pitch)
+            if len(poly) < 3:
+                continue
             col = car.color if (name == "top" or not glass) else _GLASS
             faces.append((poly, _shade(col, _SHADING[name])))
-            if not glass and name in ("back", "front"):
+            if not glass and not clipped and name in ("back", "front"):
                 faces += _lights(poly, (40, 40, 210) if name == "back" else (200, 235, 245))
-    return [uv[16:]], faces
+    contact, _ = _face_polygon(uv, pts, [16, 17, 18, 19], cam, view.pitch)
+    return [contact], faces

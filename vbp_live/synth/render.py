@@ -108,7 +108,7 @@ class Renderer:
         self._draw_shadows(shade, masks, view)
         self._draw_cars(base, shade, masks, view, i)
         frame = self._light(base, shade, view, vh, float(d.scene.brightness[i]))
-        self._haze(frame, vh)
+        self._haze(frame, vh, masks[3])
         self._hood(frame, masks, float(d.scene.brightness[i]))
         return frame, GroundTruthMasks.from_stack(masks)
 
@@ -167,12 +167,14 @@ class Renderer:
         row_y = (oy * row_w + s * row_fwd + c * row_left) / res
         return np.stack([row_x, row_y, row_w])
 
-    def _haze(self, frame: np.ndarray, vh: float) -> None:
+    def _haze(self, frame: np.ndarray, vh: float, car: np.ndarray) -> None:
+        """Distance haze on the rows around the horizon (the ground there is 40 m to infinity away)."""
         r0 = int(np.clip(math.floor(vh) - 2, 0, self.cam.height))
         r1 = int(np.clip(math.floor(vh) + 30, 0, self.cam.height))
         if r1 <= r0:
             return
         a = (0.6 * np.exp(-np.abs(np.arange(r0, r1) - vh) / 7.0)).astype(np.float32)[:, None, None]
+        a = a * (1 - car[r0:r1, :, None]).astype(np.float32)  # cars are drawn near, not hazed
         haze = np.array(self.drive.scene.sky_horizon, np.float32)
         band = frame[r0:r1].astype(np.float32)
         frame[r0:r1] = (band * (1 - a) + haze * a).astype(np.uint8)
