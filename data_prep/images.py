@@ -77,7 +77,10 @@ def decode_bytes(buf: np.ndarray, gray: bool) -> np.ndarray:
         raise ImageError(f"image data too short ({buf.size} bytes)")
     if buf[0] == 0xFF and buf[1] == 0xD8 and not _has_jpeg_end(buf):
         raise ImageError("JPEG cut short (no end-of-image marker)")
-    img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR)
+    except cv2.error as e:
+        raise ImageError(f"undecodable image data ({buf.size} bytes): {str(e).strip().splitlines()[-1]}") from None
     if img is None:
         raise ImageError(f"undecodable image data ({buf.size} bytes, starts {bytes(buf[:4]).hex()})")
     return img
@@ -99,5 +102,8 @@ def raw_to_array(img: RawImage, gray: bool) -> np.ndarray:
     rows = np.asarray(img.data[:need], np.uint8).reshape(img.height, img.step)
     arr = rows[:, : img.width * ch].reshape(img.height, img.width, ch) if ch > 1 else rows[:, : img.width]
     code = to_gray if gray else to_bgr
-    out = cv2.cvtColor(np.ascontiguousarray(arr), code) if code is not None else arr
+    try:
+        out = cv2.cvtColor(np.ascontiguousarray(arr), code) if code is not None else arr
+    except cv2.error as e:
+        raise ImageError(f"cannot convert raw {img.encoding} image: {str(e).strip().splitlines()[-1]}") from None
     return np.ascontiguousarray(out)

@@ -8,16 +8,17 @@ every frame's fate. Pass 2 streams only the kept frames' images through a thread
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from data_prep.config import PrepConfig
@@ -87,7 +88,8 @@ def prepare(
         kind: force the input kind (``bag``, ``dump``, ``sim``, ``comma2k19``).
         labels_only: write only the synchronized index (no frames decoded).
         overwrite: replace an existing ``out_dir``.
-        resume: continue an interrupted run of the same inputs and config.
+        resume: continue an interrupted run of the same inputs and config (False: start
+            clean, discarding ``<out_dir>.partial``; the run still writes checkpoints).
         progress: show tqdm progress bars.
     """
     cfg = cfg or PrepConfig()
@@ -129,12 +131,18 @@ def _prepare_frames(source: Source, scan: Scan, plan: Plan, cfg: PrepConfig, out
         raise InputError(f"{source.kind} input has no images (no video in this layout); use labels_only (--labels-only)")
     spec = cfg.crop.spec()
     shape = (spec.out_height, spec.out_width) if spec.grayscale else (spec.out_height, spec.out_width, 3)
-    writer = DatasetWriter(out, shape, spec, overwrite=overwrite, resume_key=resume_key(source, cfg) if resume else None)
+    partial = out.parent / (out.name + ".partial")
+    if not resume and partial.exists():
+        shutil.rmtree(partial)  # --restart: ignore an earlier run's progress (this run still checkpoints)
+    writer = DatasetWriter(out, shape, spec, overwrite=overwrite, resume_key=resume_key(source, cfg))
+    if writer.resumed_state is not None:
+        log.info("resuming %s: %d frames already done", partial, len(writer))
     fw = FrameWriter(source, plan, writer, cfg)
     try:
         fw.run(progress)
     except BaseException:
-        fw.checkpoint()  # consistent at any instant; a re-run resumes from here
+        with contextlib.suppress(Exception):
+            fw.checkpoint()  # consistent at any instant; a re-run resumes from here
         raise
     res = finish_dataset(writer, plan, scan, cfg, source, fw.rejected)
     res.timings, res.decoded, res.resumed_at = fw.timings, fw.decoded, fw.resumed_at

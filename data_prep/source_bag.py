@@ -69,7 +69,7 @@ class BagSource(Source):
                 acc["fsrc"].extend([fi] * len(stamps[chosen]))
                 if self._swapped(path):
                     info["swapped_left_center"].append(path.name)
-        self._check_found(acc, topics_seen)
+        self._check_found(acc, topics_seen, warnings)
         info["camera_topics"] = {p.name: t for p, t in zip(self.paths, self.selected)}
         st = np.array(acc["st"], np.int64)
         return Scan(
@@ -118,11 +118,12 @@ class BagSource(Source):
         acc["sa"].append(float(angle))
         acc["sv"].append(float(speed))
 
-    def _check_found(self, acc: dict[str, list[Any]], topics_seen: dict[str, dict[str, tuple[str, int]]]) -> None:
+    def _check_found(self, acc: dict[str, list[Any]], topics_seen: dict[str, dict[str, tuple[str, int]]],
+                     warnings: list[str]) -> None:
         listing = "; ".join(
             f"{name}: " + (", ".join(f"{t} ({ty}, {n} msgs)" for t, (ty, n) in sorted(tops.items())) or "no topics")
             for name, tops in topics_seen.items()
-        )
+        ) + "".join(f". Note: {w}" for w in warnings)
         if not acc["ft"]:
             wanted = sorted({t for p in self.paths for t in self.camera_topics(p)})
             raise InputError(f"no camera frames: none of the topics {wanted} has messages. Topics present: {listing}")
