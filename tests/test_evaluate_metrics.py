@@ -65,6 +65,8 @@ def test_region_scores_and_order():
     assert s[0, 0] == 0 + 1 + 5 + 6 and s[1, 2] == 14 + 19  # edge region is 2x1
     assert s.sum() == a.sum()
     assert M.most_relevant_first(np.array([[1.0, 3.0], [3.0, 0.0]])).tolist() == [1, 2, 0, 3]
+    tb = np.array([0.0, 0.1, 0.9, 0.5])
+    assert M.most_relevant_first(np.array([1.0, 3.0, 3.0, 0.0]), tb).tolist() == [2, 1, 0, 3]
 
 
 def test_aopc_and_auc():

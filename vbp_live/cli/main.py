@@ -13,7 +13,7 @@ import logging
 import sys
 
 # Order = order shown in --help. Add a command by adding its module here.
-COMMANDS = ["demo", "run", "bench", "prep", "train", "synth", "explain"]
+COMMANDS = ["demo", "run", "bench", "prep", "train", "synth", "explain", "evaluate"]
 
 
 class CliError(Exception):

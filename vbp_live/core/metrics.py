@@ -86,9 +86,19 @@ def region_scores(a: np.ndarray, patch: int) -> np.ndarray:
     return padded.reshape(gh, patch, gw, patch).sum(axis=(1, 3))
 
 
-def most_relevant_first(scores: np.ndarray) -> np.ndarray:
-    """Flat indices of ``scores`` from the largest to the smallest (ties by position)."""
-    return np.argsort(-np.asarray(scores, np.float64).ravel(), kind="stable")
+def most_relevant_first(scores: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """Flat indices of ``scores`` from the largest to the smallest.
+
+    Ties are broken by ``tiebreak`` (larger first; e.g. seeded random numbers, so flat regions of
+    a map are not always taken from the top-left), else by position.
+    """
+    s = -np.asarray(scores, np.float64).ravel()
+    if tiebreak is None:
+        return np.argsort(s, kind="stable")
+    t = np.asarray(tiebreak, np.float64).ravel()
+    if t.size != s.size:
+        raise ValueError(f"tiebreak has {t.size} entries for {s.size} scores")
+    return np.lexsort((-t, s))
 
 
 def aopc(deltas: np.ndarray) -> float:

@@ -72,7 +72,7 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
     """A line chart of ``{label: (xs, ys)}`` with axes, ticks and a legend. NaNs break lines."""
     w, h = size
     img = np.full((h, w, 3), BG, np.uint8)
-    left, right, top, bottom = 70, 190, 34, 50
+    left, right, top, bottom = 70, 190, 46, 50
     pw, ph = w - left - right, h - top - bottom
     xs_all = np.concatenate([np.asarray(x, float) for x, _ in series.values()]) if series else np.zeros(1)
     ys_all = np.concatenate([np.asarray(y, float) for _, y in series.values()]) if series else np.zeros(1)
@@ -103,7 +103,7 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
         ly = top + 14 + 18 * k
         cv2.line(img, (left + pw + 12, ly - 4), (left + pw + 36, ly - 4), color, 2, cv2.LINE_AA)
         cv2.putText(img, label[:22], (left + pw + 42, ly), FONT, 0.42, INK, 1, cv2.LINE_AA)
-    cv2.putText(img, title, (left, 22), FONT, 0.55, INK, 1, cv2.LINE_AA)
+    cv2.putText(img, title, (8, 20), FONT, 0.55, INK, 1, cv2.LINE_AA)
     cv2.putText(img, xlabel, (left + pw // 2 - 4 * len(xlabel), h - 12), FONT, 0.45, INK, 1, cv2.LINE_AA)
     cv2.putText(img, ylabel, (4, top - 8), FONT, 0.42, INK, 1, cv2.LINE_AA)
     return img

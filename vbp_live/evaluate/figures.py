@@ -174,9 +174,9 @@ def run_explain(samples: Sequence[Sample], model: nn.Module, crop: CropSpec, nam
     maps, ms = {}, {}
     for name, method in methods.items():
         bar = progress(total=len(samples), desc=name, unit="frame") if progress else None
-        maps[name], secs = compute_maps(method, x, batch, bar.update if bar else None)
+        maps[name], secs = compute_maps(method, x, batch, bar.update if bar is not None else None)
         ms[name] = 1000.0 * secs / len(samples)
-        if bar:
+        if bar is not None:
             bar.close()
     paths = []
     for i, s in enumerate(samples):
