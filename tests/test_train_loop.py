@@ -181,3 +181,23 @@ def test_default_callbacks(tmp_path, dataset):
     cbs = default_callbacks(cfg, load_data(cfg.data))
     assert [type(c).__name__ for c in cbs] == ["MetricsCSV", "VBPSnapshots"]
     assert cbs[1].rows.tolist() == [80, 90]
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, dataset):
+    cfg = tiny(tmp_path / "run", dataset, "train.max_steps=2")
+    train(cfg)
+    before = (tmp_path / "run" / "last.pt").read_bytes()
+    trainer = Trainer(cfg, load_data(cfg.data))
+    with torch.no_grad():
+        next(trainer.raw_model.parameters())[0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        trainer.save()
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+
+
+@pytest.mark.gpu
+def test_cuda_mixed_precision(tmp_path, dataset):
+    res = train(tiny(tmp_path / "run", dataset, "train.device=cuda", "train.amp=fp16", "snapshot.epochs=[1]"))
+    ck = load_checkpoint(res.checkpoint)
+    assert ck.train_state["scaler"]["scale"] > 0 and res.metrics["val_rmse_rad"] < 1.0
+    assert all(v.device.type == "cpu" for v in ck.state_dict.values())

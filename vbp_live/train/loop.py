@@ -110,6 +110,8 @@ class Trainer:
         self.stop_requested = False  # all ranks agreed to stop at this step boundary
         self._signaled = False  # this process got SIGINT/SIGTERM (set by the handler only)
         self.last_metrics: dict[str, float] = {}
+        self._bar_val: dict[str, str] = {}  # last validation figure, shown on the progress bar
+        self._saved_at = ""  # position of the checkpoint on disk
         self.lr = lr_at(cfg.optim, 0, self.steps_per_epoch, self.total_steps)
         self.epoch_sums = [0.0, 0, 0.0]  # loss * frames, frames, seconds of this epoch so far
 
@@ -160,7 +162,7 @@ class Trainer:
             self.epoch_sums[1] += len(rows)
             self.epoch_sums[2] += time.perf_counter() - t0  # loading + step, not the callbacks
             bar.update(1)
-            bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4g}", lr=f"{self.lr:.3g}", refresh=False)
+            bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4g}", lr=f"{self.lr:.3g}", **self._bar_val, refresh=False)
             self._call("after_step")
             if self.stop_requested:
                 log.warning("stop requested: saving %s at epoch %d step %d", self.checkpoint_path, self.epoch, self.step_in_epoch)
@@ -196,11 +198,17 @@ class Trainer:
         self.stop_requested = self.stop_requested or self._signaled or bool(flags[2] > 0)  # any rank signaled
         return flags[0].item() / global_n
 
+    def _position(self) -> str:
+        return f"epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else "")
+
+    def _kept(self) -> str:
+        if not self.checkpoint_path.is_file():
+            return "no checkpoint had been written yet"
+        return f"the last good checkpoint {self.checkpoint_path} ({self._saved_at}) is kept"
+
     def _nonfinite_message(self, value: float) -> str:
-        kept = (f"the last good checkpoint {self.checkpoint_path} (epoch {self.epoch}) is kept"
-                if self.checkpoint_path.is_file() else "no checkpoint had been written yet")
         return (f"loss is {value} at epoch {self.epoch + 1}, step {self.step_in_epoch + 1} "
-                f"(lr {self.lr:.3g}); training stopped and {kept}. Try a lower optim.lr or grad clipping.")
+                f"(lr {self.lr:.3g}); training stopped and {self._kept()}. Try a lower optim.lr or optim.grad_clip.")
 
     def end_epoch(self, bar: Any) -> None:
         """Validate, checkpoint, run after_epoch callbacks."""
@@ -214,7 +222,7 @@ class Trainer:
                              "train_frames_per_s": frames / max(seconds, 1e-9)}
         self.save()
         key = "val_rmse_deg" if self.cfg.train.loss == "mse" else "val_accuracy"
-        bar.set_postfix({key: f"{metrics[key]:.4g}"}, refresh=False)
+        self._bar_val = {key: f"{metrics[key]:.4g}"}
         log.info("epoch %d/%d: %s", self.epoch, self.cfg.train.epochs, ", ".join(
             f"{k} {v:.4g}" for k, v in self.last_metrics.items() if k.startswith(("train_", "val_"))))
         for cb in self.callbacks:
@@ -245,9 +253,14 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng}
 
     def save(self) -> None:
-        """Write ``last.pt`` atomically (rank 0)."""
+        """Write ``last.pt`` atomically (rank 0); never over a good checkpoint with non-finite weights."""
+        bad = [n for n, p in self.raw_model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLossError(f"weights became non-finite ({', '.join(bad[:3])}, ...) by epoch {self.epoch}, "
+                                     f"step {self.step_in_epoch}; training stopped and {self._kept()}")
         if self.dist.is_main:
             meta = {"metrics": self.last_metrics, "data": self.data.info, "torch": str(torch.__version__)}
+            self._saved_at = self._position()
             save_checkpoint(self.checkpoint_path, self.raw_model, self.data.crop, config_to_dict(self.cfg),
                             self.train_state(), meta)
 
@@ -269,6 +282,7 @@ class Trainer:
         self.scaler.load_state_dict(st["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
         self.epoch_sums = list(st["epoch_sums"])
+        self._saved_at = self._position()
         self.lr = lr_at(self.cfg.optim, self.global_step, self.steps_per_epoch, self.total_steps)
         torch.set_rng_state(st["rng"]["torch"])
         if "cuda" in st["rng"] and self.device.type == "cuda":
