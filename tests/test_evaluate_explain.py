@@ -92,7 +92,8 @@ def test_prepared_dataset_and_synthetic_drive(tmp_path, ckpt):
         w.append(preprocess_frame(road(i), crop), i * 50_000_000, 0.05 * i, 10.0, "test")
     w.finalize(["test"] * 6)
     ds = load_samples(tmp_path / "ds", crop, frames=3)
-    assert [s.truth_rad for s in ds] == pytest.approx([0.0, 0.10, 0.25])  # frames 0, 2, 5 and all(s.cropped for s in ds)
+    assert [s.truth_rad for s in ds] == pytest.approx([0.0, 0.10, 0.25])  # frames 0, 2, 5
+    assert all(s.cropped for s in ds)
 
     write_outputs(simulate_drive(DriveConfig(seed=2, frames=6)), tmp_path / "syn", ["gt"])
     syn = load_samples(tmp_path / "syn", crop, frames=2)

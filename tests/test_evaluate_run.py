@@ -61,7 +61,8 @@ def test_deletion_insertion_known_answer(region_setup):
 def test_mass_on_masks():
     lane = np.zeros((4, 4), bool)
     lane[0] = True
-    s = Sample("a", np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8), masks={"lane": lane, "car": np.zeros((4, 4), bool)})
+    blank = np.zeros((4, 4), np.uint8)
+    s = Sample("a", blank, blank, masks={"lane": lane, "car": np.zeros((4, 4), bool)})
     m = np.zeros((1, 4, 4))
     m[0, 0] = 1.0
     mass = mass_on_masks(m, [s])

@@ -92,7 +92,8 @@ def test_default_target_is_the_predicted_class():
     torch.testing.assert_close(Saliency(model).attribute(x), Saliency(model).attribute(x, target=pred))
 
 
-@pytest.mark.parametrize("ours,theirs", [(Saliency, "Saliency"), (DeconvNet, "Deconvolution"), (GuidedBackprop, "GuidedBackprop")])
+@pytest.mark.parametrize(
+    "ours,theirs", [(Saliency, "Saliency"), (DeconvNet, "Deconvolution"), (GuidedBackprop, "GuidedBackprop")])
 def test_agrees_with_captum(ours, theirs):
     captum_attr = pytest.importorskip("captum.attr", reason="captum not installed (optional peer: pip install captum)")
     model = tiny_steering(outputs=3)

@@ -140,7 +140,8 @@ def test_conv_then_bn_folds_into_the_preceding_conv():
     plan = plan_lrp(conv_bn, x[:1])
     assert conv not in plan.epsilon_modules and bn in plan.epsilon_modules
     torch.testing.assert_close(
-        EpsilonLRP(conv_bn, epsilon=3.0, sign="raw").attribute(x, raw=True), EpsilonLRP(ref, epsilon=3.0, sign="raw").attribute(x, raw=True)
+        EpsilonLRP(conv_bn, epsilon=3.0, sign="raw").attribute(x, raw=True),
+        EpsilonLRP(ref, epsilon=3.0, sign="raw").attribute(x, raw=True),
     )
 
 
@@ -170,7 +171,8 @@ def test_zennit_agrees_where_it_imports():
     with Gradient(model=net, composite=comp) as attr:
         _, relevance = attr(x, torch.ones(2, 1))
     assert zennit is not None
-    torch.testing.assert_close(EpsilonLRP(net, sign="raw").attribute(x, raw=True), relevance.sum(1, keepdim=True), rtol=1e-4, atol=1e-9)
+    ours = EpsilonLRP(net, sign="raw").attribute(x, raw=True)
+    torch.testing.assert_close(ours, relevance.sum(1, keepdim=True), rtol=1e-4, atol=1e-9)
 
 
 def test_no_float32_underflow_with_epsilon_100_on_a_deep_chain():
@@ -190,4 +192,5 @@ def test_no_float32_underflow_with_epsilon_100_on_a_deep_chain():
     assert scaled.abs().flatten(1).amax(1).tolist() == pytest.approx([1.0, 1.0])
     exact = EpsilonLRP(copy.deepcopy(net).double()).attribute(x.double(), sign="raw", raw=True)
     assert float(exact.abs().max()) < 1e-30  # far below float32's normal range
-    torch.testing.assert_close(scaled.double(), exact / exact.abs().flatten(1).amax(1).view(-1, 1, 1, 1), rtol=1e-4, atol=1e-5)
+    expected = exact / exact.abs().flatten(1).amax(1).view(-1, 1, 1, 1)
+    torch.testing.assert_close(scaled.double(), expected, rtol=1e-4, atol=1e-5)

@@ -53,7 +53,8 @@ def explained_output(out: torch.Tensor, target: Target = None) -> torch.Tensor:
         idx = torch.as_tensor(target, device=flat.device, dtype=torch.long).reshape(-1)
         idx = idx.expand(flat.shape[0]) if idx.numel() == 1 else idx
         if idx.numel() != flat.shape[0] or bool(((idx < 0) | (idx >= flat.shape[1])).any()):
-            raise ValueError(f"target must be one class index in [0, {flat.shape[1]}) or one per sample, got {target!r}")
+            raise ValueError(
+                f"target must be one class index in [0, {flat.shape[1]}) or one per sample, got {target!r}")
     return flat.gather(1, idx[:, None])[:, 0]
 
 

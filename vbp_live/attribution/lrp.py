@@ -119,7 +119,7 @@ def plan_lrp(model: nn.Module, x: torch.Tensor, bn: str = "fold") -> LRPPlan:
 def _rescaled(g: torch.Tensor, log_scales: list[torch.Tensor]) -> torch.Tensor:
     """Divide each sample's backward signal by its largest magnitude; remember log(scale) in float64."""
     peak = g.detach().abs().flatten(1).amax(1).double()  # (B,)
-    scale = torch.where(peak > 0, 1.0 / peak.clamp_min(1e-300), torch.ones_like(peak))
+    scale = torch.where(peak > 0, 1.0 / peak.clamp_min(1e-30), torch.ones_like(peak))  # stays finite in float32
     log_scales.append(scale.log())
     return g * scale.to(g.dtype).view(-1, *([1] * (g.ndim - 1)))
 
@@ -135,7 +135,7 @@ def lrp_hooks(plan: LRPPlan, epsilon: float, log_scales: list[torch.Tensor] | No
     def eps_hook(m: nn.Module, inputs: tuple, z: torch.Tensor) -> None:
         if z.requires_grad:
             stab = z.detach() + epsilon * torch.where(z.detach() < 0, -1.0, 1.0).to(z.dtype)
-            factor = z.detach() / stab  # computed now: a later in-place op cannot change it
+            factor = torch.where(stab != 0, z.detach() / stab, 0.0)  # computed now: later in-place ops can't change it
             if log_scales is None:
                 z.register_hook(lambda g: g * factor)
             else:
@@ -181,7 +181,8 @@ class EpsilonLRP(Attribution):
                 self._plan = plan_lrp(self.model, x[:1].clone(), self.bn)
         return self._plan
 
-    def attribute(self, x: torch.Tensor, target: Target = None, sign: str | None = None, raw: bool = False) -> torch.Tensor:
+    def attribute(self, x: torch.Tensor, target: Target = None, sign: str | None = None,
+                  raw: bool = False) -> torch.Tensor:
         """Relevance map (B, 1, H, W): channels summed, then the sign convention.
 
         Args:

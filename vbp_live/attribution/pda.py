@@ -36,6 +36,8 @@ from vbp_live.attribution.grad_common import (
     Target, apply_sign, autograd_session, check_sign, explained_output, input_gradient, resolve_target,
 )
 
+Pair = tuple[int, int]
+
 
 def window_starts(n: int, k: int, stride: int) -> list[int]:
     """Start indices of windows of length ``k`` every ``stride`` along an axis of ``n``, the last flush with the end."""
@@ -62,7 +64,7 @@ class Window:
         return self.r - self.pr, self.c - self.pc
 
 
-def plan_windows(hw: tuple[int, int], window: tuple[int, int], patch: tuple[int, int], stride: tuple[int, int]) -> list[Window]:
+def plan_windows(hw: Pair, window: Pair, patch: Pair, stride: Pair) -> list[Window]:
     """All windows of an ``hw`` input, each with its patch centred on it and shifted inside the image."""
     (h, w), (kh, kw), (lh, lw) = hw, window, patch
     out = []
@@ -84,7 +86,7 @@ class PatchGaussian:
     _cond: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def fit(cls, images: torch.Tensor, patch: tuple[int, int], max_patches: int = 20000,
+    def fit(cls, images: torch.Tensor, patch: Pair, max_patches: int = 20000,
             ridge: float = 1e-3, seed: int = 0) -> "PatchGaussian":
         """Estimate from all patches of ``images`` (N, C, H, W), subsampled to ``max_patches`` (seeded).
 
@@ -103,7 +105,7 @@ class PatchGaussian:
         cov += torch.eye(cov.shape[0], dtype=cov.dtype) * ridge * max(float(cov.diagonal().mean()), 1e-12)
         return cls((c, *patch), mean, cov)
 
-    def conditional(self, offset: tuple[int, int], window: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def conditional(self, offset: Pair, window: Pair) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """For a window at ``offset`` in the patch: (window idx, rest idx, A, b) with E[x_w | x_s] = b + A x_s."""
         key = (offset, window)
         if key not in self._cond:
@@ -126,7 +128,8 @@ class _PDABase(Attribution):
                  sign: str = "output", max_patches: int = 20000):
         super().__init__(model)
         if window < 1 or patch < window or (stride is not None and stride < 1):
-            raise ValueError(f"need 1 <= window <= patch and stride >= 1, got window={window}, patch={patch}, stride={stride}")
+            raise ValueError(f"need 1 <= window <= patch and stride >= 1, got window={window}, patch={patch}, "
+                             f"stride={stride}")
         self.window, self.patch, self.stride = window, patch, stride or window
         self.sign, self.max_patches = check_sign(sign), max_patches
         self.stats: PatchGaussian | None = None
@@ -137,15 +140,16 @@ class _PDABase(Attribution):
         self.stats = PatchGaussian.fit(images, self._sizes(images)[1], self.max_patches, seed=seed)
         return self
 
-    def _sizes(self, x: torch.Tensor) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    def _sizes(self, x: torch.Tensor) -> tuple[Pair, Pair, Pair]:
         h, w = x.shape[-2:]
         win = (min(self.window, h), min(self.window, w))
         return win, (min(self.patch, h), min(self.patch, w)), (self.stride, self.stride)
 
-    def _stats_for(self, x: torch.Tensor, patch: tuple[int, int]) -> PatchGaussian:
+    def _stats_for(self, x: torch.Tensor, patch: Pair) -> PatchGaussian:
         stats = self.stats if self.stats is not None else PatchGaussian.fit(x, patch, self.max_patches)
         if stats.shape != (x.shape[1], *patch):
-            raise ValueError(f"the patch Gaussian was fitted for patches {stats.shape}, this input needs {(x.shape[1], *patch)}")
+            raise ValueError(f"the patch Gaussian was fitted for patches {stats.shape}, "
+                             f"this input needs {(x.shape[1], *patch)}")
         return stats
 
     def conditional_means(self, x: torch.Tensor) -> tuple[list[Window], torch.Tensor]:
@@ -155,7 +159,7 @@ class _PDABase(Attribution):
         stats = self._stats_for(x, patch)
         xd = x.detach().double().cpu()
         out = torch.empty(x.shape[0], len(windows), x.shape[1] * win[0] * win[1], dtype=torch.float64)
-        groups: dict[tuple[int, int], list[int]] = {}
+        groups: dict[Pair, list[int]] = {}
         for j, wdw in enumerate(windows):
             groups.setdefault(wdw.offset, []).append(j)
         for offset, idx in groups.items():
@@ -165,7 +169,7 @@ class _PDABase(Attribution):
             out[:, idx] = patches[:, :, si] @ a.T + b  # (B, n, |w|)
         return windows, out.view(x.shape[0], len(windows), x.shape[1], *win).to(x.device, output_dtype(x))
 
-    def _accumulate(self, shape: torch.Size, windows: list[Window], win: tuple[int, int], evidence: torch.Tensor) -> torch.Tensor:
+    def _accumulate(self, shape: torch.Size, windows: list[Window], win: Pair, evidence: torch.Tensor) -> torch.Tensor:
         """Average each window's evidence (B, n) over the pixels it covers -> (B, 1, H, W)."""
         we = evidence.new_zeros(shape[0], 1, *shape[-2:])
         counts = evidence.new_zeros(1, 1, *shape[-2:])
@@ -208,7 +212,7 @@ class PredictionDifference(_PDABase):
             evidence = torch.stack([self._sample_evidence(x[b], cond[b], windows, win, idx, b) for b in range(len(x))])
         return apply_sign(self._accumulate(x.shape, windows, win, y0[:, None] - evidence), y0, sign).to(x.dtype)
 
-    def _sample_evidence(self, xb: torch.Tensor, cond: torch.Tensor, windows: list[Window], win: tuple[int, int],
+    def _sample_evidence(self, xb: torch.Tensor, cond: torch.Tensor, windows: list[Window], win: Pair,
                          idx: torch.Tensor | None, b: int) -> torch.Tensor:
         """Outputs for one sample with each window replaced, ``batch_size`` windows per forward: (n,)."""
         ys = []
@@ -239,7 +243,11 @@ class PredictionDifferenceGrad(_PDABase):
             y = explained_output(self.model(xg), target)  # (B,)
             grad = input_gradient(y, xg)  # (B, C, H, W)
         xd = xg.detach()
-        evidence = torch.stack([
-            ((xd[:, :, w.r:w.r + win[0], w.c:w.c + win[1]] - cond[:, j]) * grad[:, :, w.r:w.r + win[0], w.c:w.c + win[1]])
-            .flatten(1).sum(1) for j, w in enumerate(windows)], 1)  # (B, n)
+        evidence = torch.stack([_window_dot(xd, grad, cond[:, j], w, win) for j, w in enumerate(windows)], 1)  # (B, n)
         return apply_sign(self._accumulate(x.shape, windows, win, evidence), y, sign).to(output_dtype(x))
+
+
+def _window_dot(x: torch.Tensor, grad: torch.Tensor, cond: torch.Tensor, w: Window, win: Pair) -> torch.Tensor:
+    """``grad ᵀ (x − x')`` restricted to one window (x' differs from x only there): (B,)."""
+    rows, cols = slice(w.r, w.r + win[0]), slice(w.c, w.c + win[1])
+    return ((x[:, :, rows, cols] - cond) * grad[:, :, rows, cols]).flatten(1).sum(1)

@@ -33,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="evaluation", help="output folder (default: %(default)s)")
     p.add_argument("--frames", type=int, default=16, help="frames sampled evenly from DATA (default: %(default)s)")
     p.add_argument("--split", default=None, help="prepared datasets: 'train' or 'test' (default: test if present)")
-    p.add_argument("--seed", type=int, default=0, help="seed of noise, tie-breaks and randomized weights (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of noise, tie-breaks and randomized weights (default: %(default)s)")
     add_method_options(p)
     p.set_defaults(methods="vbp,lrp,saliency,deconvnet,gbp,gradcam,pda_grad")
     p.add_argument("--patch", type=int, default=10, help="region size for region perturbation (default: %(default)s)")

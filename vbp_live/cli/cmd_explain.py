@@ -45,10 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "netsvf.pt --methods vbp,lrp --frames 4"
         ),
     )
-    p.add_argument("input", metavar="INPUT", help="image, image folder, video, .bag, prepared dataset or synthetic drive")
+    p.add_argument("input", metavar="INPUT",
+                   help="image, image folder, video, .bag, prepared dataset or synthetic drive")
     p.add_argument("--checkpoint", required=True, help="vbp_live checkpoint (.pt): the model and its crop")
     p.add_argument("--out", default="explain_out", help="output folder for the PNGs (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=8, help="frames sampled evenly from a folder/video/dataset (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=8,
+                   help="frames sampled evenly from a folder/video/dataset (default: %(default)s)")
     p.add_argument("--split", default=None, help="prepared datasets: 'train' or 'test' (default: every frame)")
     p.add_argument("--steering", default=None,
                    help="actual steering wheel angle in rad for a single image, or a CSV of file names and "

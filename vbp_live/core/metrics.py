@@ -75,7 +75,7 @@ def mass_ratio(relevance: np.ndarray, mask: np.ndarray) -> float:
 
 
 def region_scores(a: np.ndarray, patch: int) -> np.ndarray:
-    """Sum of ``a`` over a grid of ``patch``×``patch`` regions (edge regions may be smaller): (ceil(H/p), ceil(W/p))."""
+    """Sum of ``a`` over a grid of ``patch``×``patch`` regions (edge ones may be smaller): (ceil(H/p), ceil(W/p))."""
     if patch < 1:
         raise ValueError(f"patch must be >= 1, got {patch}")
     x = np.asarray(a, np.float64)

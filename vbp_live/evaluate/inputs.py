@@ -63,7 +63,8 @@ def mask_to_input(mask: np.ndarray, crop: CropSpec) -> np.ndarray:
     return preprocess_frame(mask.astype(np.uint8) * 255, spec) >= 128
 
 
-def make_sample(name: str, image: np.ndarray, crop: CropSpec, truth: float | None = None, cropped: bool = False) -> Sample:
+def make_sample(name: str, image: np.ndarray, crop: CropSpec, truth: float | None = None,
+                cropped: bool = False) -> Sample:
     """Build a :class:`Sample`, checking that a pre-cropped frame has the checkpoint's input size."""
     if cropped:
         want = (crop.out_height, crop.out_width)
@@ -74,7 +75,8 @@ def make_sample(name: str, image: np.ndarray, crop: CropSpec, truth: float | Non
     return Sample(name, image, preprocess_frame(image, crop), truth, False)
 
 
-def load_samples(spec: str | os.PathLike[str], crop: CropSpec, frames: int = 8, split: str | None = None) -> list[Sample]:
+def load_samples(spec: str | os.PathLike[str], crop: CropSpec, frames: int = 8,
+                 split: str | None = None) -> list[Sample]:
     """Load up to ``frames`` evenly spaced samples from INPUT (see the module docstring).
 
     Sources of unknown length (bags) give their first ``frames`` frames.

@@ -58,7 +58,8 @@ def explained_outputs(model: nn.Module, xs: torch.Tensor, batch: int) -> np.ndar
         for s in range(0, len(xs), batch):
             out = model(xs[s:s + batch]).reshape(len(xs[s:s + batch]), -1)
             if out.shape[1] != 1:
-                raise ValueError(f"the evaluation needs a single-output (steering) network; this one has {out.shape[1]} outputs")
+                raise ValueError("the evaluation needs a single-output (steering) network; "
+                                 f"this one has {out.shape[1]} outputs")
             ys.append(out[:, 0].double().cpu())
     return torch.cat(ys).numpy()
 

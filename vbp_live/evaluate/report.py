@@ -80,7 +80,8 @@ def _perturbation(results: dict[str, Any]) -> str:
     rnd = results["random"]
     rows = [[_label(n), _f(r["aopc"] * DEG), _f(r["aopc"] / rnd["aopc"], ".2f") if rnd["aopc"] > 0 else "n/a",
              _f(r["deletion_auc"] * DEG), _f(r["insertion_auc"] * DEG)] for n, r in results["methods"].items()]
-    rows.append(["random ranking", _f(rnd["aopc"] * DEG), "1.00", _f(rnd["deletion_auc"] * DEG), _f(rnd["insertion_auc"] * DEG)])
+    rows.append(["random ranking", _f(rnd["aopc"] * DEG), "1.00", _f(rnd["deletion_auc"] * DEG),
+                 _f(rnd["insertion_auc"] * DEG)])
     text = table(["method", "AOPC (deg)", "AOPC / random", "deletion AUC (deg, higher better)",
                   "insertion AUC (deg, lower better)"], rows)
     best = max(results["methods"], key=lambda n: results["methods"][n]["aopc"])
@@ -113,8 +114,9 @@ def _agreement(results: dict[str, Any]) -> str:
     if not ag:
         return "VisualBackProp was not among the methods; no agreement measured."
     fr = [k for k in next(iter(ag.values())) if k.startswith("iou_top")]
-    rows = [[_label(n) if n in LABELS else n.replace("lrp", _label("lrp")), f"{_f(a['spearman'], '.2f')} +- {_f(a['spearman_std'], '.2f')}"]
-            + [_f(a[k], ".3f") for k in fr] for n, a in ag.items()]
+    rows = [[_label(n) if n in LABELS else n.replace("lrp", _label("lrp")),
+             f"{_f(a['spearman'], '.2f')} +- {_f(a['spearman_std'], '.2f')}"] + [_f(a[k], ".3f") for k in fr]
+            for n, a in ag.items()]
     chance = ", ".join(f"top-{k[7:]} % IoU {int(k[7:]) / 100 / (2 - int(k[7:]) / 100):.3f}" for k in fr)
     text = table(["method vs VisualBackProp", "Spearman rho (mean +- std over frames)"]
                  + [f"top-{k[7:]} % IoU" for k in fr], rows)

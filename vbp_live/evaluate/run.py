@@ -130,14 +130,16 @@ def mass_on_masks(maps: np.ndarray, samples: Sequence[Sample]) -> dict[str, dict
 def agreement(a: np.ndarray, b: np.ndarray, fractions: Sequence[float]) -> dict[str, float]:
     """Mean (and std) Spearman ρ and mean top-k IoU between two stacks of maps (N, H, W)."""
     rho = [spearman(x, y) for x, y in zip(a, b)]
-    out = {"spearman": finite_mean(rho), "spearman_std": float(np.nanstd(rho)) if np.isfinite(rho).any() else float("nan")}
+    finite = np.asarray(rho)[np.isfinite(rho)]
+    out = {"spearman": finite_mean(rho), "spearman_std": float(finite.std()) if finite.size else float("nan")}
     for f in fractions:
         out[f"iou_top{round(100 * f)}"] = finite_mean([topk_iou(x, y, f) for x, y in zip(a, b)])
     return out
 
 
 def evaluate_method(name: str, model: nn.Module, x: torch.Tensor, samples: Sequence[Sample],
-                    contexts: Sequence[FrameContext], cfg: EvalConfig, progress: Progress | None) -> tuple[dict[str, Any], np.ndarray]:
+                    contexts: Sequence[FrameContext], cfg: EvalConfig,
+                    progress: Progress | None) -> tuple[dict[str, Any], np.ndarray]:
     """Everything measured for one method (except the agreement, which needs all methods' maps)."""
     method = build_methods(model, [name], cfg.options, fit_images=x)[name]
     bar = progress(total=len(x), desc=f"{name}: maps", unit="frame") if progress else None
