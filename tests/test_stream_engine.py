@@ -5,26 +5,42 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from stream_util import CROP, coded_frame, tiny_checkpoint
+from stream_util import CROP, coded_frame
+from torch import nn
 
 from vbp_live.attribution import VisualBackProp
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
-from vbp_live.io.checkpoint import save_checkpoint
+from vbp_live.io.checkpoint import load_checkpoint, save_checkpoint
 from vbp_live.models import create_model, frames_to_input
+from vbp_live.models.fold import fold_batchnorm
 from vbp_live.stream import OverlayEngine
 from vbp_live.stream.engine import pick_method
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory) -> OverlayEngine:
-    return OverlayEngine.from_checkpoint(tiny_checkpoint(tmp_path_factory.mktemp("c") / "t.pt"), device="cpu")
+def ckpt(tmp_path_factory):
+    """A tiny NetSVF whose BatchNorms are far from identity (so folding them is really tested)."""
+    torch.manual_seed(1)
+    model = create_model("netsvf", height=125, width=160).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.3, 0.3), m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.2, 0.2)
+    return save_checkpoint(tmp_path_factory.mktemp("c") / "t.pt", model, CROP)
 
 
-def test_engine_matches_visualbackprop_on_the_checkpoints_crop(engine):
+@pytest.fixture(scope="module")
+def engine(ckpt) -> OverlayEngine:
+    return OverlayEngine.from_checkpoint(ckpt, device="cpu")
+
+
+def test_engine_matches_visualbackprop_on_the_checkpoints_crop(engine, ckpt):
     frames = [coded_frame(i) for i in range(3)]
     preds = engine.infer(frames)
     x = frames_to_input(np.stack([preprocess_frame(f, CROP) for f in frames]))  # (3, 1, 125, 160)
-    model = engine.model
+    model = load_checkpoint(ckpt).build_model()  # the unfolded network, default memory format
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.model.modules())  # folded away
     with torch.no_grad():
         ref = VisualBackProp(model).run(x)
     np.testing.assert_allclose([p.steering_rad for p in preds], ref.output[:, 0].numpy(), rtol=1e-4, atol=1e-6)
@@ -60,9 +76,26 @@ def test_method_choice_on_cpu_and_a_clear_error_for_non_steering_models(tmp_path
         eng.infer([coded_frame(0)])
 
 
+def test_fold_batchnorm_is_exact_and_leaves_padded_convs_alone():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.BatchNorm2d(3), nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(),      # BN -> conv: folded
+        nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),  # conv -> BN: folded
+        nn.BatchNorm2d(8), nn.Conv2d(8, 4, 3, padding=1), nn.ReLU(),      # BN -> padded conv: kept
+    ).eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.3, 3), m.weight.data.uniform_(0.5, 2)
+    folded, n = fold_batchnorm(net)
+    assert n == 2 and isinstance(folded[0], nn.Identity) and isinstance(folded[4], nn.Identity)
+    assert isinstance(folded[6], nn.BatchNorm2d) and isinstance(net[0], nn.BatchNorm2d)  # original untouched
+    x = torch.rand(2, 3, 21, 19)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.gpu
-def test_fused_path_on_cuda_matches_the_cpu_engine(tmp_path):
-    ckpt = tiny_checkpoint(tmp_path / "t.pt")
+def test_fused_path_on_cuda_matches_the_cpu_engine(ckpt):
     cpu, gpu = OverlayEngine.from_checkpoint(ckpt, device="cpu"), OverlayEngine.from_checkpoint(ckpt, device="cuda")
     assert gpu.method_name == "vbp_fused"
     frames = [coded_frame(i) for i in range(4)]
