@@ -73,28 +73,30 @@ def make_engine(args: argparse.Namespace):
     return OverlayEngine(model, CROP_PRESETS[args.model], args.device, channels_last=not args.no_channels_last)
 
 
-def time_it(fn, reps: int) -> float:
-    """Seconds per call (one warm-up call first)."""
+def time_it(fn, reps: int) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) per call, after one warm-up call."""
     fn()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(reps):
         fn()
-    return (time.perf_counter() - t0) / reps
+    return (time.perf_counter() - t0) / reps, (time.process_time() - c0) / reps
 
 
 def bench_model(engine, frames: list[np.ndarray], batch: int, reps: int) -> dict[str, float]:
-    """Frames/s of the model step alone at batch 1 and ``batch``, and of the forward pass alone."""
+    """Frames/s (wall) and CPU ms per frame of the model step alone at batch 1 and ``batch``, and of the forward."""
     from vbp_live.models import frames_to_input
 
     out = {}
     for b in sorted({1, batch}):
         imgs = [frames[k % len(frames)] for k in range(b)]
-        out[f"model_step_b{b}_fps"] = b / time_it(lambda: engine.infer(imgs), reps)
+        wall, cpu = time_it(lambda: engine.infer(imgs), reps)
+        out[f"model_step_b{b}_fps"], out[f"model_step_b{b}_cpu_ms"] = b / wall, 1000 * cpu / b
     x = frames_to_input(np.stack([engine.network_input(f) for f in frames[:batch]]), engine.device)
     if engine.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        out[f"forward_b{batch}_fps"] = batch / time_it(lambda: engine.model(x), reps)
+        wall, cpu = time_it(lambda: engine.model(x), reps)
+    out[f"forward_b{batch}_fps"], out[f"forward_b{batch}_cpu_ms"] = batch / wall, 1000 * cpu / batch
     return out
 
 
@@ -171,7 +173,7 @@ def main() -> None:
 
 def measure(args: argparse.Namespace) -> dict:
     """Run the three measurements; returns every figure."""
-    res: dict = {"machine": f"{os.cpu_count()} CPUs visible, load avg {os.getloadavg()[0]:.1f}", "torch_threads": args.threads,
+    res: dict = {"machine": f"{os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at start", "torch_threads": args.threads,
                  "cv_threads": args.cv_threads, "batch": args.batch, "channels_last": not args.no_channels_last}
     print(f"rendering {args.unique} synthetic 960x540 frames ...")
     frames = render_dashcam(args.unique, seed=7)
@@ -184,8 +186,10 @@ def measure(args: argparse.Namespace) -> dict:
         print("model step alone ...")
         res.update(bench_model(engine, frames, args.batch, args.reps))
         print("file -> overlay mp4 ...")
+        c0 = time.process_time()
         st = run_file(engine, src, Path(tmp) / "overlay.mp4", args.batch)
         res["file"] = st.to_dict()
+        res["file"]["cpu_ms_per_frame"] = 1000 * (time.process_time() - c0) / max(1, st.frames_out)
         print(f"live MJPEG stream at {args.fps:g} fps for {args.live_seconds:g} s ...")
         st_live, glass = run_live(engine, frames, args.live_seconds, args.fps, Path(tmp) / "live.mp4")
         res["live"] = st_live.to_dict()
@@ -202,10 +206,16 @@ def report(args: argparse.Namespace, r: dict) -> None:
     lat = lambda d, s: d["latency"].get(s, {"p50_ms": float("nan"), "p95_ms": float("nan")})  # noqa: E731
     print(f"\n== bench_stream: {r['model']}, {r['machine']}, torch threads {r['torch_threads']}, "
           f"cv threads {r['cv_threads']}, channels_last {r['channels_last']}")
+    cores = os.cpu_count() or 1
     print(f"model step alone    batch 1: {r['model_step_b1_fps']:6.1f} frames/s   batch {b}: {model_fps:6.1f} frames/s"
           f"   (forward alone batch {b}: {r[f'forward_b{b}_fps']:.1f} frames/s)")
+    print(f"    CPU time per frame: model step b{b} {r[f'model_step_b{b}_cpu_ms']:.1f} ms (forward alone "
+          f"{r[f'forward_b{b}_cpu_ms']:.1f} ms) -> at most {1000 * cores / r[f'model_step_b{b}_cpu_ms']:.1f} frames/s "
+          f"on {cores} otherwise idle cores")
     print(f"file ({r['input_codec']}) -> mp4: {f['fps']:6.1f} frames/s end to end = {f['fps'] / model_fps:.2f} x the model step alone"
           f"  [{f['frames_out']} frames, {f['batches']} batches; target >= 30]")
+    print(f"    CPU time per frame, all stages: {f['cpu_ms_per_frame']:.1f} ms -> at most "
+          f"{1000 * cores / f['cpu_ms_per_frame']:.1f} frames/s on {cores} otherwise idle cores")
     for s in ("read", "queue", "model", "render", "write", "end_to_end"):
         print(f"    {s:<11} p50 {lat(f, s)['p50_ms']:8.1f} ms   p95 {lat(f, s)['p95_ms']:8.1f} ms")
     e2e = lat(lv, "end_to_end")
@@ -214,6 +224,7 @@ def report(args: argparse.Namespace, r: dict) -> None:
     if "glass_to_glass_ms" in lv:
         g = lv["glass_to_glass_ms"]
         print(f"    server send -> output (glass to glass): p50 {g['p50']:.1f} ms  p95 {g['p95']:.1f} ms")
+    print(f"load average now: {os.getloadavg()[0]:.1f} (other work on these cores slows every wall-clock figure)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(r, indent=2))
