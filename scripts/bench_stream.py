@@ -138,14 +138,14 @@ def run_live(engine, frames: list[np.ndarray], seconds: float, fps: float, out: 
     glass: list[float] = []
 
     class Probe(FrameSink):
-        def write(self, frame: np.ndarray, index: int) -> None:
+        def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
             k = decode(frame)
             if k < len(server.sent_at):
                 glass.append(time.perf_counter() - server.sent_at[k])
 
     with MjpegServer([lambda: parts], fps=fps) as server:
         source = LiveSource(server.url, policy=ReconnectPolicy(first_delay_s=0.1, give_up_s=0.5))
-        sinks = [VideoFileSink(out, fps), Probe()]
+        sinks = [VideoFileSink(out, fps, hold_time=True), Probe()]
         stats = Pipeline(source, engine, OverlayRenderer(engine.crop), sinks, PipelineConfig()).run()
     return stats, np.array(glass) * 1000.0
 

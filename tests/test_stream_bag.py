@@ -23,7 +23,7 @@ class Keep(FrameSink):
     def __init__(self):
         self.frames = {}
 
-    def write(self, frame, index):
+    def write(self, frame, index, time_s=None):
         self.frames[index] = frame
 
 

@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from stream_util import MjpegServer, coded_frame, decode_index, jpeg, tiny_checkpoint
+from stream_util import MjpegServer, coded_frame, decode_index, jpeg, read_video, tiny_checkpoint
 
 from vbp_live.io.live import LiveSource, ReconnectPolicy, is_live_spec
-from vbp_live.io.sinks import FrameSink
+from vbp_live.io.sinks import FrameSink, VideoFileSink
 from vbp_live.stream import OverlayEngine, OverlayRenderer, Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog
 
@@ -28,7 +28,7 @@ class Collect(FrameSink):
     def __init__(self, delay_s: float = 0.0):
         self.delay_s, self.indices = delay_s, []
 
-    def write(self, frame: np.ndarray, index: int) -> None:
+    def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
         self.indices.append(decode_index(frame))
         time.sleep(self.delay_s)
 
@@ -49,9 +49,9 @@ def parts(n: int, start: int = 0, corrupt: tuple[int, ...] = ()) -> list[bytes]:
     return out
 
 
-def run_live(url: str, engine: OverlayEngine, sink: FrameSink):
+def run_live(url: str, engine: OverlayEngine, *sinks: FrameSink):
     log = PredictionLog()
-    pipe = Pipeline(LiveSource(url, policy=FAST), engine, OverlayRenderer(engine.crop, None), [sink], PipelineConfig(), log=log)
+    pipe = Pipeline(LiveSource(url, policy=FAST), engine, OverlayRenderer(engine.crop, None), sinks, PipelineConfig(), log=log)
     return pipe.run(), log, pipe
 
 
@@ -83,14 +83,21 @@ def test_stream_that_drops_is_reconnected(engine):
     assert stats.end_reason == "source lost"
 
 
-def test_slow_consumer_drops_stale_frames_and_keeps_the_newest(engine):
+def test_slow_consumer_drops_stale_frames_and_keeps_the_newest(engine, tmp_path):
+    video = VideoFileSink(tmp_path / "live.mp4", fps=30, hold_time=True)
     with MjpegServer([lambda: parts(60)], fps=60) as server:
         sink = Collect(delay_s=0.1)  # a display that manages 10 frames/s
-        stats, _, _ = run_live(server.url, engine, sink)
+        stats, log, _ = run_live(server.url, engine, video, sink)
     assert stats.dropped > 20
     assert stats.frames_in == stats.frames_out + stats.dropped
     assert sink.indices == sorted(set(sink.indices))
     assert sink.indices[-1] >= 55  # the last frames shown are the newest ones, not a backlog
+    # the recording keeps real time: shown frames are held until the next one, at 30 fps
+    frames, fps = read_video(tmp_path / "live.mp4")
+    span = log.rows[-1][1] - log.rows[0][1]
+    assert fps == 30 and abs(len(frames) - (round(span * 30) + 1)) <= 1 and len(frames) > stats.frames_out
+    coded = [decode_index(f) for f in frames]
+    assert coded == sorted(coded) and set(coded) == set(sink.indices)
 
 
 def test_gstreamer_pipeline_without_gstreamer_support_is_a_clear_error():

@@ -66,7 +66,7 @@ class FailingSink(FrameSink):
     def __init__(self, fail_at: int):
         self.n, self.fail_at, self.aborted = 0, fail_at, False
 
-    def write(self, frame, index):
+    def write(self, frame, index, time_s=None):
         self.n += 1
         if self.n == self.fail_at:
             raise Boom("disk full (pretend)")
@@ -142,7 +142,7 @@ class RssProbe(FrameSink):
     def __init__(self):
         self.samples: dict[int, float] = {}
 
-    def write(self, frame, index):
+    def write(self, frame, index, time_s=None):
         if index in (200, 999):
             gc.collect()
             self.samples[index] = rss_mb()

@@ -71,8 +71,8 @@ def default_out(source: str) -> str:
     return f"{stem}_overlay.mp4"
 
 
-def build_sinks(args: argparse.Namespace, fps: float) -> list:
-    """The sinks the options ask for (a video file by default)."""
+def build_sinks(args: argparse.Namespace, info) -> list:
+    """The sinks the options ask for (a video file by default; live recordings keep real time)."""
     from vbp_live.io.sinks import FramesDirSink, VideoFileSink, WindowSink
 
     sinks: list = []
@@ -81,7 +81,7 @@ def build_sinks(args: argparse.Namespace, fps: float) -> list:
     if args.frames_dir:
         sinks.append(FramesDirSink(args.frames_dir))
     if args.out or not (args.no_output or args.show or args.frames_dir):
-        sinks.append(VideoFileSink(args.out or default_out(args.source), fps))
+        sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, hold_time=info.live))
     return sinks
 
 
@@ -97,7 +97,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
     )
     try:
-        result = run_overlay(args.source, opts, lambda fps: build_sinks(args, fps), progress=not args.quiet)
+        result = run_overlay(args.source, opts, lambda info: build_sinks(args, info), progress=not args.quiet)
     except (OSError, RuntimeError) as e:
         raise CliError(str(e)) from e
     return report(result, args)

@@ -36,8 +36,8 @@ class FrameSink:
     def attach(self, stop: threading.Event) -> None:
         """Give the sink the pipeline's stop event (interactive sinks watch it while paused)."""
 
-    def write(self, frame: np.ndarray, index: int) -> None:
-        """Consume one uint8 (H, W, 3) BGR frame."""
+    def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
+        """Consume one uint8 (H, W, 3) BGR frame (source index, media time in seconds)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -57,7 +57,7 @@ class FrameSink:
 class NullSink(FrameSink):
     """Discards frames (benchmarks)."""
 
-    def write(self, frame: np.ndarray, index: int) -> None:
+    def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
         """Do nothing."""
 
 
@@ -68,10 +68,12 @@ class VideoFileSink(FrameSink):
         path: the output file (``.mp4`` with the ``mp4v`` codec by default; ``.avi`` with ``MJPG``).
         fps: frames per second to store.
         fourcc: four-character codec code.
+        hold_time: keep real time (live sources): a frame is repeated until the next one's time,
+            so dropped frames and stalls do not make the recording play faster than it happened.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float, fourcc: str | None = None):
-        self.path = Path(path)
+    def __init__(self, path: str | os.PathLike[str], fps: float, fourcc: str | None = None, hold_time: bool = False):
+        self.path, self.hold_time = Path(path), hold_time
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.fourcc = fourcc or ("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,12 +92,18 @@ class VideoFileSink(FrameSink):
         if not self.writer.isOpened():
             raise SinkError(f"{self.path}: OpenCV cannot write a {self.fourcc!r} video with this suffix")
 
-    def write(self, frame: np.ndarray, index: int) -> None:
-        """Encode one frame (resized if the stream changed size)."""
+    def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
+        """Encode one frame (resized if the stream changed size; repeated to keep time with ``hold_time``)."""
         if self.writer is None:
             self._open(frame)
-        self.writer.write(self._fit(frame))
-        self.frames += 1
+            self.t0 = time_s or 0.0
+        frame = self._fit(frame)
+        repeat = 1
+        if self.hold_time and time_s is not None:
+            repeat = max(1, round((time_s - self.t0) * self.fps) + 1 - self.frames)
+        for _ in range(repeat):
+            self.writer.write(frame)
+        self.frames += repeat
 
     def _fit(self, frame: np.ndarray) -> np.ndarray:
         """The frame at the file's size: odd sizes padded (edge pixels repeated), other sizes resized."""
@@ -143,7 +151,7 @@ class FramesDirSink(FrameSink):
         self.ext = "." + ext.lstrip(".")
         self.frames = 0
 
-    def write(self, frame: np.ndarray, index: int) -> None:
+    def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
         """Encode and write one frame."""
         ok, buf = cv2.imencode(self.ext, frame)
         if not ok:
@@ -180,7 +188,7 @@ class WindowSink(FrameSink):
         """Watch the pipeline's stop event while paused."""
         self.stop = stop
 
-    def write(self, frame: np.ndarray, index: int) -> None:
+    def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
         """Show the frame and handle keys (blocks while paused)."""
         if not self.opened:
             cv2.namedWindow(self.title, cv2.WINDOW_AUTOSIZE)

@@ -248,7 +248,7 @@ class Pipeline:
         t1 = time.perf_counter()
         for sink in self.sinks:
             self._failing = sink
-            sink.write(frame, rec.index)
+            sink.write(frame, rec.index, rec.time_s)
         self._failing = None
         t2 = time.perf_counter()
         fps.tick(t2)

@@ -15,7 +15,7 @@ import torch
 
 from vbp_live.core.hud import HudStyle
 from vbp_live.io.sinks import FrameSink
-from vbp_live.io.video import FrameSource, open_source
+from vbp_live.io.video import FrameSource, VideoInfo, open_source
 from vbp_live.stream.engine import OverlayEngine
 from vbp_live.stream.pipeline import Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog
@@ -79,13 +79,17 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
 def run_overlay(
     spec: str,
     opts: RunOptions,
-    make_sinks: Callable[[float], Sequence[FrameSink]],
+    make_sinks: Callable[[VideoInfo], Sequence[FrameSink]],
     progress: bool = True,
 ) -> RunResult:
-    """Open SOURCE ``spec`` and the checkpoint, then run (see :func:`run_source`)."""
+    """Open SOURCE ``spec`` and the checkpoint, then run (see :func:`run_source`).
+
+    Args:
+        make_sinks: builds the sinks once the source is known (its fps, size, live or not).
+    """
     with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s) as source:
         engine, desc = load_engine(opts)
-        result = run_source(source, engine, opts, make_sinks(source.info.fps), progress=progress)
+        result = run_source(source, engine, opts, make_sinks(source.info), progress=progress)
     result.notes.insert(0, desc)
     return result
 
