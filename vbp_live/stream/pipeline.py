@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from vbp_live.io.live import SourceLostError
 from vbp_live.io.sinks import FrameSink
@@ -168,16 +168,8 @@ class Pipeline:
         t_start, limit = time.perf_counter(), self.config.max_frames
         try:
             while not self.stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    rec = next(frames, None)
-                except SourceLostError as e:  # a lost live source ends the run like an end of stream
-                    self.lost = e
-                    break
+                rec = self._next_record(frames, t_start)
                 if rec is None:
-                    break
-                self.stats.record("read", time.perf_counter() - t0)
-                if self.config.realtime and self.stop.wait(max(0.0, t_start + rec.time_s - time.perf_counter())):
                     break
                 self.stats.add(dropped=self.q_in.put(rec), frames_in=1)
                 self._source_counts()
@@ -186,8 +178,27 @@ class Pipeline:
                     break
         finally:
             self._source_counts()
-            frames.close()
+            close = getattr(frames, "close", None)  # generators: run their cleanup now
+            if close is not None:
+                close()
         self.q_in.put(END)
+
+    def _next_record(self, frames: Iterator[FrameRecord], t_start: float) -> FrameRecord | None:
+        """The next frame (paced with ``realtime``); None at the end, on a stop, or when a live source is lost."""
+        t0 = time.perf_counter()
+        try:
+            rec = next(frames, None)
+        except SourceLostError as e:  # a lost live source ends the run like an end of stream
+            self.lost = e
+            return None
+        if rec is None:
+            return None
+        self.stats.record("read", time.perf_counter() - t0)
+        if self.config.realtime:
+            if self.stop.wait(max(0.0, t_start + rec.time_s - time.perf_counter())):
+                return None
+            rec.t_capture = time.perf_counter()  # "captured" when a camera would have delivered it
+        return rec
 
     def _source_counts(self) -> None:
         self.stats.corrupt, self.stats.reconnects = self.source.corrupt, self.source.reconnects
