@@ -15,7 +15,8 @@ angle and the error (actual - predicted, degrees).
 SOURCE is one of:
   video file          dashcam.mp4 (any format OpenCV/FFmpeg decodes)
   image folder        frames/ (natural file-name order; --fps sets the rate, default 20)
-  Udacity bag         drive.bag (ground truth from /vehicle/steering_report)
+  Udacity bag         drive.bag, or a folder of the .bag parts of one drive
+                      (ground truth from /vehicle/steering_report, synchronized to the frames)
   prepared dataset    a folder made by `vbp-live prep` (frames are the crop: overlay on the crop)
   camera              0, 1, ...
   stream URL          http://host:8080/video.mjpg, rtsp://host/stream
