@@ -68,7 +68,7 @@ def test_demo_writes_an_overlay_video_and_reports_fps(tmp_path, capsys):
     out = tmp_path / "demo.mp4"
     assert main(["demo", "--frames", "6", "--out", str(out), "--device", "cpu", "-q"]) == 0
     text = capsys.readouterr().out
-    assert f"wrote {out}" in text and "fps" in text and "RMSE" in text
+    assert f"wrote {out.resolve()}" in text and "fps" in text and "RMSE" in text
     assert "model:" in text and ("UNTRAINED" in text or "netsvf_synth.pt" in text)
     frames, fps = read_video(out)
     assert len(frames) == 6 and frames[0].shape == (480, 640, 3) and fps == pytest.approx(20)

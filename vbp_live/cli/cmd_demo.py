@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if res.rmse_deg is not None:
         print(f"steering error RMSE: {res.rmse_deg:.2f} deg (actual - predicted, steering wheel angle)")
     for path in res.run.outputs:
-        print(f"wrote {path}")
+        print(f"wrote {path.resolve()}")
     if st.error:
         print(f"ended: {st.end_reason}: {st.error}")
         return 1
