@@ -198,6 +198,6 @@ def simulate_drive(config: DriveConfig) -> Drive:
         curvature=road.kappa(s), pitch=at(t_frames, trace.pitch),
         steer_times_ns=config.start_time_ns + np.round(t_steer * 1e9).astype(np.int64),
         steer_angle=swa_s, steer_cmd=cmd_s,
-        steer_torque=0.8 * (cmd_s - swa_s) * 14.8 + 0.02 * v_s * swa_s,
+        steer_torque=2.0 * (cmd_s - swa_s) + 0.02 * v_s * swa_s,  # Nm: driver effort + self-aligning
         steer_speed=v_s,
     )

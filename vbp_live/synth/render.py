@@ -69,8 +69,13 @@ class Renderer:
 
     def __init__(self, drive: Drive, camera: Camera | None = None) -> None:
         self.drive = drive
-        self.cam = cam = camera or drive.config.camera
-        sc = drive.scene
+        self.cam = camera or drive.config.camera
+        self._init_images()
+        self._init_world()
+
+    def _init_images(self) -> None:
+        """Texture, sky/grass background, skyline and hood (all fixed for the drive)."""
+        cam, sc = self.cam, self.drive.scene
         noise = tx.ground_texture(sc.texture_seed)
         self.tex_near = np.clip(128.0 + noise, 0, 255).astype(np.uint8)
         self.tex_far = np.clip(128.0 + 0.35 * noise, 0, 255).astype(np.uint8)
@@ -84,11 +89,14 @@ class Renderer:
         self.not_hood = None if self.hood_mask is None else (~self.hood_mask).astype(np.uint8)
         self.hood_u8 = None if self.hood_mask is None else self.hood_mask.astype(np.uint8)
         self._hood_cache: dict[int, np.ndarray] = {}
+
+    def _init_world(self) -> None:
+        """World coordinates of the fixed ground polygons; marking colors."""
+        sc, road = self.drive.scene, self.drive.road
         mk = sc.markings
         self.dash = (mk.s1 - mk.s0) <= 3.0 + 1e-6  # short pieces are drawn as single quads
         self.colors, self.color_idx = np.unique(mk.color, axis=0, return_inverse=True)
         self.color_idx = self.color_idx.reshape(-1)
-        road = drive.road
         self.hm_world = np.stack(road.frenet_to_world(sc.hmarks[..., 0], sc.hmarks[..., 1]), -1)  # (K, 4, 2)
         self.hm_s = sc.hmarks[..., 0].min(axis=1) if len(sc.hmarks) else np.zeros(0)
         self.shadow_world = [np.stack(road.frenet_to_world(p[:, 0], p[:, 1]), -1) for p in sc.shadows]
