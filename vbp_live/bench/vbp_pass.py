@@ -9,6 +9,7 @@ from torch import nn
 
 from vbp_live.attribution import FusedVisualBackProp, VisualBackProp
 from vbp_live.attribution.ones_kernel import minmax_normalize
+from vbp_live.attribution import vbp as vbp_module
 from vbp_live.attribution.vbp import backprop_masks
 from vbp_live.attribution.vbp_triton import fused_available, fused_backprop, load_kernels
 from vbp_live.bench.peers import PEERS
@@ -39,6 +40,7 @@ def fused_and_graphs(model: nn.Module, x: torch.Tensor, skipped: dict[str, str])
     g_fused = graph_vbp(fused, x)
     fns["vbp_fused"] = lambda: fused.attribute(x)
     fns["vbp_fused (CUDA graph)"] = lambda: g_fused(x)
+    fns["vbp_fused + copy to host"] = lambda: fused.attribute(x).cpu()  # (B, 1, H, W) on the host
     return fns
 
 
@@ -48,8 +50,11 @@ def pass_alone(model: nn.Module, x: torch.Tensor, skipped: dict[str, str]) -> di
     chain, in_hw = vbp.chain(x), tuple(x.shape[-2:])
     _, acts = vbp.forward_capture(x, lambda t: t.detach().clone())  # post-activation maps (B, C_k, h_k, w_k)
 
+    # the fast path's own reducer, so this row times exactly what VisualBackProp.run adds
+    reduce_one = getattr(vbp_module, "_channel_mean", lambda t: t.mean(dim=1, keepdim=True, dtype=torch.float32))
+
     def fast() -> torch.Tensor:
-        maps = [a.mean(dim=1, keepdim=True, dtype=torch.float32) for a in acts]  # (B, 1, h_k, w_k)
+        maps = [reduce_one(a) for a in acts]  # (B, 1, h_k, w_k)
         return minmax_normalize(backprop_masks(chain, maps, in_hw)[0])
 
     fns: dict[str, Fn] = {"vbp pass alone": fast}
