@@ -146,3 +146,17 @@ def test_generic_writer_with_custom_samples(tmp_path):
         w.write_image(0, frame, record_ns=1_500_000_000_000_000_000)
     conns, msgs = read_all([tmp_path / "rec.bag"])
     assert msgs[0][1] == 1_500_000_000_000_000_000 and stamp_ns(msgs[0][2]) == 0
+
+
+def test_side_cameras_and_their_swap(tmp_path):
+    drive = simulate_drive(DriveConfig(seed=5, frames=6))
+    conns, msgs = read_all(write_bag(drive, tmp_path / "plain", side_cameras=True))
+    topics = [f"/{c}_camera/image_color/compressed" for c in ("left", "center", "right")]
+    assert all(conns[t].msgcount == 6 for t in topics)
+    frame_ids = {t: m.header.frame_id for t, _, m in msgs if t in topics}
+    assert frame_ids == {t: t.split("/")[1] for t in topics}
+    _, swapped = read_all(write_bag(drive, tmp_path / "swap", side_cameras=True, swap_2016_10_25=True))
+    data = {t: [bytes(m.data) for tt, _, m in msgs if tt == t] for t in topics}
+    sdata = {t: [bytes(m.data) for tt, _, m in swapped if tt == t] for t in topics}
+    assert sdata[topics[0]] == data[topics[1]] and sdata[topics[1]] == data[topics[0]]  # left <-> center
+    assert sdata[topics[2]] == data[topics[2]] and data[topics[0]] != data[topics[1]]
