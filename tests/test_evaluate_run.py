@@ -136,6 +136,12 @@ def test_evaluate_cli_report_reproducible_and_resumable(tmp_path, drive, capsys)
     assert main(args + ["--out", str(tmp_path / "a")]) == 0  # resumes: every method from the cache
     again = json.loads((tmp_path / "a" / "results.json").read_text())
     assert all(m.get("cached") for m in again["methods"].values())
+    vbp_cache = tmp_path / "a" / "cache" / "vbp.json"  # as if interrupted after the maps stage
+    stored = json.loads(vbp_cache.read_text())
+    vbp_cache.write_text(json.dumps({**stored, "result": {"ms_per_frame": 1.0, "partial": True}}))
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    resumed = json.loads((tmp_path / "a" / "results.json").read_text())["methods"]["vbp"]
+    assert resumed["ms_per_frame"] == 1.0 and resumed["aopc"] == again["methods"]["vbp"]["aopc"]
     assert main(args + ["--out", str(tmp_path / "b"), "--no-resume"]) == 0  # recomputed: same numbers
     assert _numbers(tmp_path / "a" / "results.json") == _numbers(tmp_path / "b" / "results.json")
     assert "wrote" in capsys.readouterr().out

@@ -78,16 +78,17 @@ def _speed(results: dict[str, Any]) -> str:
 
 def _perturbation(results: dict[str, Any]) -> str:
     rnd = results["random"]
-    rows = [[_label(n), _f(r["aopc"] * DEG), _f(r["aopc"] / rnd["aopc"], ".2f") if rnd["aopc"] > 0 else "n/a",
-             _f(r["deletion_auc"] * DEG), _f(r["insertion_auc"] * DEG)] for n, r in results["methods"].items()]
-    rows.append(["random ranking", _f(rnd["aopc"] * DEG), "1.00", _f(rnd["deletion_auc"] * DEG),
-                 _f(rnd["insertion_auc"] * DEG)])
+    g = ".3g"  # an untrained net moves its output by 1e-5 deg: keep significant digits
+    rows = [[_label(n), _f(r["aopc"] * DEG, g), _f(r["aopc"] / rnd["aopc"], ".2f") if rnd["aopc"] > 0 else "n/a",
+             _f(r["deletion_auc"] * DEG, g), _f(r["insertion_auc"] * DEG, g)] for n, r in results["methods"].items()]
+    rows.append(["random ranking", _f(rnd["aopc"] * DEG, g), "1.00", _f(rnd["deletion_auc"] * DEG, g),
+                 _f(rnd["insertion_auc"] * DEG, g)])
     text = table(["method", "AOPC (deg)", "AOPC / random", "deletion AUC (deg, higher better)",
                   "insertion AUC (deg, lower better)"], rows)
     best = max(results["methods"], key=lambda n: results["methods"][n]["aopc"])
     worse = [_label(n) for n, r in results["methods"].items() if r["aopc"] <= rnd["aopc"]]
-    text += (f"\n\nHighest AOPC: {_label(best)} ({_f(results['methods'][best]['aopc'] * DEG)} deg vs "
-             f"{_f(rnd['aopc'] * DEG)} deg for a random ranking). ")
+    text += (f"\n\nHighest AOPC: {_label(best)} ({_f(results['methods'][best]['aopc'] * DEG, g)} deg vs "
+             f"{_f(rnd['aopc'] * DEG, g)} deg for a random ranking). ")
     text += ("Not better than the random ranking: " + ", ".join(worse) + "." if worse
              else "Every method beats the random ranking.")
     return text

@@ -6,10 +6,13 @@ and AUCs (:mod:`.perturb`); on synthetic drives, the relevance mass on lane mark
 horizontal markings, shadows and cars relative to their area; Spearman ρ and top-k IoU
 against VisualBackProp's maps; and the cascading randomization sanity check (:mod:`.sanity`).
 
+Timings: every method and the forward pass alone are timed round-robin, batch by batch, in
+the same loop (after one untimed warm-up call each), so drifting machine load hits all alike.
+
 Reproducible for a seed (frame noise, tie-breaks, random reference, randomized weights; the
-timings are measurements, not reproducible). Each finished method is cached under
-``<out>/cache`` with a fingerprint of the inputs and settings, so an interrupted run resumes
-where it stopped.
+timings are measurements, not reproducible). Each method's maps and then its finished results
+are cached under ``<out>/cache`` with a fingerprint of the inputs and settings, so an
+interrupted run resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import torch
 from torch import nn
 
 from vbp_live.core.metrics import aopc, curve_auc, mass_fraction, mass_ratio, spearman, topk_iou
-from vbp_live.evaluate.figures import batches, build_methods, compute_maps, samples_to_input
+from vbp_live.attribution import Attribution
+from vbp_live.evaluate.figures import batches, build_methods, samples_to_input
 from vbp_live.evaluate.inputs import GT_MASKS, Sample
 from vbp_live.evaluate.perturb import (
     FrameContext, PerturbSettings, deletion_insertion, explained_outputs, frame_context, region_perturbation,
@@ -137,17 +141,45 @@ def agreement(a: np.ndarray, b: np.ndarray, fractions: Sequence[float]) -> dict[
     return out
 
 
-def evaluate_method(name: str, model: nn.Module, x: torch.Tensor, samples: Sequence[Sample],
-                    contexts: Sequence[FrameContext], cfg: EvalConfig,
-                    progress: Progress | None) -> tuple[dict[str, Any], np.ndarray]:
-    """Everything measured for one method (except the agreement, which needs all methods' maps)."""
-    method = build_methods(model, [name], cfg.options, fit_images=x)[name]
-    bar = progress(total=len(x), desc=f"{name}: maps", unit="frame") if progress else None
-    maps, secs = compute_maps(method, x, cfg.batch, bar.update if bar is not None else None)
+def timed_maps(methods: dict[str, Attribution], model: nn.Module, x: torch.Tensor, batch: int,
+               progress: Progress | None = None) -> tuple[dict[str, np.ndarray], dict[str, float], float]:
+    """Every method's maps, timed round-robin per batch (with the forward pass alone) so load drift hits all alike.
+
+    Returns the maps (N, H, W) per method, ms/frame per method and ms/frame of the forward pass.
+    """
+    for m in methods.values():
+        if not hasattr(m, "fit"):  # untimed warm-up: tracing, LRP planning (PDA: too costly, skipped)
+            m.attribute(x[:1])
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in methods}
+    secs = dict.fromkeys([*methods, "forward"], 0.0)
+    bar = progress(total=len(x), desc="maps (all methods)", unit="frame") if progress else None
+    for sl in batches(len(x), batch):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model(x[sl])
+        _sync(x)
+        secs["forward"] += time.perf_counter() - t0
+        for n, m in methods.items():
+            t0 = time.perf_counter()
+            parts[n].append(m.attribute(x[sl])[:, 0].float().cpu())
+            secs[n] += time.perf_counter() - t0
+        if bar is not None:
+            bar.update(sl.stop - sl.start)
     if bar is not None:
         bar.close()
-    result: dict[str, Any] = {"ms_per_frame": 1000.0 * secs / len(x)}
-    result.update(curves(model, contexts, maps, cfg.perturb))
+    ms = {n: 1000.0 * v / len(x) for n, v in secs.items()}
+    return {n: torch.cat(p).numpy() for n, p in parts.items()}, ms, ms.pop("forward")
+
+
+def _sync(x: torch.Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize()
+
+
+def measure_method(name: str, model: nn.Module, x: torch.Tensor, maps: np.ndarray, samples: Sequence[Sample],
+                   contexts: Sequence[FrameContext], cfg: EvalConfig, progress: Progress | None) -> dict[str, Any]:
+    """Curves, ground-truth mass and the sanity check of one method, from its maps (N, H, W)."""
+    result: dict[str, Any] = curves(model, contexts, maps, cfg.perturb)
     result["mass"] = mass_on_masks(maps, samples)
     k = min(cfg.sanity_frames, len(x))
     if k > 0:
@@ -157,7 +189,26 @@ def evaluate_method(name: str, model: nn.Module, x: torch.Tensor, samples: Seque
         if bar is not None:
             bar.close()
         result["sanity_layers"], result["sanity"] = layers, rhos[name]
-    return result, maps
+    return result
+
+
+def _maps_and_timings(model: nn.Module, x: torch.Tensor, cfg: EvalConfig, cache: ResultCache | None,
+                      progress: Progress | None) -> tuple[dict[str, tuple[dict[str, Any], np.ndarray]], float]:
+    """Per method (result so far, maps): from the cache, or computed now (and cached before going on)."""
+    done = {n: hit for n in cfg.methods if cache and (hit := cache.get(n)) is not None}
+    todo = [n for n in cfg.methods if n not in done]
+    for n, (res, _) in done.items():
+        res["cached"] = True  # its timing comes from an earlier run
+        log.info("%s: resumed from the cache", n)
+    if not todo:
+        return done, time_forward(model, x, cfg.batch)
+    methods = build_methods(model, todo, cfg.options, fit_images=x)
+    new, ms, forward_ms = timed_maps(methods, model, x, cfg.batch, progress)
+    for n in todo:
+        done[n] = ({"ms_per_frame": ms[n], "partial": True}, new[n])
+        if cache:
+            cache.put(n, *done[n])
+    return done, forward_ms
 
 
 def evaluate(samples: Sequence[Sample], model: nn.Module, cfg: EvalConfig, cache: ResultCache | None = None,
@@ -165,30 +216,24 @@ def evaluate(samples: Sequence[Sample], model: nn.Module, cfg: EvalConfig, cache
              ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Run the whole evaluation; returns the results as plain data (see :mod:`.report`) and the maps."""
     x = samples_to_input(samples, cfg.device)  # (N, C, H, W)
-    truth = [s.truth_rad for s in samples]
-    preds = explained_outputs(model, x, cfg.batch)
     contexts = [frame_context(model, x[i], cfg.seed * 100_003 + i, cfg.perturb) for i in range(len(x))]
-    random_maps = np.stack([c.random_map for c in contexts])
+    stage, forward_ms = _maps_and_timings(model, x, cfg, cache, progress)
     results: dict[str, Any] = {
         "meta": {**(meta or {}), "frames": [s.name for s in samples], "seed": cfg.seed, "batch": cfg.batch,
                  "device": cfg.device, "threads": torch.get_num_threads(), "perturb": dataclasses.asdict(cfg.perturb),
                  "sanity_frames": min(cfg.sanity_frames, len(x))},
-        "predicted_rad": preds.tolist(), "truth_rad": truth,
-        "forward_ms": time_forward(model, x, cfg.batch),
-        "random": curves(model, contexts, random_maps, cfg.perturb),
+        "predicted_rad": explained_outputs(model, x, cfg.batch).tolist(), "truth_rad": [s.truth_rad for s in samples],
+        "forward_ms": forward_ms,
+        "random": curves(model, contexts, np.stack([c.random_map for c in contexts]), cfg.perturb),
         "area_share": {k: finite_mean([s.masks[k].mean() for s in samples if k in s.masks and s.masks[k].any()])
                        for k in GT_MASKS if any(k in s.masks for s in samples)},
         "methods": {},
     }
     maps: dict[str, np.ndarray] = {}
     for name in cfg.methods:
-        hit = cache.get(name) if cache else None
-        if hit is not None:
-            log.info("%s: resumed from the cache", name)
-            res, maps[name] = hit
-            res["cached"] = True
-        else:
-            res, maps[name] = evaluate_method(name, model, x, samples, contexts, cfg, progress)
+        res, maps[name] = stage[name]
+        if res.pop("partial", False):
+            res.update(measure_method(name, model, x, maps[name], samples, contexts, cfg, progress))
             if cache:
                 cache.put(name, res, maps[name])
         results["methods"][name] = res
