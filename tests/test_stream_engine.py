@@ -12,7 +12,7 @@ from vbp_live.attribution import VisualBackProp
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.io.checkpoint import load_checkpoint, save_checkpoint
 from vbp_live.models import create_model, frames_to_input
-from vbp_live.models.fold import fold_batchnorm
+from vbp_live.models.fold import fold_batchnorm, inference_copy
 from vbp_live.stream import OverlayEngine
 from vbp_live.stream.engine import pick_method
 
@@ -41,6 +41,7 @@ def test_engine_matches_visualbackprop_on_the_checkpoints_crop(engine, ckpt):
     model = load_checkpoint(ckpt).build_model()  # the unfolded network, default memory format
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in engine.model.modules())  # folded away
+    assert all(m.inplace for m in engine.model.features.modules() if isinstance(m, nn.ReLU))  # in place
     with torch.no_grad():
         ref = VisualBackProp(model).run(x)
     np.testing.assert_allclose([p.steering_rad for p in preds], ref.output[:, 0].numpy(), rtol=1e-4, atol=1e-6)
@@ -89,9 +90,13 @@ def test_fold_batchnorm_is_exact_and_leaves_padded_convs_alone():
     folded, n = fold_batchnorm(net)
     assert n == 2 and isinstance(folded[0], nn.Identity) and isinstance(folded[4], nn.Identity)
     assert isinstance(folded[6], nn.BatchNorm2d) and isinstance(net[0], nn.BatchNorm2d)  # original untouched
+    fast, counts = inference_copy(net)
+    assert counts == {"bn_folded": 2, "relu_inplace": 2}  # the ReLU after the kept BN is not after a conv
+    assert fast[2].inplace and not fast[5].inplace and not net[2].inplace
     x = torch.rand(2, 3, 21, 19)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(fast(x), net(x), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu

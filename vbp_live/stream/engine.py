@@ -19,7 +19,7 @@ from torch import nn
 from vbp_live.attribution import create_method, list_methods
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.models import frames_to_input
-from vbp_live.models.fold import fold_batchnorm
+from vbp_live.models.fold import inference_copy
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,9 @@ class OverlayEngine:
         device: where to run.
         method: "auto", "vbp" or "vbp_fused".
         channels_last: use the channels-last memory format (faster convolutions on CPU).
-        fold_bn: run a copy with BatchNorm folded into the adjacent convs (same outputs and masks
-            up to float rounding, less work per frame); the given model is not modified.
+        optimize: run an inference copy (BatchNorm folded into the adjacent convs, in-place
+            ReLUs after convs): same outputs and masks up to float rounding, less work per frame;
+            the given model is not modified.
     """
 
     def __init__(
@@ -78,14 +79,14 @@ class OverlayEngine:
         device: torch.device | str = "cpu",
         method: str = "auto",
         channels_last: bool = True,
-        fold_bn: bool = True,
+        optimize: bool = True,
     ):
         self.device = pick_device(device) if isinstance(device, str) else device
         self.crop, self.channels_last = crop, channels_last
         self.model = model.to(self.device).eval()
-        if fold_bn:
-            self.model, n = fold_batchnorm(self.model)
-            log.debug("folded %d BatchNorm layers into convolutions", n)
+        if optimize:
+            self.model, counts = inference_copy(self.model)
+            log.debug("inference copy: %s", counts)
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.checkpoint_meta: dict = {}
