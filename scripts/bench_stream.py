@@ -14,7 +14,7 @@ One run, same model, threads and machine:
    frame ("glass to glass", read from an index code drawn into each frame), and the stale frames
    dropped.
 
-    python scripts/bench_stream.py                       # netsvf, 2 torch threads, batch 8
+    python scripts/bench_stream.py                       # netsvf, torch threads as vbp-live run, batch 8
     python scripts/bench_stream.py --threads 2 --batch 16 --frames 300 --live-seconds 10
     python scripts/bench_stream.py --checkpoint vbp_live/assets/netsvf_synth.pt --json out/bench.json
 
@@ -155,7 +155,7 @@ def main() -> None:
     ap.add_argument("--model", default="netsvf", help="registered model when no --checkpoint (default: %(default)s)")
     ap.add_argument("--checkpoint", help="benchmark this checkpoint instead of an untrained net")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=2, help="torch threads (default: %(default)s)")
+    ap.add_argument("--threads", type=int, help="torch threads (default: as vbp-live run: all cores but one)")
     ap.add_argument("--cv-threads", type=int, default=1, help="OpenCV threads (default: %(default)s)")
     ap.add_argument("--batch", type=int, default=8, help="most frames per model step (default: %(default)s)")
     ap.add_argument("--frames", type=int, default=240, help="frames in the dashcam file (default: %(default)s)")
@@ -166,7 +166,9 @@ def main() -> None:
     ap.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
     ap.add_argument("--json", help="also write the figures as JSON")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    from vbp_live.stream.engine import configure_threads
+
+    args.threads = configure_threads(torch.device(args.device), args.threads)
     cv2.setNumThreads(args.cv_threads)
     report(args, measure(args))
 
@@ -210,8 +212,8 @@ def report(args: argparse.Namespace, r: dict) -> None:
     print(f"model step alone    batch 1: {r['model_step_b1_fps']:6.1f} frames/s   batch {b}: {model_fps:6.1f} frames/s"
           f"   (forward alone batch {b}: {r[f'forward_b{b}_fps']:.1f} frames/s)")
     print(f"    CPU time per frame: model step b{b} {r[f'model_step_b{b}_cpu_ms']:.1f} ms (forward alone "
-          f"{r[f'forward_b{b}_cpu_ms']:.1f} ms) -> at most {1000 * cores / r[f'model_step_b{b}_cpu_ms']:.1f} frames/s "
-          f"on {cores} otherwise idle cores")
+          f"{r[f'forward_b{b}_cpu_ms']:.1f} ms) -> at most {1000 * min(cores, r['torch_threads']) / r[f'model_step_b{b}_cpu_ms']:.1f} "
+          f"frames/s on {min(cores, r['torch_threads'])} otherwise idle core(s)")
     print(f"file ({r['input_codec']}) -> mp4: {f['fps']:6.1f} frames/s end to end = {f['fps'] / model_fps:.2f} x the model step alone"
           f"  [{f['frames_out']} frames, {f['batches']} batches; target >= 30]")
     print(f"    CPU time per frame, all stages: {f['cpu_ms_per_frame']:.1f} ms -> at most "

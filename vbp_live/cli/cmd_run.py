@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--method", default="auto", choices=["auto", "vbp", "vbp_fused"], help="attribution (auto: vbp_fused on CUDA)")
     run.add_argument("--batch", type=int, default=8, help="most frames per model step for files (default: %(default)s)")
     run.add_argument("--queue", type=int, default=32, help="queue capacity between stages for files (default: %(default)s)")
-    run.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    run.add_argument("--threads", type=int, help="torch CPU threads for the model step (default: all cores but one, "
+                     "which decoding and encoding need)")
     look = p.add_argument_group("look")
     look.add_argument("--no-glyph", action="store_true", help="no steering-wheel glyph")
     look.add_argument("--no-hud", action="store_true", help="no text and no glyph: the overlay alone")

@@ -20,7 +20,7 @@ from vbp_live.core.preprocess import CROP_PRESETS
 from vbp_live.io.sinks import VideoFileSink
 from vbp_live.io.video import ArraySource
 from vbp_live.models import create_model
-from vbp_live.stream.engine import OverlayEngine
+from vbp_live.stream.engine import OverlayEngine, configure_threads
 from vbp_live.stream.records import PredictionLog
 from vbp_live.stream.session import RunOptions, RunResult, run_source, shipped_checkpoint
 
@@ -82,6 +82,7 @@ def run_demo(
     from vbp_live.synth import DriveConfig, render_frames, simulate_drive
 
     engine, trained, model = demo_engine(device, checkpoint)
+    configure_threads(engine.device)
     drive = simulate_drive(DriveConfig(seed=seed, frames=frames, start_stopped=False))
     pairs = ((img, float(t)) for (img, _), t in zip(render_frames(drive), drive.steering))
     source = ArraySource(pairs, fps=drive.config.fps, total=frames, name=f"synthetic drive (seed {seed})", size=(640, 480))

@@ -16,7 +16,7 @@ import torch
 from vbp_live.core.hud import HudStyle
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.video import FrameSource, VideoInfo, open_source
-from vbp_live.stream.engine import OverlayEngine
+from vbp_live.stream.engine import OverlayEngine, configure_threads
 from vbp_live.stream.pipeline import Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog
 from vbp_live.stream.render import OverlayRenderer
@@ -65,12 +65,11 @@ class RunResult:
 
 def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
     """The engine for ``opts.checkpoint`` (or the shipped model) and a line describing it."""
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
     ckpt = opts.checkpoint or shipped_checkpoint()
     if ckpt is None:
         raise FileNotFoundError("no --checkpoint given and the shipped model (vbp_live/assets/netsvf_synth.pt) is not installed")
     engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, method=opts.method)
+    configure_threads(engine.device, opts.threads)
     desc = (f"model {engine.model.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
             f"{torch.get_num_threads()} torch threads")
     return engine, desc
