@@ -3,7 +3,7 @@
 Rows (all include the forward pass unless named "pass alone"): the forward pass; VisualBackProp
 fast, reference and fused (Triton, CUDA only), with and without a CUDA graph on CUDA; the VBP
 pass alone (channel means + upsample/multiply + min-max on captured maps, the cost VBP adds);
-our ε-LRP; and the peers that import (:mod:`.peers`). Timings are medians of round-robin repeats,
+our ε-LRP; and the peers that import (:mod:`.peers`). Timings are the fastest of round-robin repeats,
 so machine drift hits every method alike. Notes compare against the targets: VBP overhead on
 the forward pass, the VBP pass vs its memory bound (bytes of post-activation maps read once ÷
 measured copy bandwidth) and the fastest peer ε-LRP vs VBP.
@@ -91,12 +91,16 @@ def _synced(fn: Fn, device: torch.device) -> Fn:
 
 
 def time_call(fn: Fn, repeats: int, warmup: int = 2) -> float:
-    """Median seconds per call of ``fn``."""
+    """Fastest seconds per call of ``fn`` (see :func:`interleaved`)."""
     return interleaved({"fn": fn}, repeats, warmup)["fn"]
 
 
 def interleaved(fns: dict[str, Fn], repeats: int, warmup: int = 2) -> dict[str, float]:
-    """Median seconds per call of each function, timed round-robin so drift hits all alike."""
+    """Fastest seconds per call of each function, timed round-robin so drift hits all alike.
+
+    The minimum, not the median: other processes on a shared machine only ever add time, so the
+    fastest repeat is the closest to the method's own cost (as ``timeit`` recommends).
+    """
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -106,7 +110,7 @@ def interleaved(fns: dict[str, Fn], repeats: int, warmup: int = 2) -> dict[str, 
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: sorted(v)[len(v) // 2] for k, v in times.items()}
+    return {k: min(v) for k, v in times.items()}
 
 
 def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) -> float:

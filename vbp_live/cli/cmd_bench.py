@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default="netsvf,nethvf", help="comma-separated model names (default: %(default)s)")
     p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--size", type=_size, default=None, help="input HEIGHTxWIDTH for the models (default: each model's own)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per method; the median is shown (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per method; the fastest is shown (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     p.add_argument("--no-reference", action="store_true", help="skip the slow reference implementation")
