@@ -4,7 +4,7 @@
 One run, same model, threads and machine:
 
 1. **model step alone**: ``OverlayEngine.infer`` (crop/grayscale/resize + forward + VisualBackProp +
-   mask to host) on decoded frames, at batch 1 and at ``--batch``; forward alone for context.
+   mask to host) on decoded frames, at batch 1 and at ``--batch`` (and 8); forward alone for context.
 2. **file**: a 960x540 dashcam video (synthetic world, encoded with fourcc ``avc1``/H.264 when this
    OpenCV can, else ``mp4v``, and the script says which) -> overlay mp4, through the three-thread
    pipeline. Prints fps, per-stage latency p50/p95 and the ratio to the model step alone, so the
@@ -14,7 +14,7 @@ One run, same model, threads and machine:
    frame ("glass to glass", read from an index code drawn into each frame), and the stale frames
    dropped.
 
-    python scripts/bench_stream.py                       # netsvf, torch threads as vbp-live run, batch 8
+    python scripts/bench_stream.py                       # netsvf; threads and batch as vbp-live run
     python scripts/bench_stream.py --threads 2 --batch 16 --frames 300 --live-seconds 10
     python scripts/bench_stream.py --checkpoint vbp_live/assets/netsvf_synth.pt --json out/bench.json
 
@@ -87,7 +87,7 @@ def bench_model(engine, frames: list[np.ndarray], batch: int, reps: int) -> dict
     from vbp_live.models import frames_to_input
 
     out = {}
-    for b in sorted({1, batch}):
+    for b in sorted({1, batch, 8}):
         imgs = [frames[k % len(frames)] for k in range(b)]
         wall, cpu = time_it(lambda: engine.infer(imgs), reps)
         out[f"model_step_b{b}_fps"], out[f"model_step_b{b}_cpu_ms"] = b / wall, 1000 * cpu / b
@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, help="torch threads (default: as vbp-live run: all cores but one)")
     ap.add_argument("--cv-threads", type=int, default=1, help="OpenCV threads (default: %(default)s)")
-    ap.add_argument("--batch", type=int, default=8, help="most frames per model step (default: %(default)s)")
+    ap.add_argument("--batch", type=int, help="most frames per model step (default: as vbp-live run, 2 on CPU)")
     ap.add_argument("--frames", type=int, default=240, help="frames in the dashcam file (default: %(default)s)")
     ap.add_argument("--unique", type=int, default=40, help="distinct rendered frames, cycled (default: %(default)s)")
     ap.add_argument("--fps", type=float, default=30.0, help="frame rate of the file and the live stream (default: %(default)s)")
@@ -166,9 +166,10 @@ def main() -> None:
     ap.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
     ap.add_argument("--json", help="also write the figures as JSON")
     args = ap.parse_args()
-    from vbp_live.stream.engine import configure_threads
+    from vbp_live.stream.engine import configure_threads, default_batch
 
     args.threads = configure_threads(torch.device(args.device), args.threads)
+    args.batch = args.batch or default_batch(torch.device(args.device))
     cv2.setNumThreads(args.cv_threads)
     report(args, measure(args))
 
@@ -209,10 +210,11 @@ def report(args: argparse.Namespace, r: dict) -> None:
     print(f"\n== bench_stream: {r['model']}, {r['machine']}, torch threads {r['torch_threads']}, "
           f"cv threads {r['cv_threads']}, channels_last {r['channels_last']}")
     cores = os.cpu_count() or 1
-    print(f"model step alone    batch 1: {r['model_step_b1_fps']:6.1f} frames/s   batch {b}: {model_fps:6.1f} frames/s"
-          f"   (forward alone batch {b}: {r[f'forward_b{b}_fps']:.1f} frames/s)")
-    print(f"    CPU time per frame: model step b{b} {r[f'model_step_b{b}_cpu_ms']:.1f} ms (forward alone "
-          f"{r[f'forward_b{b}_cpu_ms']:.1f} ms) -> at most {1000 * min(cores, r['torch_threads']) / r[f'model_step_b{b}_cpu_ms']:.1f} "
+    steps = sorted(int(k[len("model_step_b"):-len("_fps")]) for k in r if k.startswith("model_step_b") and k.endswith("_fps"))
+    print("model step alone    " + "   ".join(f"batch {n}: {r[f'model_step_b{n}_fps']:5.1f} frames/s "
+                                          f"({r[f'model_step_b{n}_cpu_ms']:.1f} ms CPU/frame)" for n in steps))
+    print(f"    forward alone, batch {b}: {r[f'forward_b{b}_fps']:.1f} frames/s ({r[f'forward_b{b}_cpu_ms']:.1f} ms CPU/frame); "
+          f"model step at batch {b} -> at most {1000 * min(cores, r['torch_threads']) / r[f'model_step_b{b}_cpu_ms']:.1f} "
           f"frames/s on {min(cores, r['torch_threads'])} otherwise idle core(s)")
     print(f"file ({r['input_codec']}) -> mp4: {f['fps']:6.1f} frames/s end to end = {f['fps'] / model_fps:.2f} x the model step alone"
           f"  [{f['frames_out']} frames, {f['batches']} batches; target >= 30]")

@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run = p.add_argument_group("model step")
     run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 (default: %(default)s)")
     run.add_argument("--method", default="auto", choices=["auto", "vbp", "vbp_fused"], help="attribution (auto: vbp_fused on CUDA)")
-    run.add_argument("--batch", type=int, default=8, help="most frames per model step for files (default: %(default)s)")
+    run.add_argument("--batch", type=int, help="most frames per model step for files (default: 2 on CPU, 16 on CUDA)")
     run.add_argument("--queue", type=int, default=32, help="queue capacity between stages for files (default: %(default)s)")
     run.add_argument("--threads", type=int, help="torch CPU threads for the model step (default: all cores but one, "
                      "which decoding and encoding need)")

@@ -65,7 +65,7 @@ def run_demo(
     seed: int = 7,
     device: str = "auto",
     checkpoint: str | os.PathLike[str] | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     progress: bool = True,
 ) -> DemoResult:
     """Render a synthetic drive and write its overlay video.
@@ -76,7 +76,7 @@ def run_demo(
         seed: which drive.
         device: where the model runs ("auto": CUDA if available).
         checkpoint: another model instead of the shipped one.
-        batch_size: frames per model step.
+        batch_size: most frames per model step (default: 2 on CPU, 16 on CUDA).
         progress: show a progress bar.
     """
     from vbp_live.synth import DriveConfig, render_frames, simulate_drive

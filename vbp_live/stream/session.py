@@ -16,7 +16,7 @@ import torch
 from vbp_live.core.hud import HudStyle
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.video import FrameSource, VideoInfo, open_source
-from vbp_live.stream.engine import OverlayEngine, configure_threads
+from vbp_live.stream.engine import OverlayEngine, configure_threads, default_batch
 from vbp_live.stream.pipeline import Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog
 from vbp_live.stream.render import OverlayRenderer
@@ -39,7 +39,7 @@ class RunOptions:
     checkpoint: str | os.PathLike[str] | None = None
     device: str = "auto"
     method: str = "auto"
-    batch_size: int = 8
+    batch_size: int | None = None  # None: default_batch(device)
     queue_size: int = 32
     threads: int | None = None
     fps: float | None = None
@@ -114,7 +114,8 @@ def run_source(
                     "may not mean what they would on the model's own crop", source.info.name, ds_crop, engine.crop)
     style = HudStyle(glyph=opts.glyph) if opts.hud else None
     renderer = OverlayRenderer(engine.crop, style, opts.alpha, note)
-    cfg = PipelineConfig(opts.batch_size, opts.queue_size, max_frames=opts.max_frames, realtime=opts.realtime)
+    batch = opts.batch_size or default_batch(engine.device)
+    cfg = PipelineConfig(batch, opts.queue_size, max_frames=opts.max_frames, realtime=opts.realtime)
     bar = _progress_bar(source, opts) if progress else None
     log = log if log is not None else (PredictionLog(opts.csv) if opts.csv else None)
     pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=log)
