@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import cv2
@@ -29,9 +30,14 @@ class SinkError(ValueError):
 
 
 class FrameSink:
-    """Base class: ``write`` each BGR frame, ``close`` once. ``quit_requested`` ends the run."""
+    """Base class: ``write`` each BGR frame, ``close`` once. ``quit_requested`` ends the run.
+
+    ``needs_main_thread`` sinks (windows) are driven from the thread that runs the pipeline,
+    which calls :meth:`idle` between frames; the others run on the writer thread.
+    """
 
     quit_requested: bool = False
+    needs_main_thread: bool = False
 
     def attach(self, stop: threading.Event) -> None:
         """Give the sink the pipeline's stop event (interactive sinks watch it while paused)."""
@@ -39,6 +45,10 @@ class FrameSink:
     def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
         """Consume one uint8 (H, W, 3) BGR frame (source index, media time in seconds)."""
         raise NotImplementedError
+
+    def idle(self, wait_s: float) -> None:
+        """No frame is due: keep an interactive sink responsive for up to ``wait_s`` seconds."""
+        time.sleep(wait_s)
 
     def close(self) -> None:
         """Finish: finalize files, close windows."""
@@ -169,12 +179,15 @@ def check_display() -> None:
 class WindowSink(FrameSink):
     """An OpenCV window: ``q``/Esc quits, space pauses/resumes, ``s`` saves a PNG snapshot.
 
+    Every call must come from one thread (the pipeline uses the one that runs it).
+
     Args:
         title: window title.
         snapshot_dir: where ``s`` writes ``vbp_snapshot_<index>.png``.
     """
 
     KEYS_HELP = "q/Esc: quit, space: pause, s: snapshot"
+    needs_main_thread = True
 
     def __init__(self, title: str = "vbp-live", snapshot_dir: str | os.PathLike[str] = "."):
         check_display()
@@ -196,6 +209,13 @@ class WindowSink(FrameSink):
         cv2.imshow(self.title, frame)
         self.last = (frame, index)
         if self._key(cv2.waitKey(1)) == "pause":
+            self._paused()
+
+    def idle(self, wait_s: float) -> None:
+        """Handle keys while no new frame is due."""
+        if not self.opened:
+            time.sleep(wait_s)
+        elif self._key(cv2.waitKey(max(1, int(wait_s * 1000)))) == "pause":
             self._paused()
 
     def _key(self, key: int) -> str:

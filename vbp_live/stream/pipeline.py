@@ -17,78 +17,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 from vbp_live.io.live import SourceLostError
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.video import FrameRecord, FrameSource
+from vbp_live.stream.channel import END, POLL_S, Channel, Stopped
+from vbp_live.stream.display import Display
 from vbp_live.stream.engine import OverlayEngine, Prediction
 from vbp_live.stream.records import PredictionLog
 from vbp_live.stream.render import OverlayRenderer
 from vbp_live.stream.stats import FPSMonitor, StreamStats
 
 log = logging.getLogger(__name__)
-
-END = object()  # end-of-stream marker travelling through the queues
-POLL_S = 0.05
-
-
-class Stopped(Exception):
-    """The stop event was set while a stage was waiting."""
-
-
-class Channel:
-    """A bounded FIFO between two stages that never waits without re-checking ``stop``.
-
-    Args:
-        maxsize: capacity.
-        drop_oldest: when full, ``put`` discards the oldest item instead of waiting (live mode).
-        stop: the pipeline's stop event.
-    """
-
-    def __init__(self, maxsize: int, drop_oldest: bool, stop: threading.Event):
-        self.maxsize, self.drop_oldest, self.stop = max(1, maxsize), drop_oldest, stop
-        self.items: deque = deque()
-        self.cond = threading.Condition()
-
-    def put(self, item: object) -> int:
-        """Append ``item``; returns how many stale items were dropped. Raises :class:`Stopped`."""
-        dropped = 0
-        with self.cond:
-            while len(self.items) >= self.maxsize:
-                if self.drop_oldest:
-                    self.items.popleft()
-                    dropped += 1
-                    continue
-                if self.stop.is_set():
-                    raise Stopped
-                self.cond.wait(POLL_S)
-            self.items.append(item)
-            self.cond.notify_all()
-        return dropped
-
-    def get(self) -> object:
-        """Oldest item, waiting as long as needed. Raises :class:`Stopped`."""
-        with self.cond:
-            while not self.items:
-                if self.stop.is_set():
-                    raise Stopped
-                self.cond.wait(POLL_S)
-            item = self.items.popleft()
-            self.cond.notify_all()
-            return item
-
-    def get_nowait(self) -> object | None:
-        """Oldest item, or None when empty."""
-        with self.cond:
-            if not self.items:
-                return None
-            item = self.items.popleft()
-            self.cond.notify_all()
-            return item
-
 
 @dataclass
 class PipelineConfig:
@@ -132,7 +74,8 @@ class Pipeline:
         on_frame: Callable[[StreamStats], None] | None = None,
         log: PredictionLog | None = None,
     ):
-        self.source, self.engine, self.renderer, self.sinks = source, engine, renderer, list(sinks)
+        self.source, self.engine, self.renderer = source, engine, renderer
+        self.sinks = [s for s in sinks if not s.needs_main_thread]  # driven by the writer thread
         self.config = config or PipelineConfig()
         self.on_frame, self.log = on_frame, log
         self.live = source.info.live
@@ -142,6 +85,8 @@ class Pipeline:
         size = 1 if self.live else self.config.queue_size
         self.q_in = Channel(size, self.live, self.stop)
         self.q_out = Channel(size, self.live, self.stop)
+        ui = [s for s in sinks if s.needs_main_thread]
+        self.display = Display(ui, self.stop, self.live) if ui else None
         self.threads: list[threading.Thread] = []
         self.lost: SourceLostError | None = None
         self._failing: FrameSink | None = None
@@ -246,10 +191,6 @@ class Pipeline:
                 if item is END:
                     break
                 self._emit(*item, fps)
-                if any(s.quit_requested for s in self.sinks):
-                    self.stats.end_reason = "quit"
-                    self.stop.set()
-                    break
         finally:
             self._close_sinks()
 
@@ -261,6 +202,8 @@ class Pipeline:
             self._failing = sink
             sink.write(frame, rec.index, rec.time_s)
         self._failing = None
+        if self.display is not None:
+            self.display.offer(frame, rec.index, rec.time_s)
         t2 = time.perf_counter()
         fps.tick(t2)
         self.stats.record("render", t1 - t0)
@@ -289,7 +232,7 @@ class Pipeline:
 
         ``stats.end_reason`` says why it ended and ``stats.error`` carries a failing stage's message.
         """
-        for sink in self.sinks:
+        for sink in [*self.sinks, *(self.display.sinks if self.display else [])]:
             sink.attach(self.stop)
         stages = (("reader", self._read), ("model", self._model), ("writer", self._write))
         self.threads = [threading.Thread(target=self._stage(n, f), name=f"vbp-{n}", daemon=True) for n, f in stages]
@@ -302,18 +245,40 @@ class Pipeline:
             self.stats.end_reason = "interrupted"
             self.stop.set()
             self._join_all()
+        finally:
+            self._close_display()
         self.stats.t_end = time.perf_counter()
         self._finish_reason()
         return self.stats
 
     def _wait(self) -> None:
-        """Join the threads while they run; once any error stops the run, join with a deadline."""
+        """Drive the windows (or just wait) while the stages run; after a stop, join with a deadline."""
         while any(t.is_alive() for t in self.threads):
-            for t in self.threads:
-                t.join(POLL_S)
+            if self.display is None:
+                for t in self.threads:
+                    t.join(POLL_S)
+            else:
+                self._display_step()
             if self.stop.is_set():
                 self._join_all()
                 return
+
+    def _display_step(self) -> None:
+        try:
+            self.display.step(POLL_S)
+        except Exception as e:  # noqa: BLE001  (a window failing stops the run like any stage)
+            self.errors.append(("display", e))
+            self.stop.set()
+        if self.display.quit_requested and not self.stop.is_set():
+            self.stats.end_reason = "quit"
+            self.stop.set()
+
+    def _close_display(self) -> None:
+        if self.display is not None:
+            try:
+                self.display.close()
+            except Exception as e:  # noqa: BLE001
+                self.errors.append(("display", e))
 
     def _join_all(self) -> None:
         deadline = time.perf_counter() + self.config.join_timeout_s

@@ -20,7 +20,7 @@ STAGE_HELP = {
     "queue": "wait between capture and the model step",
     "model": "preprocess + forward + VisualBackProp of the frame's batch",
     "render": "mask onto the frame + HUD",
-    "write": "encode / show / save",
+    "write": "encode / save (windows are shown from the calling thread)",
     "end_to_end": "capture to output",
 }
 
