@@ -49,6 +49,12 @@ class Display:
         for sink in self.sinks:
             sink.write(*item)
 
+    def drain(self) -> None:
+        """Show what is still queued (at the end of a stream)."""
+        while (item := self.queue.get_nowait()) is not None:
+            for sink in self.sinks:
+                sink.write(*item)
+
     @property
     def quit_requested(self) -> bool:
         """A window asked to quit (q or Esc)."""

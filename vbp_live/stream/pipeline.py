@@ -262,6 +262,8 @@ class Pipeline:
             if self.stop.is_set():
                 self._join_all()
                 return
+        if self.display is not None:
+            self.display.drain()  # the last frames the writer handed over
 
     def _display_step(self) -> None:
         try:
