@@ -196,6 +196,8 @@ class WindowSink(FrameSink):
         self.opened = False
         self.last: tuple[np.ndarray, int] | None = None
         self.snapshots: list[Path] = []
+        self.shown = 0  # frames put on screen
+        self.paused = False
 
     def attach(self, stop: threading.Event) -> None:
         """Watch the pipeline's stop event while paused."""
@@ -208,6 +210,7 @@ class WindowSink(FrameSink):
             self.opened = True
         cv2.imshow(self.title, frame)
         self.last = (frame, index)
+        self.shown += 1
         if self._key(cv2.waitKey(1)) == "pause":
             self._paused()
 
@@ -230,9 +233,13 @@ class WindowSink(FrameSink):
 
     def _paused(self) -> None:
         log.info("paused (space resumes)")
-        while not self.stop.is_set() and not self.quit_requested:
-            if self._key(cv2.waitKey(30)) == "pause":
-                return
+        self.paused = True
+        try:
+            while not self.stop.is_set() and not self.quit_requested:
+                if self._key(cv2.waitKey(30)) == "pause":
+                    return
+        finally:
+            self.paused = False
 
     def snapshot(self) -> Path:
         """Save the frame on screen as a PNG; returns its path."""
