@@ -87,3 +87,14 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
 def test_model_without_registry_args_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="create_model"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2), CROP_PRESETS["netsvf"])
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = save_checkpoint(tmp_path / "p.pt", create_model("signnet"), CROP_PRESETS["signnet"])
+    mode = stat.S_IMODE(path.stat().st_mode)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert mode == 0o666 & ~mask
