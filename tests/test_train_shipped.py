@@ -1,0 +1,40 @@
+"""The shipped model: compact, self-describing, reproducible from the config in the repo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vbp_live.core.preprocess import CROP_PRESETS
+from vbp_live.io.checkpoint import load_checkpoint
+from vbp_live.models import frames_to_input
+from vbp_live.train.config import config_to_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSET = ROOT / "vbp_live" / "assets" / "netsvf_synth.pt"
+
+
+def test_shipped_checkpoint_is_compact_and_complete():
+    assert ASSET.stat().st_size < 8e6
+    ck = load_checkpoint(ASSET)
+    ck.check_model("netsvf", {"height": 125, "width": 640})
+    assert ck.crop == CROP_PRESETS["netsvf"] and ck.train_state is None
+    assert {v.dtype for v in ck.state_dict.values() if v.is_floating_point()} == {torch.float16}
+    test = ck.meta["test"]
+    assert test["frames"] > 1000 and 0 < test["val_rmse_deg"] < 30
+
+
+def test_shipped_config_is_the_one_in_the_repo():
+    ck = load_checkpoint(ASSET)
+    assert ck.config == config_to_dict(load_config(ROOT / "configs" / "shipped_netsvf.yaml"))
+
+
+def test_shipped_model_runs():
+    model = load_checkpoint(ASSET).build_model()
+    frame = np.full((2, 125, 640), 90, np.uint8)
+    frame[1, :, 300:310] = 250  # a bright marking
+    with torch.no_grad():
+        out = model(frames_to_input(frame))  # (2, 1)
+    assert out.shape == (2, 1) and torch.isfinite(out).all() and not model.training
