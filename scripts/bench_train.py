@@ -73,6 +73,7 @@ def main() -> None:
                                  "train.progress=false", f"run_dir={tmp}/run"])
         data = load_data(cfg.data)
         batches = epoch_batches(data.train_idx, args.batch, 0, 0)
+        loader_rate(data, batches, 0)  # warm the page cache so both loader figures read the same way
         inline, threaded = loader_rate(data, batches, 0), loader_rate(data, batches, 2)
         training = train_rate(cfg, data, args.steps)
     h, w = data.frames.shape[1:3]
