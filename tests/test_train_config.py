@@ -71,3 +71,11 @@ def test_config_diff_names_dotted_keys():
     a = config_to_dict(load_config(None, ["data.path=d"]))
     b = config_to_dict(load_config(None, ["data.path=d", "optim.lr=0.5", "train.max_steps=3"]))
     assert config_diff(a, b) == ["optim.lr", "train.max_steps"]
+
+
+def test_cli_reports_config_errors_in_one_line(capsys):
+    from vbp_live.cli.main import main
+
+    assert main(["train", "--config", str(ROOT / "configs" / "netsvf.yaml"), "--set", "train.epochs=abc"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vbp-live train: error:") and "train.epochs: expected int" in err and "\n" not in err
