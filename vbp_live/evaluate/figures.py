@@ -155,7 +155,7 @@ def explain_figure(sample: Sample, crop: CropSpec, maps: dict[str, np.ndarray], 
 def write_png(path: Path, img: np.ndarray) -> Path:
     """Write a PNG atomically; raise if OpenCV cannot encode it."""
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), img):
+        if not cv2.imwrite(str(tmp), img, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
             raise OSError(f"{path}: OpenCV could not write the PNG")
     return path
 
