@@ -85,6 +85,9 @@ def test_window_shows_red_overlay_where_the_mask_is_and_obeys_keys(xvfb, tmp_pat
     runner.start()
     try:
         wait_for(lambda: pipe.stats.frames_out >= 8, "frames on screen")
+        band = expected_band(frame, engine)
+        # frames handed to the window are not yet painted: poll the screen until the band shows up
+        wait_for(lambda: band_location(screenshot(xvfb), band)[0] < 0.01, "the overlay band on screen")
         check_red_where_mask(screenshot(xvfb), frame, engine)
         if shutil.which("xdotool"):
             press_keys(xvfb, pipe, window)
@@ -117,16 +120,27 @@ def press_keys(display: str, pipe: Pipeline, window: WindowSink) -> None:
     xdo(display, "key", "q")
 
 
+def expected_band(frame: np.ndarray, engine: OverlayEngine) -> np.ndarray:
+    """The crop band of the expected render (below the HUD: identical in every displayed frame)."""
+    pred = engine.infer([frame])[0]
+    y0, y1, _, _ = CROP.box(H, W)
+    expected = OverlayRenderer(engine.crop, None).overlay(type("R", (), {"image": frame, "cropped": False})(), pred.mask)
+    return np.ascontiguousarray(expected[y0:y1])
+
+
+def band_location(shot: np.ndarray, band: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """Best normalized squared difference of ``band`` on the screen shot, and where (x, y)."""
+    score, _, loc, _ = cv2.minMaxLoc(cv2.matchTemplate(shot, band, cv2.TM_SQDIFF_NORMED))
+    return score, loc
+
+
 def check_red_where_mask(shot: np.ndarray, frame: np.ndarray, engine: OverlayEngine) -> None:
     """Find the crop band of the expected render on screen; red exactly where the mask is strong."""
     from vbp_live.core.preprocess import mask_to_frame
 
     pred = engine.infer([frame])[0]
     y0, y1, x0, x1 = CROP.box(H, W)
-    expected = OverlayRenderer(engine.crop, None).overlay(type("R", (), {"image": frame, "cropped": False})(), pred.mask)
-    band = np.ascontiguousarray(expected[y0:y1])  # below the HUD: identical in every displayed frame
-    res = cv2.matchTemplate(shot, band, cv2.TM_SQDIFF_NORMED)
-    score, _, (bx, by), _ = cv2.minMaxLoc(res)
+    score, (bx, by) = band_location(shot, expected_band(frame, engine))
     assert score < 0.01, f"the overlay band is not on screen (best match {score:.3f})"
     on_screen = shot[by:by + (y1 - y0), bx:bx + W].astype(int)
     mask = mask_to_frame(pred.mask, CROP, frame.shape)[y0:y1]
