@@ -49,7 +49,20 @@ def _num(path: Path, line: int, row: dict[str, str], col: str, kind: type = floa
         raise InputError(f"{path}:{line}: column {col!r} is not a number: {row.get(col)!r}") from None
 
 
-class DumpSource(Source):
+class ImageFileSource(Source):
+    """A source whose frames are image files listed by :meth:`scan` in ``self.files``."""
+
+    def __init__(self, paths: list[Path]):
+        super().__init__(paths)
+        self.files: list[Path] = []
+
+    def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:
+        """Image file paths of wanted frames (read and decoded by the worker threads)."""
+        for o in np.flatnonzero(wanted[start:]) + start:
+            yield int(o), self.files[o]
+
+
+class DumpSource(ImageFileSource):
     """A folder written by udacity-driving-reader's bagdump."""
 
     kind = "dump"
@@ -60,7 +73,6 @@ class DumpSource(Source):
         self.steering_csv = folder / "steering.csv"
         self.interp_csv = folder / "interpolated.csv"
         super().__init__([p for p in (self.camera_csv, self.steering_csv, self.interp_csv) if p.is_file()])
-        self.files: list[Path] = []
 
     def _is_camera(self, row: dict[str, str]) -> bool:
         name = self.cfg.camera.name
@@ -105,11 +117,6 @@ class DumpSource(Source):
             progress(self.scan_size())
         return scan
 
-    def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:
-        """Image file paths of wanted frames (read and decoded by the worker threads)."""
-        for o in np.flatnonzero(wanted[start:]) + start:
-            yield int(o), self.files[o]
-
 
 def sim_timestamp(name: str) -> int | None:
     """ns since the epoch from a simulator image name (``center_2016_12_01_13_30_48_287.jpg``)."""
@@ -130,7 +137,7 @@ def image_in_img_folder(log_dir: Path, cell: str) -> Path:
     return log_dir / "IMG" / name
 
 
-class SimSource(Source):
+class SimSource(ImageFileSource):
     """A Udacity simulator ``driving_log.csv`` with its ``IMG/`` folder."""
 
     kind = "sim"
@@ -138,7 +145,6 @@ class SimSource(Source):
     def __init__(self, log: Path, cfg: PrepConfig):
         super().__init__([log])
         self.log, self.cfg = log, cfg
-        self.files: list[Path] = []
 
     def _rows(self) -> list[tuple[int, list[str]]]:
         with open(self.log, newline="", encoding="utf-8") as f:
@@ -170,11 +176,6 @@ class SimSource(Source):
         if progress:
             progress(self.scan_size())
         return scan
-
-    def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:
-        """Image file paths of wanted frames."""
-        for o in np.flatnonzero(wanted[start:]) + start:
-            yield int(o), self.files[o]
 
 
 def _cell(path: Path, line: int, row: list[str], col: int) -> float:
