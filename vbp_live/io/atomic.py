@@ -9,6 +9,15 @@ from pathlib import Path
 from typing import Iterator
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it; done once, at import
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # not per write: changing the umask is process-wide and racy across threads
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
@@ -22,7 +31,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=tmp_suffix, dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; finished files get normal permissions
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get normal permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -31,12 +40,6 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
