@@ -11,7 +11,7 @@ from vbp_live.attribution.gradcam import GradCAM
 from vbp_live.attribution.pda import PredictionDifference, PredictionDifferenceGrad
 
 __all__ = [
-    "Attribution", "ConvChain", "Stage", "UnsupportedModelError", "VBPResult", "VisualBackProp",
+    "Attribution", "ConvChain", "FusedVisualBackProp", "Stage", "UnsupportedModelError", "VBPResult", "VisualBackProp",
     "VisualBackPropReference", "create_method", "list_methods", "register_method", "trace_conv_chain",
 ]
 __all__ += [
