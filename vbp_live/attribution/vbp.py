@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vbp_live.attribution.base import Attribution, check_input, output_dtype, preserved_state, register_method
+from vbp_live.attribution import native
 from vbp_live.attribution.capture import ConvChain, StageCapture, trace_conv_chain
 from vbp_live.attribution.ones_kernel import minmax_normalize, ones_transpose2d
 
@@ -90,6 +91,17 @@ def _channel_mean(t: torch.Tensor) -> torch.Tensor:
     return torch.matmul(weights, t.view(b, c, h * w)).view(b, 1, h, w)
 
 
+def _channel_sum(t: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Channel sum in at least float32 and the channel count: ``(sum (B, 1, h, w), C)``.
+
+    The compiled CPU pass takes sums and applies 1/C as it reads each map, which saves the
+    division pass (``sum`` is also the fastest reduction for one image on CPU).
+    """
+    if t.dtype in (torch.float16, torch.bfloat16):
+        t = t.float()
+    return t.sum(dim=1, keepdim=True), t.shape[1]  # (B, 1, h, w), C
+
+
 @register_method("vbp")
 class VisualBackProp(ChainAttribution):
     """VisualBackProp on any conv -> ReLU-family chain, found automatically.
@@ -97,11 +109,19 @@ class VisualBackProp(ChainAttribution):
     Args:
         model: the network. Its mode, weights, buffers and RNG state are never changed.
         layers: optional explicit stage modules or names (see :func:`trace_conv_chain`).
+        compiled: on CPU, run the pass after the forward in the compiled kernel (:mod:`.native`):
+            None (default) when it can be built, False never (pure torch), True always (an error
+            if it cannot be built). It is used for float32 maps without ``return_maps``.
 
     Example:
         >>> vbp = VisualBackProp(create_model("netsvf").eval())
         >>> mask = vbp.attribute(x)   # (B, 1, 125, 640) in [0, 1]
     """
+
+    def __init__(self, model: nn.Module, layers: Sequence[nn.Module | str] | None = None, compiled: bool | None = None):
+        super().__init__(model, layers)
+        self.compiled = compiled
+        self._plans: dict[tuple, native.NativePlan] = {}
 
     def attribute(self, x: torch.Tensor, raw: bool = False, return_maps: bool = False) -> torch.Tensor | VBPResult:
         """VisualBackProp mask for a batch.
@@ -118,12 +138,58 @@ class VisualBackProp(ChainAttribution):
         return res if return_maps else res.mask
 
     def run(self, x: torch.Tensor, raw: bool = False, keep_maps: bool = False) -> VBPResult:
-        """One forward pass + VisualBackProp: the model output and the mask together."""
+        """One forward pass + VisualBackProp: the model output and the mask together.
+
+        On the CPU (float32 maps) each map is reduced to its channel *sum* in the hook and the
+        whole deep-to-shallow pass runs in the compiled kernel (:mod:`.native`), which applies the
+        1/C of the means as it reads each map; elsewhere, or with ``keep_maps``, the torch path.
+        """
         check_input(x)
-        out, maps = self.forward_capture(x, _channel_mean)
-        mask, masks = backprop_masks(self.chain(x), maps, tuple(x.shape[-2:]), keep_maps)
+        compiled = not keep_maps and self._compiled_on(x.device)
+        out, reduced = self.forward_capture(x, _channel_sum if compiled else _channel_mean)
+        mask, maps, masks = self.mask_from_reduced(reduced, tuple(x.shape[-2:]), raw, keep_maps)
+        return VBPResult(mask.to(output_dtype(x)), out, maps, masks)
+
+    def mask_from_reduced(
+        self, reduced: list, in_hw: tuple[int, int], raw: bool = False, keep_maps: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The pass after the forward: reduced maps -> (mask, maps if kept, intermediate masks if kept).
+
+        ``reduced`` holds, per stage, either averaged maps (B, 1, h, w) or ``(channel sum, C)``
+        pairs from :func:`_channel_sum`; the latter go through the compiled kernel when it can
+        take them (float32, contiguous).
+        """
+        if reduced and isinstance(reduced[0], tuple):
+            sums = [s for s, _ in reduced]
+            if native.usable(sums):
+                plan = self.native_plan(in_hw, sums)
+                return native.backprop(plan, sums, [1.0 / c for _, c in reduced], normalize=not raw), [], []
+            reduced = [s / c for s, c in reduced]  # e.g. a float64 model: the torch path takes means
+        mask, masks = backprop_masks(self._chain, reduced, in_hw, keep_maps)
         mask = mask if raw else minmax_normalize(mask)
-        return VBPResult(mask.to(output_dtype(x)), out, maps if keep_maps else [], masks)
+        return mask, (reduced if keep_maps else []), masks
+
+    def reduce_activations(self, acts: Sequence[torch.Tensor]) -> list:
+        """Reduce captured post-activation maps exactly as :meth:`run`'s hooks do on this device."""
+        compiled = bool(acts) and self._compiled_on(acts[0].device)
+        return [(_channel_sum if compiled else _channel_mean)(a) for a in acts]
+
+    def _compiled_on(self, device: torch.device) -> bool:
+        if self.compiled is False or device.type != "cpu":
+            return False
+        if native.library() is None:
+            if self.compiled:
+                raise RuntimeError(f"compiled=True, but the compiled CPU kernel is unavailable: {native.unavailable_reason()}")
+            return False
+        return True
+
+    def native_plan(self, in_hw: tuple[int, int], maps: Sequence[torch.Tensor]) -> native.NativePlan:
+        """The compiled kernel's step list for this input and these map sizes (built once, then reused)."""
+        key = (in_hw, *(tuple(m.shape[-2:]) for m in maps))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = native.build_plan(self._chain, in_hw, list(key[1:]))
+        return plan
 
     def output_paddings(self, x: torch.Tensor) -> list[list[tuple[int, int]]]:
         """Per stage, per spatial op (forward order): the output_padding its inverse needs for ``x``."""

@@ -9,8 +9,6 @@ from torch import nn
 
 from vbp_live.attribution import FusedVisualBackProp, VisualBackProp
 from vbp_live.attribution.ones_kernel import minmax_normalize
-from vbp_live.attribution import vbp as vbp_module
-from vbp_live.attribution.vbp import backprop_masks
 from vbp_live.attribution.vbp_triton import fused_available, fused_backprop, load_kernels
 from vbp_live.bench.peers import PEERS
 
@@ -50,12 +48,8 @@ def pass_alone(model: nn.Module, x: torch.Tensor, skipped: dict[str, str]) -> di
     chain, in_hw = vbp.chain(x), tuple(x.shape[-2:])
     _, acts = vbp.forward_capture(x, lambda t: t.detach().clone())  # post-activation maps (B, C_k, h_k, w_k)
 
-    # the fast path's own reducer, so this row times exactly what VisualBackProp.run adds
-    reduce_one = getattr(vbp_module, "_channel_mean", lambda t: t.mean(dim=1, keepdim=True, dtype=torch.float32))
-
-    def fast() -> torch.Tensor:
-        maps = [reduce_one(a) for a in acts]  # (B, 1, h_k, w_k)
-        return minmax_normalize(backprop_masks(chain, maps, in_hw)[0])
+    def fast() -> torch.Tensor:  # the same reduction and pass as VisualBackProp.run, on captured maps
+        return vbp.mask_from_reduced(vbp.reduce_activations(acts), in_hw)[0]
 
     fns: dict[str, Fn] = {"vbp pass alone": fast}
     if x.device.type == "cuda" and fused_available(x.device)[0]:

@@ -1,0 +1,210 @@
+"""Compiled CPU kernel for VisualBackProp's deep-to-shallow pass, with a pure-torch fallback.
+
+At batch 1 the pass is some 60 tiny torch ops (each paying dispatch and allocation), which cost
+more than the arithmetic. ``vbp_cpu.c`` does the whole pass (scale up, multiply, min-max) in one
+call per batch. It is plain C99 without Python or torch headers, compiled on first use with the
+system C compiler (``$CC``, default ``cc``; well under a second) into a cache folder and loaded
+with :mod:`ctypes`, which releases the GIL during the call.
+
+No compiler, a failed build or ``VBP_LIVE_NATIVE=0`` simply means the torch path is used (one
+warning in the log says why). The cache folder is ``$VBP_LIVE_CACHE_DIR``, else
+``$XDG_CACHE_HOME/vbp_live``, else ``~/.cache/vbp_live``; the library's name carries a hash of
+the source, compiler and flags, and it is written atomically, so concurrent first uses are safe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from vbp_live.attribution.capture import ConvChain
+
+log = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("vbp_cpu.c")
+FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared")
+ENV_SWITCH = "VBP_LIVE_NATIVE"  # "0" turns the compiled path off
+STEP_INTS = 13
+
+_lock = threading.Lock()
+_state: dict[str, object] = {"lib": None, "tried": False, "error": ""}
+
+
+def cache_dir() -> Path:
+    """Where compiled libraries are kept (see the module docstring)."""
+    if os.environ.get("VBP_LIVE_CACHE_DIR"):
+        return Path(os.environ["VBP_LIVE_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "vbp_live"
+
+
+def enabled() -> bool:
+    """False when ``VBP_LIVE_NATIVE=0`` (or ``false``/``off``)."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def _library_name(cc: str) -> str:
+    key = hashlib.sha256(
+        b"\0".join([SOURCE.read_bytes(), cc.encode(), " ".join(FLAGS).encode(), platform.machine().encode(),
+                    sys.platform.encode()])
+    ).hexdigest()[:16]
+    suffix = ".dylib" if sys.platform == "darwin" else ".dll" if os.name == "nt" else ".so"
+    return f"vbp_cpu-{key}{suffix}"
+
+
+def _compile(folder: Path, cc: str) -> Path:
+    """Build the library into ``folder`` unless it is there already; returns its path."""
+    target = folder / _library_name(cc)
+    if target.exists():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        proc = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise OSError(f"{cc} failed on {SOURCE.name}: {proc.stderr.strip()[:500]}")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _bind(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    fn = lib.vbp_backprop_f32
+    i64p, f32p = ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_float)
+    fn.argtypes = [ctypes.c_int64, ctypes.c_int64, ctypes.POINTER(ctypes.c_void_p), i64p, i64p, f32p, i64p,
+                   ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int, ctypes.c_void_p,
+                   ctypes.c_int64]
+    fn.restype = ctypes.c_int
+    lib.vbp_workspace_floats.argtypes = [ctypes.c_int64, i64p, i64p, i64p, ctypes.c_int64]
+    lib.vbp_workspace_floats.restype = ctypes.c_int64
+    return lib
+
+
+def library() -> ctypes.CDLL | None:
+    """The compiled kernel, building it on first use; None if disabled or it cannot be built.
+
+    ``VBP_LIVE_NATIVE`` and ``CC`` are read once, at that first use.
+    """
+    if _state["tried"]:
+        return _state["lib"]  # type: ignore[return-value]
+    with _lock:
+        if not _state["tried"]:
+            _state["lib"] = _load() if enabled() else None
+            _state["tried"] = True
+        return _state["lib"]  # type: ignore[return-value]
+
+
+def _load() -> ctypes.CDLL | None:
+    cc = os.environ.get("CC", "cc")
+    folders = [cache_dir(), Path(tempfile.gettempdir()) / f"vbp_live-{os.getuid() if hasattr(os, 'getuid') else 0}"]
+    errors = []
+    for folder in folders:
+        try:
+            return _bind(_compile(folder, cc))
+        except (OSError, subprocess.SubprocessError, AttributeError) as e:
+            errors.append(f"{folder}: {e}")
+    _state["error"] = "; ".join(errors)
+    log.warning("compiled VisualBackProp CPU kernel unavailable, using the torch path (slower at small batches): %s",
+                _state["error"])
+    return None
+
+
+def unavailable_reason() -> str:
+    """Why :func:`library` returned None ('' if it did not, or was not asked yet)."""
+    if _state["tried"] and _state["lib"] is None and not _state["error"]:
+        return f"disabled by {ENV_SWITCH}={os.environ.get(ENV_SWITCH, '')}"
+    return str(_state["error"])
+
+
+@dataclass(frozen=True)
+class NativePlan:
+    """The steps of one input geometry, flattened for the C kernel (built once, reused per call).
+
+    Each thread keeps its own workspace (a few hundred KB, allocated once): allocating it per
+    call would cost page faults on every frame.
+    """
+
+    steps: ctypes.Array
+    n_steps: int
+    map_h: ctypes.Array
+    map_w: ctypes.Array
+    out_hw: tuple[int, int]
+    _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
+
+    def workspace(self, lib: ctypes.CDLL) -> torch.Tensor:
+        """This thread's workspace, (n,) float32."""
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            n = lib.vbp_workspace_floats(len(self.map_h), self.map_h, self.map_w, self.steps, self.n_steps)
+            ws = self._local.ws = torch.empty(int(n), dtype=torch.float32)  # (n,)
+        return ws
+
+
+def build_plan(chain: ConvChain, in_hw: tuple[int, int], map_hws: Sequence[tuple[int, int]]) -> NativePlan:
+    """Flatten the deep-to-shallow walk of ``chain`` (same order as ``vbp.backprop_masks``)."""
+    steps: list[list[int]] = []
+    cur = tuple(map_hws[-1])
+    for k in range(len(map_hws) - 1, -1, -1):
+        base = tuple(in_hw) if k == 0 else tuple(map_hws[k - 1])
+        targets = chain.op_inputs(k, base, cur)
+        for op, target in zip(reversed(chain.stages[k].ops), reversed(targets)):
+            g = op.geometry
+            steps.append([-1, *cur, *target, *g.kernel, *g.stride, *g.padding, *g.dilation])
+            cur = tuple(target)
+        if k > 0:
+            steps[-1][0] = k - 1  # multiply by the next shallower map after the stage's last op
+    flat = [v for s in steps for v in s]
+    return NativePlan(
+        (ctypes.c_int64 * max(len(flat), 1))(*flat), len(steps),
+        (ctypes.c_int64 * len(map_hws))(*[h for h, _ in map_hws]),
+        (ctypes.c_int64 * len(map_hws))(*[w for _, w in map_hws]),
+        (int(in_hw[0]), int(in_hw[1])),
+    )
+
+
+def usable(maps: Sequence[torch.Tensor]) -> bool:
+    """True if the compiled kernel can take these maps (CPU, float32, contiguous) and is built."""
+    ok = all(m.is_cpu and m.dtype == torch.float32 and m.is_contiguous() for m in maps)
+    return ok and library() is not None
+
+
+def backprop(plan: NativePlan, maps: Sequence[torch.Tensor], scales: Sequence[float], normalize: bool) -> torch.Tensor:
+    """Input-sized mask (B, 1, H, W) float32 from the averaged maps (each (B, 1, h_k, w_k)).
+
+    ``scales[k]`` multiplies map k as it is used (1.0 for channel means). ``normalize`` applies
+    the per-image min-max.
+    """
+    lib = library()
+    if lib is None:
+        raise RuntimeError(f"the compiled VisualBackProp kernel is unavailable: {unavailable_reason()}")
+    b = maps[0].shape[0]
+    out = torch.empty(b, 1, *plan.out_hw, dtype=torch.float32)  # (B, 1, H, W)
+    ptrs = (ctypes.c_void_p * len(maps))(*[m.data_ptr() for m in maps])
+    sc = (ctypes.c_float * len(maps))(*scales)
+    ws = plan.workspace(lib)
+    rc = lib.vbp_backprop_f32(b, len(maps), ptrs, plan.map_h, plan.map_w, sc, plan.steps, plan.n_steps,
+                              out.data_ptr(), plan.out_hw[0], plan.out_hw[1], int(normalize), ws.data_ptr(), ws.numel())
+    if rc != 0:
+        raise RuntimeError(f"the compiled VisualBackProp kernel refused its input (code {rc}): "
+                           + _ERRORS.get(rc, "unknown error"))
+    return out
+
+
+_ERRORS = {
+    1: "the steps do not chain: a map's size differs from the plan's (the plan is stale or wrong)",
+    3: "the workspace is smaller than the steps need",
+}
