@@ -16,6 +16,7 @@ hands each stage output to a reducer as it is produced and removes its hooks in 
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -246,7 +247,13 @@ def trace_conv_chain(
         UnsupportedModelError: no usable conv -> activation pair, or a chain that branches.
     """
     tracer = _Tracer(model, x, _resolve_layers(model, layers) if layers is not None else None)
-    handles = [m.register_forward_hook(tracer.hook) for _, m in _leaf_modules(model)]
+    me = threading.get_ident()
+
+    def hook(m: nn.Module, inputs: tuple, out: object) -> None:
+        if threading.get_ident() == me:  # another thread running the same model is not traced
+            tracer.hook(m, inputs, out)
+
+    handles = [m.register_forward_hook(hook) for _, m in _leaf_modules(model)]
     try:
         with torch.no_grad():
             model(x)
@@ -271,6 +278,8 @@ class StageCapture:
 
     ``reduce(stage_index, tensor)`` is called with each stage's output as soon as it is produced
     (so in-place layers later in the network cannot corrupt it and nothing large is kept alive).
+    Only the thread that entered :meth:`hooked` is captured, so several threads may attribute
+    with the same model at once.
     """
 
     def __init__(self, chain: ConvChain, reduce: Callable[[int, torch.Tensor], None]):
@@ -281,8 +290,11 @@ class StageCapture:
             self._slot[(id(chain.modules[st.name]), st.call)] = i
         self._calls: dict[int, int] = {}
         self.seen = 0
+        self._thread = threading.get_ident()
 
     def _hook(self, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+        if threading.get_ident() != self._thread:
+            return
         call = self._calls.get(id(m), 0)
         self._calls[id(m)] = call + 1
         i = self._slot.get((id(m), call))
@@ -295,6 +307,7 @@ class StageCapture:
         """Context in which the stage hooks are active; always removed on exit."""
         self._calls.clear()
         self.seen = 0
+        self._thread = threading.get_ident()
         mods = {id(m): m for m in self.chain.modules.values()}
         handles = [m.register_forward_hook(self._hook) for m in mods.values()]
         try:

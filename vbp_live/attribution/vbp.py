@@ -11,6 +11,7 @@ paper; tests prove the two agree.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -49,12 +50,15 @@ class ChainAttribution(Attribution):
         super().__init__(model)
         self.layers = layers
         self._chain: ConvChain | None = None
+        self._trace_lock = threading.Lock()
 
     def chain(self, x: torch.Tensor) -> ConvChain:
         """The traced chain (traced on first use with ``x[:1]``)."""
         if self._chain is None:
-            with preserved_state(self.model):
-                self._chain = trace_conv_chain(self.model, x[:1], self.layers)
+            with self._trace_lock:
+                if self._chain is None:
+                    with preserved_state(self.model):
+                        self._chain = trace_conv_chain(self.model, x[:1], self.layers)
         return self._chain
 
     def forward_capture(self, x: torch.Tensor, reduce_one) -> tuple[torch.Tensor, list]:

@@ -145,13 +145,23 @@ class NativePlan:
     out_hw: tuple[int, int]
     _local: threading.local = field(default_factory=threading.local, repr=False, compare=False)
 
-    def workspace(self, lib: ctypes.CDLL) -> torch.Tensor:
-        """This thread's workspace, (n,) float32."""
-        ws = getattr(self._local, "ws", None)
-        if ws is None:
+    def buffers(self, lib: ctypes.CDLL) -> "_Buffers":
+        """This thread's workspace and argument arrays (allocated on its first call)."""
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
             n = lib.vbp_workspace_floats(len(self.map_h), self.map_h, self.map_w, self.steps, self.n_steps)
-            ws = self._local.ws = torch.empty(int(n), dtype=torch.float32)  # (n,)
-        return ws
+            k = len(self.map_h)
+            buf = self._local.buf = _Buffers(torch.empty(int(n), dtype=torch.float32), (ctypes.c_void_p * k)(),
+                                             (ctypes.c_float * k)(), [])
+        return buf
+
+
+@dataclass
+class _Buffers:
+    workspace: torch.Tensor  # (n,) float32
+    ptrs: ctypes.Array
+    scales: ctypes.Array
+    scales_set: list[float]
 
 
 def build_plan(chain: ConvChain, in_hw: tuple[int, int], map_hws: Sequence[tuple[int, int]]) -> NativePlan:
@@ -191,17 +201,34 @@ def backprop(plan: NativePlan, maps: Sequence[torch.Tensor], scales: Sequence[fl
     lib = library()
     if lib is None:
         raise RuntimeError(f"the compiled VisualBackProp kernel is unavailable: {unavailable_reason()}")
+    _check(plan, maps)
     b = maps[0].shape[0]
     out = torch.empty(b, 1, *plan.out_hw, dtype=torch.float32)  # (B, 1, H, W)
-    ptrs = (ctypes.c_void_p * len(maps))(*[m.data_ptr() for m in maps])
-    sc = (ctypes.c_float * len(maps))(*scales)
-    ws = plan.workspace(lib)
-    rc = lib.vbp_backprop_f32(b, len(maps), ptrs, plan.map_h, plan.map_w, sc, plan.steps, plan.n_steps,
+    buf = plan.buffers(lib)
+    for i, m in enumerate(maps):
+        buf.ptrs[i] = m.data_ptr()
+    if buf.scales_set != list(scales):
+        buf.scales[:] = buf.scales_set = list(scales)
+    ws = buf.workspace
+    rc = lib.vbp_backprop_f32(b, len(maps), buf.ptrs, plan.map_h, plan.map_w, buf.scales, plan.steps, plan.n_steps,
                               out.data_ptr(), plan.out_hw[0], plan.out_hw[1], int(normalize), ws.data_ptr(), ws.numel())
     if rc != 0:
         raise RuntimeError(f"the compiled VisualBackProp kernel refused its input (code {rc}): "
                            + _ERRORS.get(rc, "unknown error"))
     return out
+
+
+def _check(plan: NativePlan, maps: Sequence[torch.Tensor]) -> None:
+    """The kernel trusts the plan's sizes: refuse maps it does not describe (an out-of-bounds read)."""
+    if len(maps) != len(plan.map_h):
+        raise ValueError(f"the plan describes {len(plan.map_h)} maps, got {len(maps)}")
+    b = maps[0].shape[0]
+    for k, m in enumerate(maps):
+        if m.shape != (b, 1, plan.map_h[k], plan.map_w[k]) or not (m.is_cpu and m.dtype == torch.float32 and m.is_contiguous()):
+            raise ValueError(
+                f"map {k} is {tuple(m.shape)} {m.dtype} on {m.device} (contiguous: {m.is_contiguous()}); the plan "
+                f"needs a contiguous float32 CPU tensor shaped ({b}, 1, {plan.map_h[k]}, {plan.map_w[k]})"
+            )
 
 
 _ERRORS = {

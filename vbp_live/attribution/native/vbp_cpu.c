@@ -230,3 +230,4 @@ int vbp_backprop_f32(int64_t batch, int64_t n_maps, const float *const *maps, co
     }
     return 0;
 }
+
