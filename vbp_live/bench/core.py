@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import logging
 import platform
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods
+from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods, native
 from vbp_live.bench import vbp_pass
 from vbp_live.bench.peers import PEERS, PeerUnavailable
 from vbp_live.models import create_model
@@ -32,6 +33,7 @@ from vbp_live.models import create_model
 log = logging.getLogger(__name__)
 Fn = Callable[[], object]
 LRP_OURS = "lrp (ours, ε=100)"
+VBP_TORCH = "vbp (torch pass)"
 
 
 @dataclass
@@ -43,6 +45,7 @@ class BenchRow:
     method: str
     ms_per_frame: float
     ratio_to_forward: float
+    paired_ratio: float = float("nan")  # median over rounds of (this ÷ forward) timed in the same round
 
 
 @dataclass
@@ -64,6 +67,7 @@ class BenchReport:
     """Rows, notes on the targets, methods skipped (with why) and the machine/versions line."""
 
     rows: list[BenchRow] = field(default_factory=list)
+    paired: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     environment: str = ""
@@ -101,6 +105,11 @@ def interleaved(fns: dict[str, Fn], repeats: int, warmup: int = 2) -> dict[str, 
     The minimum, not the median: other processes on a shared machine only ever add time, so the
     fastest repeat is the closest to the method's own cost (as ``timeit`` recommends).
     """
+    return {k: min(v) for k, v in interleaved_samples(fns, repeats, warmup).items()}
+
+
+def interleaved_samples(fns: dict[str, Fn], repeats: int, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds of every call, ``repeats`` rounds; each round calls every function once, in order."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -110,7 +119,17 @@ def interleaved(fns: dict[str, Fn], repeats: int, warmup: int = 2) -> dict[str, 
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: min(v) for k, v in times.items()}
+    return times
+
+
+def paired_ratio(samples: list[float], base: list[float]) -> float:
+    """Median over rounds of ``samples[i] / base[i]``.
+
+    Calls in one round run milliseconds apart, so a shared machine's slow and fast phases (which
+    last seconds to minutes) cancel out of each ratio; the fastest-repeat ratio can pair a fast
+    phase with a slow one.
+    """
+    return statistics.median(a / b for a, b in zip(samples, base))
 
 
 def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) -> float:
@@ -134,7 +153,12 @@ def environment(device: torch.device) -> str:
         except importlib.metadata.PackageNotFoundError:
             pass
     when = datetime.date.today().isoformat()
-    return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}"
+    cpu_pass = ""
+    if device.type == "cpu":
+        cpu_pass = "; VBP CPU pass: " + (
+            "compiled kernel" if native.library() is not None else f"torch ({native.unavailable_reason()})"
+        )
+    return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}{cpu_pass}"
 
 
 def _cpu_name() -> str:
@@ -157,6 +181,9 @@ def _ours(model: nn.Module, x: torch.Tensor, cfg: BenchConfig, skipped: dict[str
     fns: dict[str, Fn] = {"forward": lambda: model(x)}
     vbp = VisualBackProp(model)
     fns["vbp"] = lambda: vbp.attribute(x)
+    if x.device.type == "cpu" and native.library() is not None:
+        torch_pass = VisualBackProp(model, compiled=False)
+        fns[VBP_TORCH] = lambda: torch_pass.attribute(x)
     if cfg.reference:
         ref = VisualBackPropReference(model)
         fns["vbp_reference"] = lambda: ref.attribute(x)
@@ -202,9 +229,13 @@ def measure(name: str, model: nn.Module, x: torch.Tensor, cfg: BenchConfig, repo
     fns = _ours(model, x, cfg, report.skipped)
     if cfg.peers:
         fns.update(_peers(model, x, report.skipped))
-    secs = interleaved({k: _synced(f, dev) for k, f in fns.items()}, cfg.repeats, warmup=min(2, cfg.repeats))
+    samples = interleaved_samples({k: _synced(f, dev) for k, f in fns.items()}, cfg.repeats, warmup=min(2, cfg.repeats))
+    secs = {k: min(v) for k, v in samples.items()}
     b, fwd = x.shape[0], secs["forward"]
-    report.rows += [BenchRow(name, b, k, 1000 * s / b, s / fwd) for k, s in secs.items()]
+    report.rows += [
+        BenchRow(name, b, k, 1000 * s / b, s / fwd, paired_ratio(samples[k], samples["forward"])) for k, s in secs.items()
+    ]
+    report.paired[(name, b)] = {k: paired_ratio(v, samples["forward"]) for k, v in samples.items()}
     return secs
 
 
@@ -221,12 +252,15 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> BenchReport:
         x = torch.rand(b, *model.in_shape, generator=gen).to(dev)  # (B, C, H, W)
         secs = measure(name, model, x, cfg, report)
         act_bytes = vbp_pass.activation_bytes(model, x)
-        report.notes += vbp_pass.target_notes(name, b, secs, act_bytes, bandwidth, dev, LRP_OURS)
+        report.notes += vbp_pass.target_notes(name, b, secs, act_bytes, bandwidth, dev, LRP_OURS, report.paired[(name, b)])
     return report
 
 
 def rows_to_markdown(rows: list[BenchRow]) -> str:
     """A markdown table of bench rows."""
-    out = ["| model | batch | method | ms/frame | × forward |", "|---|---:|---|---:|---:|"]
-    out += [f"| {r.model} | {r.batch} | {r.method} | {r.ms_per_frame:.2f} | {r.ratio_to_forward:.3f} |" for r in rows]
+    out = ["| model | batch | method | ms/frame | × forward | × forward, paired |", "|---|---:|---|---:|---:|---:|"]
+    out += [
+        f"| {r.model} | {r.batch} | {r.method} | {r.ms_per_frame:.2f} | {r.ratio_to_forward:.3f} | {r.paired_ratio:.3f} |"
+        for r in rows
+    ]
     return "\n".join(out)

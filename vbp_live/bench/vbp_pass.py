@@ -75,11 +75,16 @@ def _best(secs: dict[str, float], names) -> tuple[str, float] | None:
 
 
 def target_notes(
-    name: str, b: int, secs: dict[str, float], act_bytes: int, bandwidth: float, dev: torch.device, lrp_ours: str
+    name: str, b: int, secs: dict[str, float], act_bytes: int, bandwidth: float, dev: torch.device, lrp_ours: str,
+    paired: dict[str, float] | None = None,
 ) -> list[str]:
     """One line per target for this (model, batch): overhead, memory bound, ε-LRP ratio."""
     tag, fwd, ms = f"{name} batch {b}", secs["forward"], lambda s: f"{1000 * s / b:.3f} ms/frame"
-    notes = [f"{tag}: forward + VBP (fast) = {secs['vbp'] / fwd:.3f} × forward" + (" (CPU target ≤ 1.10)" if dev.type == "cpu" else "")]
+    pair = f", {paired['vbp']:.3f} × as the median of same-round ratios" if paired and "vbp" in paired else ""
+    notes = [
+        f"{tag}: forward + VBP (fast) = {secs['vbp'] / fwd:.3f} × forward (fastest repeats){pair}"
+        + (" (CPU target ≤ 1.10)" if dev.type == "cpu" else "")
+    ]
     if "vbp_fused" in secs:
         notes.append(f"{tag}: forward + VBP (fused) = {secs['vbp_fused'] / fwd:.3f} × forward (GPU target ≤ 1.05)")
     if "forward (CUDA graph)" in secs:
