@@ -120,13 +120,15 @@ def test_snapshot_schedule_and_strip_layout():
     assert render_strip(np.zeros((64, 64), np.uint8), [np.zeros((64, 64))], ["e"]).shape[1] > 3 * 256
 
 
-def test_max_steps_stop_then_resume_is_exact(tmp_path, dataset):
+@pytest.mark.parametrize("stop_at, position", [(13, (1, 4)), (18, (1, 9))], ids=["mid-epoch", "before-validation"])
+def test_max_steps_stop_then_resume_is_exact(tmp_path, dataset, stop_at, position):
+    # 9 steps an epoch: step 13 is mid epoch 2; step 18 is its last step, stopped before its validation
     snaps = ["snapshot.epochs=[0.5, 1, 1.5, 3]", "snapshot.frames=2", "train.epochs=3"]
     straight = train(tiny(tmp_path / "a", dataset, *snaps))
-    stopped = train(tiny(tmp_path / "b", dataset, *snaps, "train.max_steps=13"))  # mid epoch 2
-    assert stopped.status == "max_steps" and stopped.global_step == 13
+    stopped = train(tiny(tmp_path / "b", dataset, *snaps, f"train.max_steps={stop_at}"))
+    assert stopped.status == "max_steps" and stopped.global_step == stop_at
     st = load_checkpoint(stopped.checkpoint).train_state
-    assert (st["epoch"], st["step_in_epoch"]) == (1, 4)
+    assert (st["epoch"], st["step_in_epoch"]) == position
     resumed = train(tiny(tmp_path / "b", dataset, *snaps), resume=True)
     assert resumed.status == "done" and resumed.global_step == 27
     assert_same(weights(straight.checkpoint), weights(resumed.checkpoint))

@@ -57,7 +57,10 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_exact(tmp_path):
     assert rc == 130 and "interrupted at step" in text and "--resume" in text, text
     st = load_checkpoint(tmp_path / "run" / "last.pt").train_state
     stopped = st["global_step"]
-    assert 4 <= stopped < 500 * 4 and st["step_in_epoch"] == stopped % 4  # 72 train frames / 16 = 4 steps
+    # 72 train frames / 16 = 4 steps an epoch; the stop is checked after a step, so a stop after an
+    # epoch's last step (before its validation) is saved as step 4 of that epoch, not step 0 of the next
+    assert 4 <= stopped < 500 * 4
+    assert (st["epoch"], st["step_in_epoch"]) == ((stopped - 1) // 4, (stopped - 1) % 4 + 1)
 
     overrides = [f"train.max_steps={stopped + 6}"]
     resumed = train(load_config(cfg_path, overrides), resume=True)
