@@ -196,3 +196,13 @@ def test_switched_off_by_environment(tmp_path):
     out = run_snippet({"VBP_LIVE_CACHE_DIR": str(tmp_path / "cache"), "VBP_LIVE_NATIVE": "0"})
     assert "LIB False ERR True" in out and "WHY disabled by VBP_LIVE_NATIVE=0" in out
     assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_unwritable_cache_falls_back_to_the_temp_folder(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    (tmp_path / "tmp").mkdir()
+    out = run_snippet({"VBP_LIVE_CACHE_DIR": str(blocker), "TMPDIR": str(tmp_path / "tmp"), "VBP_LIVE_NATIVE": "1"})
+    assert "LIB True ERR True" in out
+    assert [p.name for p in (tmp_path / "tmp").glob("vbp_live-*/vbp_cpu-*")]
