@@ -11,6 +11,7 @@ paper; tests prove the two agree.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -70,7 +71,8 @@ class ChainAttribution(Attribution):
             slots[i] = reduce_one(t)
 
         capture = StageCapture(chain, reduce)
-        with preserved_state(self.model), torch.no_grad(), capture.hooked():
+        grad_off = contextlib.nullcontext() if torch.is_inference_mode_enabled() else torch.no_grad()
+        with preserved_state(self.model), grad_off, capture.hooked():
             out = self.model(x)
         if capture.seen != len(chain.stages):
             raise RuntimeError(
