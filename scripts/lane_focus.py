@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from vbp_live.attribution import VisualBackProp
+from vbp_live.core.metrics import MassTally
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.io.dataset import PreparedDataset
@@ -50,9 +51,9 @@ def region_share(mask: np.ndarray, crop: CropSpec) -> np.ndarray:
 
 
 def measure(vbp: VisualBackProp, ds: PreparedDataset, gt, rows: np.ndarray, gt_idx: np.ndarray,
-            batch: int = 8) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """VBP on ``rows``: per class [mask mass on it, total mass, its area, total area] summed, and predictions."""
-    sums = {c: np.zeros(4) for c in CLASSES}
+            batch: int = 8) -> tuple[dict[str, MassTally], np.ndarray]:
+    """VBP on ``rows``: per class the mask mass on it pooled over the frames, and the predictions."""
+    sums = {c: MassTally() for c in CLASSES}
     preds = []
     for i in range(0, len(rows), batch):
         r = rows[i:i + batch]
@@ -62,14 +63,8 @@ def measure(vbp: VisualBackProp, ds: PreparedDataset, gt, rows: np.ndarray, gt_i
         for m, g in zip(res.mask[:, 0].double().numpy(), gt_idx[r]):  # (h, w) each
             gtm = gt.masks(int(g))
             for c in CLASSES:
-                share = region_share(getattr(gtm, c), ds.crop)
-                sums[c] += [(m * share).sum(), m.sum(), share.sum(), share.size]
+                sums[c].add(m, region_share(getattr(gtm, c), ds.crop))
     return sums, np.concatenate(preds)
-
-
-def focus(s: np.ndarray) -> float:
-    """(mass share) / (area share); NaN when the class never appears."""
-    return float((s[0] / s[1]) / (s[2] / s[3])) if s[1] > 0 and s[2] > 0 else float("nan")
 
 
 def steering_line(pred: np.ndarray, truth: np.ndarray) -> str:
@@ -92,8 +87,8 @@ def report(name: str, model: torch.nn.Module, baseline: torch.nn.Module, ds: Pre
     print("|---|---|---|---|---|")
     for c in CLASSES:
         t = trained[c]
-        print(f"| {c} | {t[2] / t[3]:.3%} | {t[0] / t[1]:.3%} | {focus(t):.2f} | {focus(rand[c]):.2f} |")
-    lane = focus(trained["lane"])
+        print(f"| {c} | {t.area_share():.3%} | {t.share():.3%} | {t.ratio():.2f} | {rand[c].ratio():.2f} |")
+    lane = trained["lane"].ratio()
     print(f"lane-marking focus {lane:.2f} (target >= 3: {'PASS' if lane >= 3 else 'below target'})")
     return lane
 

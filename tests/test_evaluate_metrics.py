@@ -58,6 +58,21 @@ def test_mass_fraction_and_ratio():
     assert np.isnan(M.mass_fraction(-np.ones((2, 2)), m))
 
 
+def test_mass_tally_pools_images_and_takes_fractional_coverage():
+    r = np.array([[3.0, 1.0], [0.0, 0.0]])
+    m = np.array([[True, False], [True, False]])
+    assert M.MassTally().add(r, m).ratio() == pytest.approx(M.mass_ratio(r, m))
+    # pooled: image 2 has no mass on the region; its weight is its mass, not 1/2 of the verdict
+    t = M.MassTally().add(r, m).add(np.array([[0.0, 4.0], [0.0, 0.0]]), m)
+    assert t.share() == pytest.approx(3 / 8) and t.area_share() == pytest.approx(0.5)
+    assert t.ratio() == pytest.approx(0.75)
+    half = M.MassTally().add(np.ones((2, 2)), np.full((2, 2), 0.5))  # every pixel half covered
+    assert half.share() == pytest.approx(0.5) and half.ratio() == pytest.approx(1.0)
+    assert np.isnan(M.MassTally().add(r, np.zeros((2, 2))).ratio())
+    with pytest.raises(ValueError, match="differ in shape"):
+        M.MassTally().add(r, np.zeros((3, 2)))
+
+
 def test_region_scores_and_order():
     a = np.arange(20.0).reshape(4, 5)
     s = M.region_scores(a, 2)

@@ -70,8 +70,43 @@ def mass_ratio(relevance: np.ndarray, mask: np.ndarray) -> float:
 
     NaN when the mask is empty or the map has no positive relevance.
     """
-    area = float(np.asarray(mask, bool).mean())
-    return mass_fraction(relevance, mask) / area if area > 0 else float("nan")
+    return MassTally().add(relevance, np.asarray(mask, bool)).ratio()
+
+
+class MassTally:
+    """:func:`mass_ratio` pooled over many images: total mass inside / total mass, over total area share.
+
+    ``coverage`` may be a bool mask or fractional per-pixel coverage in [0, 1] (a full-frame mask
+    after the network's crop and resize). Pooling weighs every pixel alike, where averaging
+    per-image ratios would weigh an image in which the region is tiny as much as any other.
+    """
+
+    def __init__(self) -> None:
+        self.inside = self.total = self.area = self.pixels = 0.0
+
+    def add(self, relevance: np.ndarray, coverage: np.ndarray) -> "MassTally":
+        """Add one image: its map (H, W) and the region's coverage (H, W)."""
+        r = np.clip(np.asarray(relevance, np.float64), 0.0, None)
+        c = np.asarray(coverage, np.float64)
+        if r.shape != c.shape:
+            raise ValueError(f"relevance {r.shape} and coverage {c.shape} differ in shape")
+        self.inside += float((r * c).sum())
+        self.total += float(r.sum())
+        self.area += float(c.sum())
+        self.pixels += c.size
+        return self
+
+    def share(self) -> float:
+        """Pooled relevance share inside the region; NaN without positive relevance."""
+        return self.inside / self.total if self.total > 0 else float("nan")
+
+    def area_share(self) -> float:
+        """Pooled share of the pixels the region covers (NaN before any image)."""
+        return self.area / self.pixels if self.pixels else float("nan")
+
+    def ratio(self) -> float:
+        """Pooled mass share over area share (1 = no preference); NaN for an empty region or no mass."""
+        return self.share() / self.area_share() if self.area > 0 else float("nan")
 
 
 def region_scores(a: np.ndarray, patch: int) -> np.ndarray:
