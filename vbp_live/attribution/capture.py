@@ -16,6 +16,7 @@ hands each stage output to a reducer as it is produced and removes its hooks in 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -88,6 +89,22 @@ class ConvChain:
                 f"but the map seen is {tuple(map_hw)}"
             )
         return sizes[:-1]
+
+    @functools.cached_property
+    def call_orders(self) -> tuple[tuple[nn.Module, tuple[int | None, ...]], ...]:
+        """Per stage module: the stage index of each of its calls in one forward (None: not a stage)."""
+        orders: dict[int, tuple[nn.Module, dict[int, int]]] = {}
+        for i, st in enumerate(self.stages):
+            module = self.modules[st.name]
+            orders.setdefault(id(module), (module, {}))[1][st.call] = i
+        return tuple(
+            (module, tuple(calls.get(c) for c in range(max(calls) + 1))) for module, calls in orders.values()
+        )
+
+    @functools.cached_property
+    def relu_flags(self) -> tuple[bool, ...]:
+        """Per stage: apply ReLU before reducing (see :class:`Stage`)."""
+        return tuple(st.relu for st in self.stages)
 
     def describe(self) -> str:
         """Human-readable summary (one line per stage)."""
@@ -279,39 +296,46 @@ class StageCapture:
     ``reduce(stage_index, tensor)`` is called with each stage's output as soon as it is produced
     (so in-place layers later in the network cannot corrupt it and nothing large is kept alive).
     Only the thread that entered :meth:`hooked` is captured, so several threads may attribute
-    with the same model at once.
+    with the same model at once. ``seen`` counts the stage outputs captured.
+
+    The hooks are small closures (no per-call dictionaries): they run once per stage and frame,
+    between the forward's kernels, where every extra line of Python costs more than it does in
+    isolation.
     """
 
     def __init__(self, chain: ConvChain, reduce: Callable[[int, torch.Tensor], None]):
         self.chain = chain
         self.reduce = reduce
-        self._slot: dict[tuple[int, int], int] = {}
-        for i, st in enumerate(chain.stages):
-            self._slot[(id(chain.modules[st.name]), st.call)] = i
-        self._calls: dict[int, int] = {}
         self.seen = 0
-        self._thread = threading.get_ident()
 
-    def _hook(self, m: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
-        if threading.get_ident() != self._thread:
-            return
-        call = self._calls.get(id(m), 0)
-        self._calls[id(m)] = call + 1
-        i = self._slot.get((id(m), call))
-        if i is not None:
-            self.seen += 1
-            self.reduce(i, out.clamp(min=0) if self.chain.stages[i].relu else out)
+    def _hooks(self) -> list[tuple[nn.Module, Callable]]:
+        """One hook per stage module; ``order[c]`` is the stage of that module's call ``c`` (or None)."""
+        me, reduce, relu, seen = threading.get_ident(), self.reduce, self.chain.relu_flags, [0]
+        self._seen_cell = seen
+        hooks = []
+        for module, order in self.chain.call_orders:
+            calls = [0]
+
+            def hook(_m: nn.Module, _inputs: tuple, out: torch.Tensor, order=order, calls=calls) -> None:
+                if threading.get_ident() != me:
+                    return
+                c = calls[0]
+                calls[0] = c + 1
+                k = order[c] if c < len(order) else None
+                if k is not None:
+                    seen[0] += 1
+                    reduce(k, out.clamp(min=0) if relu[k] else out)
+
+            hooks.append((module, hook))
+        return hooks
 
     @contextlib.contextmanager
     def hooked(self) -> Iterator["StageCapture"]:
         """Context in which the stage hooks are active; always removed on exit."""
-        self._calls.clear()
-        self.seen = 0
-        self._thread = threading.get_ident()
-        mods = {id(m): m for m in self.chain.modules.values()}
-        handles = [m.register_forward_hook(self._hook) for m in mods.values()]
+        handles = [m.register_forward_hook(h) for m, h in self._hooks()]
         try:
             yield self
         finally:
             for h in handles:
                 h.remove()
+            self.seen = self._seen_cell[0]
