@@ -206,3 +206,17 @@ def test_unwritable_cache_falls_back_to_the_temp_folder(tmp_path):
     out = run_snippet({"VBP_LIVE_CACHE_DIR": str(blocker), "TMPDIR": str(tmp_path / "tmp"), "VBP_LIVE_NATIVE": "1"})
     assert "LIB True ERR True" in out
     assert [p.name for p in (tmp_path / "tmp").glob("vbp_live-*/vbp_cpu-*")]
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX permissions")
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_a_cache_folder_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could plant a library here
+    (tmp_path / "tmp").mkdir()
+    out = run_snippet({"VBP_LIVE_CACHE_DIR": str(shared), "TMPDIR": str(tmp_path / "tmp"), "VBP_LIVE_NATIVE": "1"})
+    assert "LIB True ERR True" in out
+    assert not list(shared.iterdir())  # nothing built or loaded there
+    built = list((tmp_path / "tmp").glob("vbp_live-*/vbp_cpu-*"))
+    assert built and all(p.parent.stat().st_mode & 0o077 == 0 for p in built)  # the fallback folder is private

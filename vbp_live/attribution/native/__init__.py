@@ -10,6 +10,9 @@ No compiler, a failed build or ``VBP_LIVE_NATIVE=0`` simply means the torch path
 warning in the log says why). The cache folder is ``$VBP_LIVE_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/vbp_live``, else ``~/.cache/vbp_live``; the library's name carries a hash of
 the source, compiler and flags, and it is written atomically, so concurrent first uses are safe.
+If that folder cannot be used, a private folder in the temp directory is. A folder or library
+that another user could have written (foreign owner, or writable by others) is refused: code
+is loaded from it.
 """
 
 from __future__ import annotations
@@ -64,17 +67,28 @@ def _library_name(cc: str) -> str:
     return f"vbp_cpu-{key}{suffix}"
 
 
+def _check_private(path: Path) -> None:
+    """Refuse a folder or library that another user could have written (code is loaded from it)."""
+    st = path.stat()
+    if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o002):
+        raise OSError(f"refusing {path}: not owned by this user or writable by others "
+                      f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)})")
+
+
 def _compile(folder: Path, cc: str) -> Path:
     """Build the library into ``folder`` unless it is there already; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _check_private(folder)
     target = folder / _library_name(cc)
     if target.exists():
+        _check_private(target)
         return target
-    folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         proc = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise OSError(f"{cc} failed on {SOURCE.name}: {proc.stderr.strip()[:500]}")
+        tmp.chmod(0o755)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
