@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 import numpy as np
@@ -46,6 +48,18 @@ def test_region_perturbation_known_answer(region_setup):
     hit = abs(3.0 * float(ctx.noise[:, 0:10, 10:20].mean() - ctx.x[:, 0:10, 10:20].mean()))
     assert right[0] == 0 and right[1:] == pytest.approx([hit] * 6, abs=1e-6)
     assert wrong[:6] == pytest.approx([0.0] * 6, abs=1e-7) and wrong[6] == pytest.approx(hit, abs=1e-6)
+
+
+@pytest.mark.parametrize("fill", ["blur", "mean"])
+def test_region_perturbation_other_fills(region_setup, fill):
+    model, ctx, s, good = region_setup
+    s = dataclasses.replace(s, region_fill=fill)
+    filled = ctx.blurred if fill == "blur" else torch.full_like(ctx.x, float(ctx.x.mean()))
+    hit = abs(3.0 * float(filled[:, 0:10, 10:20].mean() - ctx.x[:, 0:10, 10:20].mean()))
+    right = region_perturbation(model, ctx, good, s)
+    assert right[0] == 0 and hit > 0.1 and right[1:] == pytest.approx([hit] * 6, abs=1e-6)
+    with pytest.raises(ValueError, match="region_fill must be one of noise, blur, mean"):
+        PerturbSettings(region_fill="zeros")
 
 
 def test_deletion_insertion_known_answer(region_setup):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import numpy as np
 import torch
 from torch import nn
 
@@ -82,3 +83,14 @@ def test_unknown_model_lists_registered():
 def test_frames_to_input_scales_and_shapes():
     x = frames_to_input(torch.full((3, 4, 5), 255, dtype=torch.uint8).numpy())
     assert x.shape == (3, 1, 4, 5) and x.dtype == torch.float32 and torch.allclose(x, torch.ones_like(x))
+
+
+def test_frames_to_input_takes_read_only_rows_without_a_warning():
+    import warnings
+
+    frames = np.full((2, 4, 5), 255, np.uint8)
+    frames.flags.writeable = False  # as rows of a prepared dataset's read-only memmap
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = frames_to_input(frames)
+    assert x.shape == (2, 1, 4, 5) and torch.allclose(x, torch.ones_like(x))

@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=16, help="steps of every perturbation curve (default: %(default)s)")
     p.add_argument("--region-fraction", type=float, default=0.25,
                    help="share of the regions perturbed by the last step (default: %(default)s)")
+    p.add_argument("--region-fill", choices=("noise", "blur", "mean"), default="noise",
+                   help="what perturbed regions become: uniform noise (Samek et al.), the blurred image or the "
+                        "image mean (default: %(default)s; noise adds edges of its own)")
     p.add_argument("--sanity-frames", type=int, default=4,
                    help="frames for the randomization check, 0 = skip (default: %(default)s)")
     p.add_argument("--no-resume", action="store_true", help="ignore results cached by an earlier run")
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(
         methods=parse_methods(args.methods), batch=args.batch, seed=args.seed, device=args.device,
-        perturb=PerturbSettings(patch=args.patch, steps=args.steps, region_fraction=args.region_fraction),
+        perturb=PerturbSettings(patch=args.patch, steps=args.steps, region_fraction=args.region_fraction,
+                                region_fill=args.region_fill),
         sanity_frames=args.sanity_frames, options=method_options(args),
     )
     ckpt = load_checkpoint(args.checkpoint)

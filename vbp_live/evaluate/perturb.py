@@ -3,8 +3,11 @@ change the prediction?
 
 * Region perturbation, most relevant first (MoRF; Samek et al., arXiv 1509.06321): the image is
   cut into ``patch``×``patch`` regions ranked by their summed relevance; step k replaces the top
-  ``k/steps · region_fraction`` of the regions with uniform noise. Tracked: ``|y_k − y_0|``;
-  AOPC is its mean over the steps 0..L (higher = the map found what the output depends on).
+  ``k/steps · region_fraction`` of the regions with uniform noise (``region_fill="noise"``, as
+  Samek et al.), the blurred copy (``"blur"``) or the image mean (``"mean"``). Tracked:
+  ``|y_k − y_0|``; AOPC is its mean over the steps 0..L (higher = the map found what the output
+  depends on). Noise patches add edges of their own, which a network that steers by lane
+  markings reacts to wherever they land; the fills without new edges isolate the ranking.
 * Deletion / insertion (Petsiuk et al., RISE): pixels ranked by relevance; deletion replaces the
   top ``k/steps`` of them with a blurred copy of the image, insertion starts from the blurred
   copy and puts the top pixels back. Tracked: ``|y_k − y_0|``. Deletion AUC: higher is better;
@@ -27,6 +30,9 @@ from torch import nn
 from vbp_live.core.metrics import most_relevant_first, region_scores
 
 
+REGION_FILLS = ("noise", "blur", "mean")
+
+
 @dataclass(frozen=True)
 class PerturbSettings:
     """Settings of the perturbation curves (see the module docstring)."""
@@ -34,6 +40,11 @@ class PerturbSettings:
     patch: int = 10
     steps: int = 16
     region_fraction: float = 0.25
+    region_fill: str = "noise"  # "noise", "blur" or "mean" (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.region_fill not in REGION_FILLS:
+            raise ValueError(f"region_fill must be one of {', '.join(REGION_FILLS)}; got {self.region_fill!r}")
     blur_sigma: float = 8.0
     batch: int = 17
 
@@ -92,8 +103,19 @@ def region_perturbation(model: nn.Module, ctx: FrameContext, relevance: np.ndarr
     pixel_rank = np.repeat(np.repeat(rank, s.patch, 0), s.patch, 1)[:h, :w]  # (H, W) region rank per pixel
     counts = [round(k / s.steps * s.region_fraction * scores.size) for k in range(s.steps + 1)]
     masks = torch.from_numpy(np.stack([pixel_rank < n for n in counts])).to(ctx.x.device)  # (L+1, H, W)
-    xs = torch.where(masks[:, None], ctx.noise[None], ctx.x[None])  # (L+1, C, H, W)
+    xs = torch.where(masks[:, None], region_fill(ctx, s.region_fill)[None], ctx.x[None])  # (L+1, C, H, W)
     return np.abs(explained_outputs(model, xs, s.batch) - ctx.y0)
+
+
+def region_fill(ctx: FrameContext, kind: str) -> torch.Tensor:
+    """What perturbed regions are replaced with, (C, H, W): see the module docstring."""
+    if kind == "noise":
+        return ctx.noise
+    if kind == "blur":
+        return ctx.blurred
+    if kind == "mean":
+        return torch.full_like(ctx.x, float(ctx.x.float().mean()))
+    raise ValueError(f"region_fill must be one of {', '.join(REGION_FILLS)}; got {kind!r}")
 
 
 def deletion_insertion(model: nn.Module, ctx: FrameContext, relevance: np.ndarray,

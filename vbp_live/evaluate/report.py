@@ -36,6 +36,13 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([row(headers), "|" + "---|" * len(headers)] + [row(r) for r in rows])
 
 
+_FILL_TEXT = {"noise": "uniform noise", "blur": "the blurred image", "mean": "the image mean"}
+
+
+def _fill(p: dict) -> str:
+    return p.get("region_fill", "noise")  # reports written before the option existed used noise
+
+
 def _series(results: dict[str, Any], key: str, xs: np.ndarray, scale: float = DEG) -> dict[str, tuple]:
     out = {_label(n): (xs, np.asarray(r[key]) * scale) for n, r in results["methods"].items()}
     out["random ranking"] = (xs, np.asarray(results["random"][key]) * scale)
@@ -49,7 +56,7 @@ def plots(results: dict[str, Any], out: Path) -> dict[str, Path]:
     paths = {
         "region": write_png(out / "region_perturbation.png", line_chart(
             _series(results, "region_curve", steps * p["region_fraction"]),
-            f"Region perturbation, most relevant {p['patch']}x{p['patch']} regions first (noise)",
+            f"Region perturbation, most relevant {p['patch']}x{p['patch']} regions first ({_fill(p)})",
             "fraction of regions replaced", "|dy| (deg SWA)")),
         "deletion": write_png(out / "deletion.png", line_chart(
             _series(results, "deletion_curve", steps), "Deletion: most relevant pixels -> blurred (higher = better)",
@@ -165,7 +172,7 @@ def markdown(results: dict[str, Any], plot_paths: dict[str, Path]) -> str:
         "device for every method); on a shared CPU they are noisy. Everything else is reproducible for the seed.",
         "\n## Speed\n\n" + _speed(results),
         (f"\n## Region perturbation, deletion and insertion\n\nRegions of {p['patch']}x{p['patch']} pixels ranked "
-         f"by summed relevance, the top {100 * p['region_fraction']:.0f} % replaced by uniform noise in {p['steps']} "
+         f"by summed relevance, the top {100 * p['region_fraction']:.0f} % replaced by {_FILL_TEXT[_fill(p)]} in {p['steps']} "
          "steps; AOPC = mean |change of the predicted angle| over the steps (degrees of steering wheel angle). "
          "Deletion/insertion: pixels ranked by relevance, replaced by / restored from a blurred copy.\n\n"
          + _perturbation(results)),

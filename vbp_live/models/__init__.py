@@ -23,6 +23,8 @@ def frames_to_input(frames: np.ndarray | torch.Tensor, device: torch.device | st
     Returns:
         float32 (B, C, H, W) scaled by :data:`~vbp_live.core.preprocess.INPUT_SCALE`.
     """
+    if isinstance(frames, np.ndarray) and not frames.flags.writeable:
+        frames = frames.copy()  # read-only memmap rows: torch would warn (it is only read here), copy the uint8 batch
     t = torch.as_tensor(frames).to(device, non_blocking=True)
     t = t.unsqueeze(1) if t.ndim == 3 else t.permute(0, 3, 1, 2)  # (B, C, H, W)
     return t.float().mul_(INPUT_SCALE)
