@@ -1,12 +1,14 @@
 """VisualBackProp (Bojarski et al., arXiv 1611.05418), fast path.
 
-Per forward pass, each stage's post-activation map is averaged over channels *as it is
+Per forward pass, each stage's post-activation map is reduced over channels *as it is
 produced* (one (B, 1, h, w) map kept per layer, nothing large stays alive, in-place layers
 cannot corrupt it). Then, from the deepest map, the mask is scaled up with the ones-kernel
-transposed geometry of each conv/pool (a strided box sum, :mod:`.ones_kernel`) and multiplied
-by the next shallower averaged map, down to the input; one min-max per image at the end.
+transposed geometry of each conv/pool and multiplied by the next shallower averaged map, down
+to the input; one min-max per image at the end. On the CPU that pass runs in one call of the
+compiled kernel (:mod:`.native`, which takes channel sums and applies the 1/C itself);
+otherwise as torch ops (strided box sums, :mod:`.ones_kernel`, on channel means).
 ``VisualBackPropReference`` (:mod:`.vbp_reference`) is the slow version that reads like the
-paper; tests prove the two agree.
+paper; tests prove every path agrees with it.
 """
 
 from __future__ import annotations

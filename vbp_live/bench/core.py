@@ -2,7 +2,7 @@
 
 Rows (all include the forward pass unless named "pass alone"): the forward pass; VisualBackProp
 fast, reference and fused (Triton, CUDA only), with and without a CUDA graph on CUDA; the VBP
-pass alone (channel means + upsample/multiply + min-max on captured maps, the cost VBP adds);
+pass alone (channel reduction + upsample/multiply + min-max on captured maps, the cost VBP adds);
 our ε-LRP; and the peers that import (:mod:`.peers`). Timings are the fastest of round-robin repeats,
 so machine drift hits every method alike. Notes compare against the targets: VBP overhead on
 the forward pass, the VBP pass vs its memory bound (bytes of post-activation maps read once ÷

@@ -43,7 +43,7 @@ def fused_and_graphs(model: nn.Module, x: torch.Tensor, skipped: dict[str, str])
 
 
 def pass_alone(model: nn.Module, x: torch.Tensor, skipped: dict[str, str]) -> dict[str, Fn]:
-    """The work VBP adds to a forward pass, on maps captured once: channel means, upsample × map, min-max."""
+    """The work VBP adds to a forward pass, on maps captured once: channel reduction, upsample × map, min-max."""
     vbp = VisualBackProp(model)
     chain, in_hw = vbp.chain(x), tuple(x.shape[-2:])
     _, acts = vbp.forward_capture(x, lambda t: t.detach().clone())  # post-activation maps (B, C_k, h_k, w_k)
