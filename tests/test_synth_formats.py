@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
+from stream_util import read_video
 
 from vbp_live.cli.main import main
 from vbp_live.io.ground_truth import GroundTruthError, load_ground_truth
@@ -78,14 +79,7 @@ def test_simulator_log(out, drive):
 
 
 def test_mp4_has_every_frame(out, drive):
-    cap = cv2.VideoCapture(str(out / "synth_seed13.mp4"))
-    frames = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
+    frames, _ = read_video(out / "synth_seed13.mp4")
     assert len(frames) == N and frames[0].shape == (480, 640, 3)
     rendered = [f for f, _ in render_frames(drive, stop=2)]
     assert cv2.PSNR(frames[1], rendered[1]) > 22
