@@ -67,7 +67,6 @@ class BenchReport:
     """Rows, notes on the targets, methods skipped (with why) and the machine/versions line."""
 
     rows: list[BenchRow] = field(default_factory=list)
-    paired: dict[tuple[str, int], dict[str, float]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     environment: str = ""
@@ -223,20 +222,20 @@ def _peers(model: nn.Module, x: torch.Tensor, skipped: dict[str, str]) -> dict[s
     return fns
 
 
-def measure(name: str, model: nn.Module, x: torch.Tensor, cfg: BenchConfig, report: BenchReport) -> dict[str, float]:
-    """Time every method on one (model, batch); append rows and return seconds per call."""
+def measure(
+    name: str, model: nn.Module, x: torch.Tensor, cfg: BenchConfig, report: BenchReport
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Time every method on one (model, batch); append rows and return seconds per call and paired ratios."""
     dev = x.device
     fns = _ours(model, x, cfg, report.skipped)
     if cfg.peers:
         fns.update(_peers(model, x, report.skipped))
     samples = interleaved_samples({k: _synced(f, dev) for k, f in fns.items()}, cfg.repeats, warmup=min(2, cfg.repeats))
     secs = {k: min(v) for k, v in samples.items()}
+    paired = {k: paired_ratio(v, samples["forward"]) for k, v in samples.items()}
     b, fwd = x.shape[0], secs["forward"]
-    report.rows += [
-        BenchRow(name, b, k, 1000 * s / b, s / fwd, paired_ratio(samples[k], samples["forward"])) for k, s in secs.items()
-    ]
-    report.paired[(name, b)] = {k: paired_ratio(v, samples["forward"]) for k, v in samples.items()}
-    return secs
+    report.rows += [BenchRow(name, b, k, 1000 * s / b, s / fwd, paired[k]) for k, s in secs.items()]
+    return secs, paired
 
 
 def run_bench(cfg: BenchConfig, progress: bool = False) -> BenchReport:
@@ -250,9 +249,9 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> BenchReport:
         kwargs = {"height": cfg.size[0], "width": cfg.size[1]} if cfg.size else {}
         model = create_model(name, **kwargs).to(dev).eval()
         x = torch.rand(b, *model.in_shape, generator=gen).to(dev)  # (B, C, H, W)
-        secs = measure(name, model, x, cfg, report)
+        secs, paired = measure(name, model, x, cfg, report)
         act_bytes = vbp_pass.activation_bytes(model, x)
-        report.notes += vbp_pass.target_notes(name, b, secs, act_bytes, bandwidth, dev, LRP_OURS, report.paired[(name, b)])
+        report.notes += vbp_pass.target_notes(name, b, secs, act_bytes, bandwidth, dev, LRP_OURS, paired)
     return report
 
 
