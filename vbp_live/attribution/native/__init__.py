@@ -200,10 +200,14 @@ def build_plan(chain: ConvChain, in_hw: tuple[int, int], map_hws: Sequence[tuple
     )
 
 
+def _readable(m: torch.Tensor) -> bool:
+    """The memory layout the kernel reads: a contiguous float32 CPU tensor."""
+    return m.is_cpu and m.dtype == torch.float32 and m.is_contiguous()
+
+
 def usable(maps: Sequence[torch.Tensor]) -> bool:
     """True if the compiled kernel can take these maps (CPU, float32, contiguous) and is built."""
-    ok = all(m.is_cpu and m.dtype == torch.float32 and m.is_contiguous() for m in maps)
-    return ok and library() is not None
+    return all(_readable(m) for m in maps) and library() is not None
 
 
 def backprop(plan: NativePlan, maps: Sequence[torch.Tensor], scales: Sequence[float], normalize: bool) -> torch.Tensor:
@@ -238,7 +242,7 @@ def _check(plan: NativePlan, maps: Sequence[torch.Tensor]) -> None:
         raise ValueError(f"the plan describes {len(plan.map_h)} maps, got {len(maps)}")
     b = maps[0].shape[0]
     for k, m in enumerate(maps):
-        if m.shape != (b, 1, plan.map_h[k], plan.map_w[k]) or not (m.is_cpu and m.dtype == torch.float32 and m.is_contiguous()):
+        if m.shape != (b, 1, plan.map_h[k], plan.map_w[k]) or not _readable(m):
             raise ValueError(
                 f"map {k} is {tuple(m.shape)} {m.dtype} on {m.device} (contiguous: {m.is_contiguous()}); the plan "
                 f"needs a contiguous float32 CPU tensor shaped ({b}, 1, {plan.map_h[k]}, {plan.map_w[k]})"
