@@ -306,12 +306,17 @@ class StageCapture:
     def __init__(self, chain: ConvChain, reduce: Callable[[int, torch.Tensor], None]):
         self.chain = chain
         self.reduce = reduce
-        self.seen = 0
+        self._seen = [0]  # a cell the hooks count into
+
+    @property
+    def seen(self) -> int:
+        """Stage outputs captured by the last (or current) :meth:`hooked` forward."""
+        return self._seen[0]
 
     def _hooks(self) -> list[tuple[nn.Module, Callable]]:
         """One hook per stage module; ``order[c]`` is the stage of that module's call ``c`` (or None)."""
-        me, reduce, relu, seen = threading.get_ident(), self.reduce, self.chain.relu_flags, [0]
-        self._seen_cell = seen
+        self._seen = seen = [0]
+        me, reduce, relu = threading.get_ident(), self.reduce, self.chain.relu_flags
         hooks = []
         for module, order in self.chain.call_orders:
             calls = [0]
@@ -338,4 +343,3 @@ class StageCapture:
         finally:
             for h in handles:
                 h.remove()
-            self.seen = self._seen_cell[0]
