@@ -90,6 +90,24 @@ class ConvChain:
             )
         return sizes[:-1]
 
+    def walk_back(
+        self, in_hw: tuple[int, int], map_hws: Sequence[tuple[int, int]]
+    ) -> Iterator[tuple[int, SpatialOp, tuple[int, int], tuple[int, int], bool]]:
+        """VisualBackProp's deep-to-shallow walk, one ones-kernel step at a time.
+
+        Yields ``(k, op, size_in, size_out, last)`` for every spatial op of stage ``k``, from the
+        deepest stage to the input and within a stage from its last op to its first; ``last`` marks
+        the stage's final step, after which the mask is multiplied by map ``k - 1`` (when k > 0).
+        ``map_hws`` are the sizes of the maps seen; every stage has at least one op (a conv).
+        """
+        cur = tuple(map_hws[-1])
+        for k in range(len(map_hws) - 1, -1, -1):
+            base = tuple(in_hw) if k == 0 else tuple(map_hws[k - 1])
+            steps = list(zip(reversed(self.stages[k].ops), reversed(self.op_inputs(k, base, cur))))
+            for n, (op, target) in enumerate(steps):
+                yield k, op, cur, tuple(target), n == len(steps) - 1
+                cur = tuple(target)
+
     @functools.cached_property
     def call_orders(self) -> tuple[tuple[nn.Module, tuple[int | None, ...]], ...]:
         """Per stage module: the stage index of each of its calls in one forward (None: not a stage)."""

@@ -225,12 +225,9 @@ def backprop_masks(
     """
     mask = maps[-1]  # (B, 1, h_L, w_L)
     masks = [mask] if keep else []
-    for k in range(len(maps) - 1, -1, -1):
-        base_hw = in_hw if k == 0 else tuple(maps[k - 1].shape[-2:])
-        targets = chain.op_inputs(k, base_hw, tuple(mask.shape[-2:]))
-        for op, target in zip(reversed(chain.stages[k].ops), reversed(targets)):
-            mask = ones_transpose2d(mask, op.geometry, target)  # (B, 1, *target)
-        if k > 0:
+    for k, op, _, target, last in chain.walk_back(in_hw, [tuple(m.shape[-2:]) for m in maps]):
+        mask = ones_transpose2d(mask, op.geometry, target)  # (B, 1, *target)
+        if last and k > 0:
             mask = mask * maps[k - 1]  # (B, 1, h_{k-1}, w_{k-1})
             if keep:
                 masks.append(mask)

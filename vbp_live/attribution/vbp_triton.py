@@ -104,14 +104,9 @@ def fused_backprop(
     """
     mask = maps[-1]  # (B, 1, h_L, w_L)
     masks = [mask] if keep else []
-    for k in range(len(maps) - 1, -1, -1):
-        base_hw = in_hw if k == 0 else tuple(maps[k - 1].shape[-2:])
-        targets = chain.op_inputs(k, base_hw, tuple(mask.shape[-2:]))
-        ops = list(zip(reversed(chain.stages[k].ops), reversed(targets)))
-        for n, (op, target) in enumerate(ops):
-            last = n == len(ops) - 1
-            mul = maps[k - 1] if (last and k > 0) else None
-            mask = kernels.ones_gather(mask, op.geometry, target, mul)  # (B, 1, *target)
-        if k > 0 and keep:
+    for k, op, _, target, last in chain.walk_back(in_hw, [tuple(m.shape[-2:]) for m in maps]):
+        mul = maps[k - 1] if (last and k > 0) else None
+        mask = kernels.ones_gather(mask, op.geometry, target, mul)  # (B, 1, *target)
+        if mul is not None and keep:
             masks.append(mask)
     return mask, masks[::-1]

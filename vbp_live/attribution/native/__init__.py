@@ -179,21 +179,14 @@ class _Buffers:
 
 
 def build_plan(chain: ConvChain, in_hw: tuple[int, int], map_hws: Sequence[tuple[int, int]]) -> NativePlan:
-    """Flatten the deep-to-shallow walk of ``chain`` (same order as ``vbp.backprop_masks``)."""
-    steps: list[list[int]] = []
-    cur = tuple(map_hws[-1])
-    for k in range(len(map_hws) - 1, -1, -1):
-        base = tuple(in_hw) if k == 0 else tuple(map_hws[k - 1])
-        targets = chain.op_inputs(k, base, cur)
-        for op, target in zip(reversed(chain.stages[k].ops), reversed(targets)):
-            g = op.geometry
-            steps.append([-1, *cur, *target, *g.kernel, *g.stride, *g.padding, *g.dilation])
-            cur = tuple(target)
-        if k > 0:
-            steps[-1][0] = k - 1  # multiply by the next shallower map after the stage's last op
-    flat = [v for s in steps for v in s]
+    """Flatten ``chain.walk_back`` (the walk every fast path takes) into the kernel's steps."""
+    flat: list[int] = []
+    for k, op, size_in, target, last in chain.walk_back(in_hw, map_hws):
+        g = op.geometry
+        mul = k - 1 if (last and k > 0) else -1  # multiply by the next shallower map after the stage's last op
+        flat += [mul, *size_in, *target, *g.kernel, *g.stride, *g.padding, *g.dilation]
     return NativePlan(
-        (ctypes.c_int64 * max(len(flat), 1))(*flat), len(steps),
+        (ctypes.c_int64 * max(len(flat), 1))(*flat), len(flat) // STEP_INTS,
         (ctypes.c_int64 * len(map_hws))(*[h for h, _ in map_hws]),
         (ctypes.c_int64 * len(map_hws))(*[w for _, w in map_hws]),
         (int(in_hw[0]), int(in_hw[1])),
