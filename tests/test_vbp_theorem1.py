@@ -55,17 +55,23 @@ def small_cnn(rng: random.Random, bias: bool) -> tuple[nn.Sequential, list[nn.Co
 
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
+def post_relu_maps(convs: list[nn.Conv2d], x: torch.Tensor) -> list[torch.Tensor]:
+    """Each conv's post-ReLU output for the single image of ``x``, (C_l, h_l, w_l) each."""
+    acts, h = [], x
+    with torch.no_grad():
+        for conv in convs:
+            h = torch.relu(conv(h))
+            acts.append(h[0])
+    return acts
+
+
 def test_vbp_is_proportional_to_path_sum(seed, bias):
     rng = random.Random(seed)
     torch.manual_seed(seed)
     model, convs = small_cnn(rng, bias)
     x = torch.randn(1, 2, 11, 9, dtype=torch.float64)
     res = VisualBackProp(model).attribute(x, raw=True, return_maps=True)
-    with torch.no_grad():
-        acts, h = [], x
-        for conv in convs:
-            h = torch.relu(conv(h))
-            acts.append(h[0])
+    acts = post_relu_maps(convs, x)
     brute = brute_force(acts, convs, (11, 9))
     c = 1.0
     for a in acts:
@@ -81,11 +87,7 @@ def test_the_constant_is_the_same_for_every_pixel():
     model, convs = small_cnn(rng, bias=True)
     x = torch.rand(1, 2, 10, 10, dtype=torch.float64)
     mask = VisualBackProp(model).attribute(x, raw=True)[0, 0]
-    with torch.no_grad():
-        acts, h = [], x
-        for conv in convs:
-            h = torch.relu(conv(h))
-            acts.append(h[0])
+    acts = post_relu_maps(convs, x)
     brute = brute_force(acts, convs, (10, 10))
     nz = brute > 1e-12
     ratios = mask[nz] / brute[nz]
