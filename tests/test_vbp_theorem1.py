@@ -53,8 +53,6 @@ def small_cnn(rng: random.Random, bias: bool) -> tuple[nn.Sequential, list[nn.Co
     return nn.Sequential(*layers).double().eval(), convs
 
 
-@pytest.mark.parametrize("bias", [False, True])
-@pytest.mark.parametrize("seed", [0, 1, 2])
 def post_relu_maps(convs: list[nn.Conv2d], x: torch.Tensor) -> list[torch.Tensor]:
     """Each conv's post-ReLU output for the single image of ``x``, (C_l, h_l, w_l) each."""
     acts, h = [], x
@@ -65,6 +63,8 @@ def post_relu_maps(convs: list[nn.Conv2d], x: torch.Tensor) -> list[torch.Tensor
     return acts
 
 
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_vbp_is_proportional_to_path_sum(seed, bias):
     rng = random.Random(seed)
     torch.manual_seed(seed)
