@@ -140,12 +140,127 @@ def test_kernel_refuses_a_plan_for_other_sizes():
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
-def test_source_compiles_cleanly_with_warnings_on(tmp_path):
+@pytest.mark.parametrize("extra", [(), native.OPENMP_FLAGS], ids=["serial", "openmp"])
+def test_source_compiles_cleanly_with_warnings_on(tmp_path, extra):
     proc = subprocess.run(
-        [os.environ.get("CC", "cc"), *native.FLAGS, "-Wall", "-Wextra", "-Werror", "-o", str(tmp_path / "k.so"), str(native.SOURCE)],
+        [os.environ.get("CC", "cc"), *native.FLAGS, *extra, "-Wall", "-Wextra", "-Werror", "-o", str(tmp_path / "k.so"),
+         str(native.SOURCE)],
         capture_output=True, text=True,
     )
+    if extra and proc.returncode != 0 and "omp" in proc.stderr.lower():
+        pytest.skip(f"this compiler has no OpenMP: {proc.stderr.strip()[:200]}")
     assert proc.returncode == 0, proc.stderr
+
+
+def special_values(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Random floats with NaN, infinities and signed zeros sprinkled in."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=g) * 3
+    flat = x.view(-1)
+    picks = torch.randint(0, flat.numel(), (min(64, flat.numel()),), generator=g)
+    values = torch.tensor([float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-42, -1e-42])
+    flat[picks] = values[torch.arange(picks.numel()) % values.numel()]
+    return x
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.equal(a.view(torch.int32), b.view(torch.int32))
+
+
+@needs_kernel
+@pytest.mark.parametrize("shape", [(1, 32, 123, 349), (3, 7, 5, 9), (2, 4, 1, 1), (1, 1, 33, 65), (4, 9, 40, 41)])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_relu_is_torch_relu_bit_for_bit_and_its_sum(shape, inplace, threads):
+    """Every channel count (groups of 4 and the rest), tile remainders, batches, NaN, ±inf, ±0."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x = special_values(shape, seed=sum(shape))
+        before, want = x.clone(), torch.relu(x)
+        with torch.no_grad():
+            res = native.relu_channel_sum(x, inplace)
+        if res is None:
+            assert native.relu_threads() == 0  # declined: one thread of ours would be slower than torch's
+            return
+        out, sums = res
+        assert same_bits(out, want) and out.shape == x.shape
+        assert (out is x) == inplace and same_bits(x, want if inplace else before)  # the input untouched unless in place
+        assert sums.shape == (shape[0], 1, *shape[2:])
+        torch.testing.assert_close(sums, want.double().sum(1, keepdim=True).float(), equal_nan=True, rtol=1e-5, atol=1e-5)
+    finally:
+        torch.set_num_threads(old)
+
+
+@needs_kernel
+def test_fused_relu_declines_what_it_does_not_cover():
+    x = torch.randn(2, 8, 5, 6)
+    assert native.relu_channel_sum(x.requires_grad_(), False) is None  # gradients on: torch's ReLU records the graph
+    with torch.no_grad():
+        assert native.relu_channel_sum(x.double(), False) is None
+        assert native.relu_channel_sum(x.transpose(2, 3), False) is None  # not contiguous
+        assert native.relu_channel_sum(x[0], False) is None  # not 4-d
+        assert native.relu_channel_sum(torch.empty(0, 8, 5, 6), False) is None
+
+
+@needs_kernel
+@pytest.mark.parametrize("inplace", [False, True])
+def test_vbp_with_the_fused_relu_keeps_the_model_output_and_the_mask(inplace):
+    """The registered net's output is bit-identical to a plain forward; the mask equals the torch path's."""
+    model = create_model("nethvf").eval()
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = inplace
+    x = torch.rand(2, *model.in_shape)
+    with torch.inference_mode():
+        plain = model(x)
+        res = VisualBackProp(model, compiled=True).run(x)
+        torch_path = VisualBackProp(model, compiled=False).attribute(x)
+    assert torch.equal(res.output, plain)
+    torch.testing.assert_close(res.mask, torch_path, atol=2e-5, rtol=1e-4)
+
+
+@needs_kernel
+def test_the_fused_relu_is_used_on_plain_relus_only():
+    """It takes a plain nn.ReLU stage; a subclass with its own forward keeps its own forward."""
+    class Clipped(nn.ReLU):
+        def forward(self, t: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(t, 0, 0.5)
+
+    used = []
+    real = native.relu_channel_sum
+
+    def spy(t: torch.Tensor, inplace: bool):
+        used.append(tuple(t.shape))
+        return real(t, inplace)
+
+    net = nn.Sequential(nn.Conv2d(1, 6, 3), nn.ReLU(), nn.Conv2d(6, 5, 3, stride=2), Clipped()).eval()
+    x = torch.rand(1, 1, 21, 23)
+    native.relu_channel_sum = spy
+    try:
+        with torch.no_grad():
+            res = VisualBackProp(net, compiled=True).run(x)
+    finally:
+        native.relu_channel_sum = real
+    assert used == [(1, 6, 19, 21)] or (used == [] and native.relu_threads() == 0)
+    torch.testing.assert_close(res.mask, VisualBackPropReference(net).attribute(x).float(), atol=2e-5, rtol=1e-4)
+    assert torch.equal(res.output, net(x))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or "parallel backend: OpenMP" not in torch.__config__.parallel_info(),
+                    reason="torch here does not run GNU OpenMP")
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_openmp_build_shares_torchs_runtime(tmp_path):
+    """Built with OpenMP, the library binds to torch's libgomp: one OpenMP runtime in the process."""
+    code = ("import torch; from vbp_live.attribution import native; lib = native.library(); "
+            "print('OMP', lib.vbp_openmp(), 'PAR', native._state['parallel'], 'RUNTIMES', len(native._openmp_runtimes()))")
+    env = {**os.environ, "VBP_LIVE_CACHE_DIR": str(tmp_path / "cache"), "VBP_LIVE_NATIVE": "1",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    if "OMP 0" in proc.stdout:
+        pytest.skip("this compiler has no OpenMP; the serial build is in use")
+    assert "OMP 1 PAR True RUNTIMES 1" in proc.stdout, proc.stdout
 
 
 SNIPPET = """

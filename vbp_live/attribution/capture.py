@@ -317,6 +317,9 @@ class StageCapture:
     Only the thread that entered :meth:`hooked` is captured, so several threads may attribute
     with the same model at once. ``seen`` counts the stage outputs captured.
 
+    ``relu(k, x, inplace)``, if given, may take over a plain ``nn.ReLU`` stage: compute the ReLU
+    and the reduction in one pass (see :meth:`_taps`); VisualBackProp's compiled CPU path uses it.
+
     The tap stands in for each stage module's ``forward`` (an instance attribute, see
     :func:`_tapped`) instead of registering forward hooks: a registered hook sends every call of
     that module through torch's slow hook path and registering and removing ten hooks per frame
@@ -325,9 +328,15 @@ class StageCapture:
     map is the module's output as its ``forward`` returns it.
     """
 
-    def __init__(self, chain: ConvChain, reduce: Callable[[int, torch.Tensor], None]):
+    def __init__(
+        self,
+        chain: ConvChain,
+        reduce: Callable[[int, torch.Tensor], None],
+        relu: Callable[[int, torch.Tensor, bool], torch.Tensor | None] | None = None,
+    ):
         self.chain = chain
         self.reduce = reduce
+        self.relu = relu
         self._seen = [0]  # a cell the taps count into
 
     @property
@@ -336,21 +345,31 @@ class StageCapture:
         return self._seen[0]
 
     def _taps(self) -> list[tuple[nn.Module, Callable]]:
-        """One tap per stage module; ``order[c]`` is the stage of that module's call ``c`` (or None)."""
+        """One tap per stage module; ``order[c]`` is the stage of that module's call ``c`` (or None).
+
+        A stage that is a plain ``nn.ReLU`` (its class's own forward, called with one tensor) is
+        offered to ``relu(k, x, inplace)`` first, which may compute the ReLU itself and reduce it
+        in the same pass (returning the ReLU's output) or decline with None.
+        """
         self._seen = seen = [0]
-        reduce, relu = self.reduce, self.chain.relu_flags
+        reduce, relu_flags, fused = self.reduce, self.chain.relu_flags, self.relu
         taps = []
         for module, order in self.chain.call_orders:
             calls = [0]
 
             def tap(inner: Callable, args: tuple, kwargs: dict, order=order, calls=calls) -> object:
-                out = inner(*args, **kwargs)
                 c = calls[0]
                 calls[0] = c + 1
                 k = order[c] if c < len(order) else None
-                if k is not None:
-                    seen[0] += 1
-                    reduce(k, out.clamp(min=0) if relu[k] else out)
+                if k is None:
+                    return inner(*args, **kwargs)
+                seen[0] += 1
+                if fused is not None and len(args) == 1 and not kwargs and getattr(inner, "__func__", None) is _RELU_FORWARD:
+                    out = fused(k, args[0], inner.__self__.inplace)
+                    if out is not None:
+                        return out
+                out = inner(*args, **kwargs)
+                reduce(k, out.clamp(min=0) if relu_flags[k] else out)
                 return out
 
             taps.append((module, tap))
@@ -364,6 +383,7 @@ class StageCapture:
 
 
 _MISSING = object()
+_RELU_FORWARD = nn.ReLU.forward
 _taps_lock = threading.Lock()
 # id(module) -> (module, the forward it had in its __dict__ or _MISSING, our stand-in, thread id -> tap)
 _installed: dict[int, tuple[nn.Module, object, Callable, dict[int, Callable]]] = {}

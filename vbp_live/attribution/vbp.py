@@ -64,15 +64,26 @@ class ChainAttribution(Attribution):
                         self._chain = trace_conv_chain(self.model, x[:1], self.layers)
         return self._chain
 
-    def forward_capture(self, x: torch.Tensor, reduce_one) -> tuple[torch.Tensor, list]:
-        """Run the model once with stage hooks; returns (output, reduced stage outputs)."""
+    def forward_capture(self, x: torch.Tensor, reduce_one, relu_reduce=None) -> tuple[torch.Tensor, list]:
+        """Run the model once with stage taps; returns (output, reduced stage outputs).
+
+        ``reduce_one(t)`` reduces a stage output; ``relu_reduce(x, inplace)``, if given, may
+        replace a plain ``nn.ReLU`` stage by returning ``(relu output, reduced)`` (or None).
+        """
         chain = self.chain(x)
         slots: list = [None] * len(chain.stages)
 
         def reduce(i: int, t: torch.Tensor) -> None:
             slots[i] = reduce_one(t)
 
-        capture = StageCapture(chain, reduce)
+        def relu(i: int, t: torch.Tensor, inplace: bool) -> torch.Tensor | None:
+            res = relu_reduce(t, inplace)
+            if res is None:
+                return None
+            slots[i] = res[1]
+            return res[0]
+
+        capture = StageCapture(chain, reduce, relu if relu_reduce is not None else None)
         grad_off = contextlib.nullcontext() if torch.is_inference_mode_enabled() else torch.no_grad()
         with preserved_state(self.model), grad_off, capture.hooked():
             out = self.model(x)
@@ -101,6 +112,12 @@ def _channel_mean(t: torch.Tensor) -> torch.Tensor:
         return t.mean(dim=1, keepdim=True)  # (B, 1, h, w); e.g. channels_last maps
     weights = torch.full((1, c), 1.0 / c, dtype=t.dtype, device=t.device)  # (1, C)
     return torch.matmul(weights, t.view(b, c, h * w)).view(b, 1, h, w)
+
+
+def _relu_channel_sum(t: torch.Tensor, inplace: bool) -> tuple[torch.Tensor, tuple[torch.Tensor, int]] | None:
+    """A plain ReLU stage in one compiled pass: ``(relu output, (channel sum, C))``, or None."""
+    res = native.relu_channel_sum(t, inplace)
+    return None if res is None else (res[0], (res[1], t.shape[1]))
 
 
 def _channel_sum(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -151,13 +168,17 @@ class VisualBackProp(ChainAttribution):
     def run(self, x: torch.Tensor, raw: bool = False, keep_maps: bool = False) -> VBPResult:
         """One forward pass + VisualBackProp: the model output and the mask together.
 
-        On the CPU (float32 maps) each map is reduced to its channel *sum* in the hook and the
+        On the CPU (float32 maps) each map is reduced to its channel *sum* as it is produced (a
+        plain ``nn.ReLU`` stage computes its output and that sum in one compiled pass) and the
         whole deep-to-shallow pass runs in the compiled kernel (:mod:`.native`), which applies the
         1/C of the means as it reads each map; elsewhere, or with ``keep_maps``, the torch path.
         """
         check_input(x)
         compiled = not keep_maps and self._compiled_on(x.device)
-        out, reduced = self.forward_capture(x, _channel_sum if compiled else _channel_mean)
+        if compiled:
+            out, reduced = self.forward_capture(x, _channel_sum, _relu_channel_sum)
+        else:
+            out, reduced = self.forward_capture(x, _channel_mean)
         mask, maps, masks = self.mask_from_reduced(reduced, tuple(x.shape[-2:]), raw, keep_maps)
         return VBPResult(mask.to(output_dtype(x)), out, maps, masks)
 

@@ -41,8 +41,10 @@ FLAGS = ("-O3", "-std=c99", "-fPIC", "-shared")
 ENV_SWITCH = "VBP_LIVE_NATIVE"  # "0" turns the compiled path off
 STEP_INTS = 13
 
+OPENMP_FLAGS = ("-fopenmp",)
+
 _lock = threading.Lock()
-_state: dict[str, object] = {"lib": None, "tried": False, "error": ""}
+_state: dict[str, object] = {"lib": None, "tried": False, "error": "", "parallel": False}
 
 
 def cache_dir() -> Path:
@@ -58,9 +60,9 @@ def enabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "off", "no")
 
 
-def _library_name(cc: str) -> str:
+def _library_name(cc: str, flags: Sequence[str]) -> str:
     key = hashlib.sha256(
-        b"\0".join([SOURCE.read_bytes(), cc.encode(), " ".join(FLAGS).encode(), platform.machine().encode(),
+        b"\0".join([SOURCE.read_bytes(), cc.encode(), " ".join(flags).encode(), platform.machine().encode(),
                     sys.platform.encode()])
     ).hexdigest()[:16]
     suffix = ".dylib" if sys.platform == "darwin" else ".dll" if os.name == "nt" else ".so"
@@ -75,17 +77,17 @@ def _check_private(path: Path) -> None:
                       f"(owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)})")
 
 
-def _compile(folder: Path, cc: str) -> Path:
+def _compile(folder: Path, cc: str, flags: Sequence[str] = FLAGS) -> Path:
     """Build the library into ``folder`` unless it is there already; returns its path."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     _check_private(folder)
-    target = folder / _library_name(cc)
+    target = folder / _library_name(cc, flags)
     if target.exists():
         _check_private(target)
         return target
     tmp = folder / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
-        proc = subprocess.run([cc, *FLAGS, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run([cc, *flags, "-o", str(tmp), str(SOURCE)], capture_output=True, text=True, timeout=120)
         if proc.returncode != 0:
             raise OSError(f"{cc} failed on {SOURCE.name}: {proc.stderr.strip()[:500]}")
         tmp.chmod(0o755)
@@ -105,7 +107,32 @@ def _bind(path: Path) -> ctypes.CDLL:
     fn.restype = ctypes.c_int
     lib.vbp_workspace_floats.argtypes = [ctypes.c_int64, i64p, i64p, i64p, ctypes.c_int64]
     lib.vbp_workspace_floats.restype = ctypes.c_int64
+    lib.vbp_relu_chansum_f32.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                                         ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+    lib.vbp_relu_chansum_f32.restype = None
+    lib.vbp_openmp.restype = ctypes.c_int
     return lib
+
+
+def _openmp_runtimes() -> set[str]:
+    """Paths of the GNU OpenMP runtimes mapped into this process (Linux; empty elsewhere)."""
+    try:
+        with open("/proc/self/maps") as f:
+            return {line.split()[-1] for line in f if line.rstrip().endswith("libgomp.so.1")}
+    except OSError:
+        return set()
+
+
+def _variants() -> list[tuple[str, ...]]:
+    """Build flags to try, best first: with OpenMP only where torch already runs libgomp.
+
+    The library's ``libgomp.so.1`` then resolves to torch's copy (same soname), so both share
+    one thread pool; a second OpenMP runtime would fight torch's threads for the cores.
+    """
+    backend = torch.__config__.parallel_info()
+    if sys.platform.startswith("linux") and "parallel backend: OpenMP" in backend and _openmp_runtimes():
+        return [FLAGS + OPENMP_FLAGS, FLAGS]
+    return [FLAGS]
 
 
 def library() -> ctypes.CDLL | None:
@@ -127,14 +154,58 @@ def _load() -> ctypes.CDLL | None:
     folders = [cache_dir(), Path(tempfile.gettempdir()) / f"vbp_live-{os.getuid() if hasattr(os, 'getuid') else 0}"]
     errors = []
     for folder in folders:
-        try:
-            return _bind(_compile(folder, cc))
-        except (OSError, subprocess.SubprocessError, AttributeError) as e:
-            errors.append(f"{folder}: {e}")
+        for flags in _variants():
+            before = _openmp_runtimes()
+            try:
+                lib = _bind(_compile(folder, cc, flags))
+            except (OSError, subprocess.SubprocessError, AttributeError) as e:
+                errors.append(f"{folder} ({' '.join(flags[len(FLAGS):]) or 'serial'}): {e}")
+                continue
+            # threads only if the library shares the runtime that was already there (torch's)
+            _state["parallel"] = bool(lib.vbp_openmp()) and before != set() and _openmp_runtimes() == before
+            if errors:
+                log.debug("compiled VisualBackProp kernel: earlier attempts failed: %s", "; ".join(errors))
+            return lib
     _state["error"] = "; ".join(errors)
     log.warning("compiled VisualBackProp CPU kernel unavailable, using the torch path (slower at small batches): %s",
                 _state["error"])
     return None
+
+
+def relu_threads() -> int:
+    """Threads :func:`relu_channel_sum` would use now (0: it declines, torch's ReLU is faster).
+
+    Several only where the library shares torch's OpenMP runtime; a single thread is slower
+    than torch's threaded ReLU plus sum, so then the fused ReLU is used only if torch is set to
+    one thread too.
+    """
+    n = torch.get_num_threads()
+    return n if (_state["parallel"] or n == 1) else 0
+
+
+def relu_channel_sum(x: torch.Tensor, inplace: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``relu(x)`` and its channel sum in one pass over memory, or None where it does not apply.
+
+    Args:
+        x: (B, C, h, w) contiguous float32 CPU tensor, with gradients off (no autograd graph is
+            recorded: it stands in for a ReLU only inside a capture without gradients).
+        inplace: write the ReLU into ``x`` (as ``nn.ReLU(inplace=True)`` does) and return it.
+
+    Returns:
+        ``(out (B, C, h, w), channel sum (B, 1, h, w))``; ``out`` equals ``torch.relu(x)`` bit for
+        bit (NaN and -0.0 included).
+    """
+    lib = library()
+    if lib is None or torch.is_grad_enabled() or not (_readable(x) and x.dim() == 4 and x.numel() > 0):
+        return None
+    threads = relu_threads()
+    if threads == 0:
+        return None
+    b, c, h, w = x.shape
+    out = x if inplace else torch.empty(x.shape, dtype=torch.float32)  # (B, C, h, w)
+    sums = torch.empty(b, 1, h, w, dtype=torch.float32)  # (B, 1, h, w)
+    lib.vbp_relu_chansum_f32(x.data_ptr(), out.data_ptr(), sums.data_ptr(), b, c, h * w, threads)
+    return out, sums
 
 
 def unavailable_reason() -> str:

@@ -17,11 +17,19 @@
  * sums the inputs i with i*s + j*d == y + p for a tap 0 <= j < k, which is a transposed
  * convolution with all-ones weights whose output_padding (positive or negative) is implied by
  * out_h / out_w.
+ *
+ * vbp_relu_chansum_f32 is the capture side: it stands in for a stage's ReLU and writes the
+ * ReLU's output and, in the same pass, the channel sum the pass above reads. Built with
+ * OpenMP (only where the process already runs torch's libgomp, which this library then
+ * shares), it splits the pixels over torch's threads.
  */
 #include <stdint.h>
 #include <string.h>
 #if defined(__SSE__) || defined(__x86_64__)
 #include <xmmintrin.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 #define STEP_INTS 13
@@ -231,3 +239,79 @@ int vbp_backprop_f32(int64_t batch, int64_t n_maps, const float *const *maps, co
     return 0;
 }
 
+
+/* ---- capture side: ReLU and channel sum in one pass ---------------------------------------- */
+
+#define RELU_TILE 1024 /* pixels per task: the running sum (4 KB) stays in L1 */
+
+static inline float relu1(float v) { return v < 0.0f ? 0.0f : v; } /* as torch: NaN and -0.0 kept */
+
+/* Four channels at a time (four input and four output streams, one running sum). */
+static void relu4_copy(const float *restrict x0, const float *restrict x1, const float *restrict x2,
+                       const float *restrict x3, float *restrict y0, float *restrict y1, float *restrict y2,
+                       float *restrict y3, float *restrict acc, int64_t m) {
+    for (int64_t p = 0; p < m; p++) {
+        float a = relu1(x0[p]), b = relu1(x1[p]), c = relu1(x2[p]), d = relu1(x3[p]);
+        y0[p] = a; y1[p] = b; y2[p] = c; y3[p] = d;
+        acc[p] += (a + b) + (c + d);
+    }
+}
+
+static void relu4_inplace(float *restrict x0, float *restrict x1, float *restrict x2, float *restrict x3,
+                          float *restrict acc, int64_t m) {
+    for (int64_t p = 0; p < m; p++) {
+        float a = relu1(x0[p]), b = relu1(x1[p]), c = relu1(x2[p]), d = relu1(x3[p]);
+        x0[p] = a; x1[p] = b; x2[p] = c; x3[p] = d;
+        acc[p] += (a + b) + (c + d);
+    }
+}
+
+/* Pixels [p0, p0 + m) of one image: y = relu(x) channel by channel, sum[p] = sum over channels. */
+static void relu_chansum_tile(const float *x, float *y, float *sum, int64_t c, int64_t hw, int64_t p0, int64_t m) {
+    float acc[RELU_TILE];
+    for (int64_t p = 0; p < m; p++) acc[p] = 0.0f;
+    int64_t k = 0;
+    for (; k + 4 <= c; k += 4) {
+        const float *xk = x + k * hw + p0;
+        float *yk = y + k * hw + p0;
+        if (xk == yk)
+            relu4_inplace(yk, yk + hw, yk + 2 * hw, yk + 3 * hw, acc, m);
+        else
+            relu4_copy(xk, xk + hw, xk + 2 * hw, xk + 3 * hw, yk, yk + hw, yk + 2 * hw, yk + 3 * hw, acc, m);
+    }
+    for (; k < c; k++) {
+        const float *xk = x + k * hw + p0;
+        float *yk = y + k * hw + p0;
+        for (int64_t p = 0; p < m; p++) {
+            float a = relu1(xk[p]);
+            yk[p] = a;
+            acc[p] += a;
+        }
+    }
+    memcpy(sum + p0, acc, (size_t)m * sizeof(float));
+}
+
+/* y = relu(x) (y may be x: in place) and sum = its channel sum, for contiguous (batch, c, hw)
+ * x and y and (batch, hw) sum; n_threads > 1 splits the pixels when built with OpenMP. */
+void vbp_relu_chansum_f32(const float *x, float *y, float *sum, int64_t batch, int64_t c, int64_t hw,
+                          int n_threads) {
+    int64_t tiles = (hw + RELU_TILE - 1) / RELU_TILE, n = batch * tiles;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1 && n > 1)
+#endif
+    for (int64_t t = 0; t < n; t++) {
+        int64_t img = t / tiles, p0 = (t % tiles) * RELU_TILE;
+        int64_t m = hw - p0 < RELU_TILE ? hw - p0 : RELU_TILE;
+        relu_chansum_tile(x + img * c * hw, y + img * c * hw, sum + img * hw, c, hw, p0, m);
+    }
+    (void)n_threads;
+}
+
+/* 1 if built with OpenMP (vbp_relu_chansum_f32 can use several threads), else 0. */
+int vbp_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
