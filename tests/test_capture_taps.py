@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from method_nets import hooks_left
 from vbp_live.attribution import VisualBackProp
 from vbp_live.attribution.capture import StageCapture, trace_conv_chain
 
@@ -33,7 +34,7 @@ def test_maps_are_the_stage_outputs_and_the_forward_is_unchanged():
     assert [k for k, _ in got] == [0, 1]
     assert torch.equal(got[0][1], torch.relu(model[0](x)))
     assert torch.equal(got[1][1], torch.relu(model[2](torch.relu(model[0](x)))))
-    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert hooks_left(model) == 0
 
 
 def test_a_forward_the_user_put_on_the_module_is_used_and_restored():
@@ -69,10 +70,10 @@ def test_restored_when_the_forward_fails_and_captures_do_not_nest():
     cap, _ = capture(model, x)
     with pytest.raises(RuntimeError), cap.hooked():
         model(torch.rand(1, 3, 15, 17))  # wrong channel count
-    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert hooks_left(model) == 0
     with pytest.raises(RuntimeError, match="cannot nest"), cap.hooked(), cap.hooked():
         pass
-    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert hooks_left(model) == 0
 
 
 def test_other_threads_are_not_captured_while_one_thread_is():
@@ -103,7 +104,7 @@ def test_other_threads_are_not_captured_while_one_thread_is():
     a.join(10)
     assert [k for k, _ in got] == [0, 1] and cap.seen == 2 and torch.equal(other, model(xb))
     assert torch.equal(got[1][1], torch.relu(model[2](torch.relu(model[0](x)))))  # A's map, not B's
-    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert hooks_left(model) == 0
 
 
 def test_two_objects_on_one_model_from_two_threads_agree_with_one_thread():
@@ -125,4 +126,4 @@ def test_two_objects_on_one_model_from_two_threads_agree_with_one_thread():
     for t in threads:
         t.join(30)
     assert all(r is not None and torch.allclose(r, want, atol=1e-6) for r in results)
-    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert hooks_left(model) == 0

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from method_nets import hooks_left
 from vbp_live.attribution import UnsupportedModelError, VisualBackProp, VisualBackPropReference
 
 
@@ -24,8 +25,8 @@ def tiny(inplace: bool = False, dropout: bool = False) -> nn.Module:
 
 
 def no_hooks_left(model: nn.Module) -> bool:
-    """No hooks and no capture tap (a stand-in ``forward`` in a module's __dict__) remain."""
-    return all(not m._forward_hooks and not m._forward_pre_hooks and "forward" not in m.__dict__ for m in model.modules())
+    """No hooks of any kind and no capture tap remain (see :func:`method_nets.hooks_left`)."""
+    return hooks_left(model) == 0
 
 
 @pytest.mark.parametrize("batch", [1, 5])

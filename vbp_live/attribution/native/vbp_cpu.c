@@ -304,7 +304,9 @@ void vbp_relu_chansum_f32(const float *x, float *y, float *sum, int64_t batch, i
         int64_t m = hw - p0 < RELU_TILE ? hw - p0 : RELU_TILE;
         relu_chansum_tile(x + img * c * hw, y + img * c * hw, sum + img * hw, c, hw, p0, m);
     }
-    (void)n_threads;
+#ifndef _OPENMP
+    (void)n_threads; /* one thread without OpenMP */
+#endif
 }
 
 /* 1 if built with OpenMP (vbp_relu_chansum_f32 can use several threads), else 0. */
