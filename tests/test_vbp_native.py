@@ -171,8 +171,12 @@ def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
 @pytest.mark.parametrize("shape", [(1, 32, 123, 349), (3, 7, 5, 9), (2, 4, 1, 1), (1, 1, 33, 65), (4, 9, 40, 41)])
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_fused_relu_is_torch_relu_bit_for_bit_and_its_sum(shape, inplace, threads):
-    """Every channel count (groups of 4 and the rest), tile remainders, batches, NaN, ±inf, ±0."""
+@pytest.mark.parametrize("split_small", [False, True])
+def test_fused_relu_is_torch_relu_bit_for_bit_and_its_sum(shape, inplace, threads, split_small, monkeypatch):
+    """Every channel count (groups of 4 and the rest), tile remainders, batches, NaN, ±inf, ±0;
+    ``split_small`` sends small maps through the threaded loop too (normally only large maps)."""
+    if split_small:
+        monkeypatch.setattr(native, "PARALLEL_MIN_ELEMENTS", 0)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -181,7 +185,7 @@ def test_fused_relu_is_torch_relu_bit_for_bit_and_its_sum(shape, inplace, thread
         with torch.no_grad():
             res = native.relu_channel_sum(x, inplace)
         if res is None:
-            assert native.relu_threads() == 0  # declined: one thread of ours would be slower than torch's
+            assert native.relu_threads(x.numel()) == 0  # declined: one thread of ours would be slower than torch's
             return
         out, sums = res
         assert same_bits(out, want) and out.shape == x.shape
@@ -242,7 +246,7 @@ def test_the_fused_relu_is_used_on_plain_relus_only():
             res = VisualBackProp(net, compiled=True).run(x)
     finally:
         native.relu_channel_sum = real
-    assert used == [(1, 6, 19, 21)] or (used == [] and native.relu_threads() == 0)
+    assert used == [(1, 6, 19, 21)] or (used == [] and native.relu_threads(6 * 19 * 21) == 0)
     torch.testing.assert_close(res.mask, VisualBackPropReference(net).attribute(x).float(), atol=2e-5, rtol=1e-4)
     assert torch.equal(res.output, net(x))
 

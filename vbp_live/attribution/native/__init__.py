@@ -42,6 +42,10 @@ ENV_SWITCH = "VBP_LIVE_NATIVE"  # "0" turns the compiled path off
 STEP_INTS = 13
 
 OPENMP_FLAGS = ("-fopenmp",)
+# Below this many elements a map's ReLU + channel sum runs on one thread: waking torch's other
+# OpenMP threads costs some 20 us right after a conv, more than a 1 MB pass saves (measured on
+# NetHVF's maps: 143 K elements 44 us on one thread vs 69 us on two; 487 K: 109 vs 90 us).
+PARALLEL_MIN_ELEMENTS = 1 << 18
 
 _lock = threading.Lock()
 _state: dict[str, object] = {"lib": None, "tried": False, "error": "", "parallel": False}
@@ -172,19 +176,24 @@ def _load() -> ctypes.CDLL | None:
     return None
 
 
-def relu_threads() -> int:
-    """Threads :func:`relu_channel_sum` would use now (0: it declines, torch's ReLU is faster).
+def relu_threads(numel: int) -> int:
+    """Threads :func:`relu_channel_sum` would use now on a map of ``numel`` elements (0: it declines).
 
-    Several only where the library shares torch's OpenMP runtime; a single thread is slower
-    than torch's threaded ReLU plus sum, so then the fused ReLU is used only if torch is set to
-    one thread too.
+    Maps under :data:`PARALLEL_MIN_ELEMENTS` run on one thread. Larger ones use torch's thread
+    count where the library shares torch's OpenMP runtime; without that, one thread of ours is
+    slower there than torch's threaded ReLU plus sum, so it declines unless torch runs one thread.
     """
     n = torch.get_num_threads()
-    return n if (_state["parallel"] or n == 1) else 0
+    if numel < PARALLEL_MIN_ELEMENTS or n == 1:
+        return 1
+    return n if _state["parallel"] else 0
 
 
 def relu_channel_sum(x: torch.Tensor, inplace: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
     """``relu(x)`` and its channel sum in one pass over memory, or None where it does not apply.
+
+    It runs once per ReLU stage inside the forward pass, so its checks are kept to a few
+    attribute reads (every microsecond here is paid ten times a frame).
 
     Args:
         x: (B, C, h, w) contiguous float32 CPU tensor, with gradients off (no autograd graph is
@@ -195,16 +204,18 @@ def relu_channel_sum(x: torch.Tensor, inplace: bool) -> tuple[torch.Tensor, torc
         ``(out (B, C, h, w), channel sum (B, 1, h, w))``; ``out`` equals ``torch.relu(x)`` bit for
         bit (NaN and -0.0 included).
     """
-    lib = library()
-    if lib is None or torch.is_grad_enabled() or not (_readable(x) and x.dim() == 4 and x.numel() > 0):
+    lib = _state["lib"] if _state["tried"] else library()
+    if (lib is None or x.dtype is not torch.float32 or not x.is_cpu or x.dim() != 4 or not x.is_contiguous()
+            or torch.is_grad_enabled()):
         return None
-    threads = relu_threads()
+    numel = x.numel()
+    threads = relu_threads(numel) if numel else 0
     if threads == 0:
         return None
     b, c, h, w = x.shape
-    out = x if inplace else torch.empty(x.shape, dtype=torch.float32)  # (B, C, h, w)
+    out = x if inplace else torch.empty_like(x)  # (B, C, h, w), contiguous as x is
     sums = torch.empty(b, 1, h, w, dtype=torch.float32)  # (B, 1, h, w)
-    lib.vbp_relu_chansum_f32(x.data_ptr(), out.data_ptr(), sums.data_ptr(), b, c, h * w, threads)
+    lib.vbp_relu_chansum_f32(x.data_ptr(), out.data_ptr(), sums.data_ptr(), b, c, h * w, threads)  # type: ignore[union-attr]
     return out, sums
 
 

@@ -34,9 +34,17 @@
 
 #define STEP_INTS 13
 
+/* The hot loops are also built for AVX2 and picked at load time by the CPU they run on (GCC's
+ * target_clones, through glibc's ifunc); elsewhere they are built once for the baseline. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6
+#define VBP_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define VBP_CLONES
+#endif
+
 /* Along W, row by row: in (rows, n) -> out (rows, t). Output x sums the inputs
  * i = (x + p - j*d) / s over the taps j where that is a whole index in [0, n). */
-static void up_w(const float *in, float *out, int64_t rows, int64_t n, int64_t t,
+VBP_CLONES static void up_w(const float *in, float *out, int64_t rows, int64_t n, int64_t t,
                  int64_t k, int64_t s, int64_t p, int64_t d) {
     /* stride 1: every tap lands; in [lo, hi) all k taps are inside the row (one gather pass) */
     int64_t lo = (k - 1) * d - p, hi = n - p;
@@ -93,7 +101,7 @@ static void up_w(const float *in, float *out, int64_t rows, int64_t n, int64_t t
 
 /* Along H, gather form: in (n, w) -> out (t, w); each output row is the sum of its (<= k)
  * source rows, then, if mul is given, times mul * scale (the next shallower map), in one pass. */
-static void up_h(const float *in, float *out, int64_t n, int64_t t, int64_t w,
+VBP_CLONES static void up_h(const float *in, float *out, int64_t n, int64_t t, int64_t w,
                  int64_t k, int64_t s, int64_t p, int64_t d, const float *mul, float scale) {
     for (int64_t y = 0; y < t; y++) {
         float *restrict o = out + y * w;
@@ -166,7 +174,7 @@ static void scan_minmax(const float *v, int64_t n, float *lo_out, float *hi_out)
 }
 
 /* One min-max per image, in place: [lo, hi] -> [0, 1]; a constant image becomes zeros. */
-static void minmax(float *v, int64_t n) {
+VBP_CLONES static void minmax(float *v, int64_t n) {
     float lo, hi;
     scan_minmax(v, n, &lo, &hi);
     float span = hi - lo;
@@ -267,7 +275,7 @@ static void relu4_inplace(float *restrict x0, float *restrict x1, float *restric
 }
 
 /* Pixels [p0, p0 + m) of one image: y = relu(x) channel by channel, sum[p] = sum over channels. */
-static void relu_chansum_tile(const float *x, float *y, float *sum, int64_t c, int64_t hw, int64_t p0, int64_t m) {
+VBP_CLONES static void relu_chansum_tile(const float *x, float *y, float *sum, int64_t c, int64_t hw, int64_t p0, int64_t m) {
     float acc[RELU_TILE];
     for (int64_t p = 0; p < m; p++) acc[p] = 0.0f;
     int64_t k = 0;
@@ -291,23 +299,37 @@ static void relu_chansum_tile(const float *x, float *y, float *sum, int64_t c, i
     memcpy(sum + p0, acc, (size_t)m * sizeof(float));
 }
 
+/* Task t of the flattened (image, pixel tile) grid. */
+static inline void relu_chansum_task(const float *x, float *y, float *sum, int64_t c, int64_t hw, int64_t tiles,
+                                     int64_t t) {
+    int64_t img = t / tiles, p0 = (t % tiles) * RELU_TILE;
+    int64_t m = hw - p0 < RELU_TILE ? hw - p0 : RELU_TILE;
+    relu_chansum_tile(x + img * c * hw, y + img * c * hw, sum + img * hw, c, hw, p0, m);
+}
+
 /* y = relu(x) (y may be x: in place) and sum = its channel sum, for contiguous (batch, c, hw)
- * x and y and (batch, hw) sum; n_threads > 1 splits the pixels when built with OpenMP. */
+ * x and y and (batch, hw) sum; n_threads > 1 splits the pixels when built with OpenMP (the
+ * caller passes 1 for small maps: waking a second thread costs more than it saves there). */
 void vbp_relu_chansum_f32(const float *x, float *y, float *sum, int64_t batch, int64_t c, int64_t hw,
                           int n_threads) {
     int64_t tiles = (hw + RELU_TILE - 1) / RELU_TILE, n = batch * tiles;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(n_threads) if (n_threads > 1 && n > 1)
-#endif
-    for (int64_t t = 0; t < n; t++) {
-        int64_t img = t / tiles, p0 = (t % tiles) * RELU_TILE;
-        int64_t m = hw - p0 < RELU_TILE ? hw - p0 : RELU_TILE;
-        relu_chansum_tile(x + img * c * hw, y + img * c * hw, sum + img * hw, c, hw, p0, m);
+    if (n_threads > 1 && n > 1) {
+#pragma omp parallel for schedule(static) num_threads(n_threads)
+        for (int64_t t = 0; t < n; t++) {
+            relu_chansum_task(x, y, sum, c, hw, tiles, t);
+        }
+        return;
     }
-#ifndef _OPENMP
+#else
     (void)n_threads; /* one thread without OpenMP */
 #endif
+    for (int64_t t = 0; t < n; t++) { /* serial: no OpenMP region is entered at all */
+        relu_chansum_task(x, y, sum, c, hw, tiles, t);
+    }
 }
+
+
 
 /* 1 if built with OpenMP (vbp_relu_chansum_f32 can use several threads), else 0. */
 int vbp_openmp(void) {
