@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pytest
 import numpy as np
 import torch
@@ -53,6 +54,25 @@ def test_bn_before_every_conv_relu_after(name):
         assert isinstance(mods[i - 1], nn.BatchNorm2d) and isinstance(mods[i + 1], nn.ReLU)
         assert mods[i].kernel_size == (3, 3) and mods[i].padding == (0, 0)
     assert [mods[i].stride[0] for i in convs] == [1, 2] * (len(convs) // 2)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_relus_are_in_place_and_train_like_out_of_place_ones(name):
+    """In-place ReLUs (as torchvision's nets): one buffer less per layer, and VisualBackProp's
+    compiled CPU path then writes the ReLU and its channel sum in one pass. Autograd is unchanged."""
+    model = create_model(name).train()
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert relus and all(m.inplace for m in relus)
+    twin = copy.deepcopy(model)
+    for m in twin.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    x = torch.rand(2, *model.in_shape)
+    for net in (model, twin):
+        net(x).float().pow(2).sum().backward()
+    torch.testing.assert_close(model(x), twin(x))
+    for (name_a, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name_a)
 
 
 @pytest.mark.parametrize("name", list_models())

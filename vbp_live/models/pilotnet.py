@@ -19,7 +19,7 @@ SIGN_CHANNELS = (16, 16, 24, 24, 32, 32, 48, 48)
 
 def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     """BatchNorm -> 3x3 valid conv -> ReLU."""
-    return nn.Sequential(nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride=stride), nn.ReLU())
+    return nn.Sequential(nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride=stride), nn.ReLU(inplace=True))
 
 
 class ConvNet(nn.Module):
@@ -48,7 +48,7 @@ class ConvNet(nn.Module):
             head.append(nn.Linear(flat, n))
             flat = n
             if i < len(fc) - 1:
-                head.append(nn.ReLU())
+                head.append(nn.ReLU(inplace=True))
         if log_softmax:
             head.append(nn.LogSoftmax(dim=1))
         self.head = nn.Sequential(*head)
