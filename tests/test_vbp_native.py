@@ -120,6 +120,29 @@ def test_one_object_from_many_threads():
 
 
 @needs_kernel
+def test_mask_from_reduced_checks_shapes_once_and_layout_every_call():
+    """The per-frame fast check: shapes are checked on first use of a set of full shapes (a
+    batch of another size shares the plan), the layout on every call (else the torch path)."""
+    model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3, stride=2), nn.ReLU()).eval()
+    vbp = VisualBackProp(model, compiled=True)
+    x = torch.rand(3, 1, 40, 40)
+    with torch.no_grad():
+        _, red = vbp.forward_capture(x, lambda t: (t.sum(1, keepdim=True), t.shape[1]))
+        _, red1 = vbp.forward_capture(x[:1], lambda t: (t.sum(1, keepdim=True), t.shape[1]))
+    want = VisualBackProp(model, compiled=False).attribute(x)
+    for _ in range(2):
+        torch.testing.assert_close(vbp.mask_from_reduced(red, (40, 40))[0], want, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(vbp.mask_from_reduced(red1, (40, 40))[0], want[:1], atol=2e-5, rtol=1e-4)
+    assert len(vbp._checked) == 2 and len(vbp._plans) == 1  # two batch sizes, one plan
+    strided = [(torch.cat([s, s], dim=3)[..., : s.shape[3]], c) for s, c in red]  # same values, not contiguous
+    assert not native.readable_all([s for s, _ in strided])
+    torch.testing.assert_close(vbp.mask_from_reduced(strided, (40, 40))[0], want, atol=2e-5, rtol=1e-4)
+    mixed = [red[0], (red[1][0][:2], red[1][1])]  # batches disagree: refused, not read out of bounds
+    with pytest.raises(ValueError, match="map 1 is"):
+        vbp.mask_from_reduced(mixed, (40, 40))
+
+
+@needs_kernel
 def test_kernel_refuses_a_plan_for_other_sizes():
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.Conv2d(3, 4, 3, stride=2), nn.ReLU()).eval()
     vbp = VisualBackProp(model, compiled=True)

@@ -149,7 +149,8 @@ class VisualBackProp(ChainAttribution):
     def __init__(self, model: nn.Module, layers: Sequence[nn.Module | str] | None = None, compiled: bool | None = None):
         super().__init__(model, layers)
         self.compiled = compiled
-        self._plans: dict[tuple, native.NativePlan] = {}
+        self._plans: dict[tuple, native.NativePlan] = {}  # by input and map sizes
+        self._checked: dict[tuple, native.NativePlan] = {}  # by input size and full map shapes
 
     def attribute(self, x: torch.Tensor, raw: bool = False, return_maps: bool = False) -> torch.Tensor | VBPResult:
         """VisualBackProp mask for a batch.
@@ -193,9 +194,10 @@ class VisualBackProp(ChainAttribution):
         """
         if reduced and isinstance(reduced[0], tuple):
             sums = [s for s, _ in reduced]
-            if native.usable(sums):
-                plan = self.native_plan(in_hw, sums)
-                return native.backprop(plan, sums, [1.0 / c for _, c in reduced], normalize=not raw), [], []
+            plan = self._checked_plan(in_hw, sums)
+            if plan is not None:
+                scales = [1.0 / c for _, c in reduced]
+                return native.backprop(plan, sums, scales, normalize=not raw, checked=True), [], []
             reduced = [s / c for s, c in reduced]  # e.g. a float64 model: the torch path takes means
         mask, masks = backprop_masks(self._chain, reduced, in_hw, keep_maps)
         mask = mask if raw else minmax_normalize(mask)
@@ -214,6 +216,25 @@ class VisualBackProp(ChainAttribution):
                 raise RuntimeError(f"compiled=True, but the compiled CPU kernel is unavailable: {native.unavailable_reason()}")
             return False
         return True
+
+    def _checked_plan(self, in_hw: tuple[int, int], sums: list[torch.Tensor]) -> native.NativePlan | None:
+        """The plan for these exact map shapes if the compiled kernel can take the maps, else None.
+
+        Runs once per frame, so it is lean: the maps' layout is checked every call (contiguous
+        float32 CPU tensors), their shapes once per distinct set of full shapes, which then
+        becomes the cache key (several batch sizes share one plan).
+        """
+        if not native.readable_all(sums):
+            return None
+        key = (in_hw, *[m.shape for m in sums])  # full (B, 1, h, w) shapes
+        plan = self._checked.get(key)
+        if plan is None:
+            if native.library() is None:
+                return None
+            plan = self.native_plan(in_hw, sums)
+            native.check_maps(plan, sums)  # raises if the shapes do not fit the plan
+            self._checked[key] = plan
+        return plan
 
     def native_plan(self, in_hw: tuple[int, int], maps: Sequence[torch.Tensor]) -> native.NativePlan:
         """The compiled kernel's step list for this input and these map sizes (built once, then reused)."""

@@ -277,7 +277,16 @@ def build_plan(chain: ConvChain, in_hw: tuple[int, int], map_hws: Sequence[tuple
 
 def _readable(m: torch.Tensor) -> bool:
     """The memory layout the kernel reads: a contiguous float32 CPU tensor."""
-    return m.is_cpu and m.dtype == torch.float32 and m.is_contiguous()
+    return m.dtype is torch.float32 and m.is_cpu and m.is_contiguous()
+
+
+def readable_all(maps: Sequence[torch.Tensor]) -> bool:
+    """True if every map has the layout the kernel reads (:func:`_readable`), in one lean loop."""
+    f32 = torch.float32
+    for m in maps:
+        if m.dtype is not f32 or not m.is_cpu or not m.is_contiguous():
+            return False
+    return True
 
 
 def usable(maps: Sequence[torch.Tensor]) -> bool:
@@ -285,16 +294,19 @@ def usable(maps: Sequence[torch.Tensor]) -> bool:
     return all(_readable(m) for m in maps) and library() is not None
 
 
-def backprop(plan: NativePlan, maps: Sequence[torch.Tensor], scales: Sequence[float], normalize: bool) -> torch.Tensor:
+def backprop(plan: NativePlan, maps: Sequence[torch.Tensor], scales: Sequence[float], normalize: bool,
+             checked: bool = False) -> torch.Tensor:
     """Input-sized mask (B, 1, H, W) float32 from the averaged maps (each (B, 1, h_k, w_k)).
 
     ``scales[k]`` multiplies map k as it is used (1.0 for channel means). ``normalize`` applies
-    the per-image min-max.
+    the per-image min-max. ``checked=True`` skips :func:`check_maps`: only for a caller that
+    already checked maps of exactly these shapes against this plan and their layout on this call.
     """
     lib = library()
     if lib is None:
         raise RuntimeError(f"the compiled VisualBackProp kernel is unavailable: {unavailable_reason()}")
-    _check(plan, maps)
+    if not checked:
+        check_maps(plan, maps)
     b = maps[0].shape[0]
     out = torch.empty(b, 1, *plan.out_hw, dtype=torch.float32)  # (B, 1, H, W)
     buf = plan.buffers(lib)
@@ -311,7 +323,7 @@ def backprop(plan: NativePlan, maps: Sequence[torch.Tensor], scales: Sequence[fl
     return out
 
 
-def _check(plan: NativePlan, maps: Sequence[torch.Tensor]) -> None:
+def check_maps(plan: NativePlan, maps: Sequence[torch.Tensor]) -> None:
     """The kernel trusts the plan's sizes: refuse maps it does not describe (an out-of-bounds read)."""
     if len(maps) != len(plan.map_h):
         raise ValueError(f"the plan describes {len(plan.map_h)} maps, got {len(maps)}")
