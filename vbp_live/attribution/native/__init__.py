@@ -289,11 +289,6 @@ def readable_all(maps: Sequence[torch.Tensor]) -> bool:
     return True
 
 
-def usable(maps: Sequence[torch.Tensor]) -> bool:
-    """True if the compiled kernel can take these maps (CPU, float32, contiguous) and is built."""
-    return all(_readable(m) for m in maps) and library() is not None
-
-
 def backprop(plan: NativePlan, maps: Sequence[torch.Tensor], scales: Sequence[float], normalize: bool,
              checked: bool = False) -> torch.Tensor:
     """Input-sized mask (B, 1, H, W) float32 from the averaged maps (each (B, 1, h_k, w_k)).
