@@ -21,7 +21,8 @@
  * vbp_relu_chansum_f32 is the capture side: it stands in for a stage's ReLU and writes the
  * ReLU's output and, in the same pass, the channel sum the pass above reads. Built with
  * OpenMP (only where the process already runs torch's libgomp, which this library then
- * shares), it splits the pixels over torch's threads.
+ * shares), it splits the pixels of large maps over torch's threads; small maps stay on the
+ * calling thread.
  */
 #include <stdint.h>
 #include <string.h>
@@ -36,7 +37,7 @@
 
 /* The hot loops are also built for AVX2 and picked at load time by the CPU they run on (GCC's
  * target_clones, through glibc's ifunc); elsewhere they are built once for the baseline. */
-#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 6
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 8
 #define VBP_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define VBP_CLONES
@@ -328,8 +329,6 @@ void vbp_relu_chansum_f32(const float *x, float *y, float *sum, int64_t batch, i
         relu_chansum_task(x, y, sum, c, hw, tiles, t);
     }
 }
-
-
 
 /* 1 if built with OpenMP (vbp_relu_chansum_f32 can use several threads), else 0. */
 int vbp_openmp(void) {
