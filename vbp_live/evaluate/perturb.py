@@ -41,12 +41,17 @@ class PerturbSettings:
     steps: int = 16
     region_fraction: float = 0.25
     region_fill: str = "noise"  # "noise", "blur" or "mean" (see the module docstring)
-
-    def __post_init__(self) -> None:
-        if self.region_fill not in REGION_FILLS:
-            raise ValueError(f"region_fill must be one of {', '.join(REGION_FILLS)}; got {self.region_fill!r}")
     blur_sigma: float = 8.0
     batch: int = 17
+
+    def __post_init__(self) -> None:
+        _check_fill(self.region_fill)
+
+
+def _check_fill(kind: str) -> None:
+    """Refuse a region fill that is not one of :data:`REGION_FILLS`."""
+    if kind not in REGION_FILLS:
+        raise ValueError(f"region_fill must be one of {', '.join(REGION_FILLS)}; got {kind!r}")
 
 
 @dataclass
@@ -109,13 +114,12 @@ def region_perturbation(model: nn.Module, ctx: FrameContext, relevance: np.ndarr
 
 def region_fill(ctx: FrameContext, kind: str) -> torch.Tensor:
     """What perturbed regions are replaced with, (C, H, W): see the module docstring."""
+    _check_fill(kind)
     if kind == "noise":
         return ctx.noise
     if kind == "blur":
         return ctx.blurred
-    if kind == "mean":
-        return torch.full_like(ctx.x, float(ctx.x.float().mean()))
-    raise ValueError(f"region_fill must be one of {', '.join(REGION_FILLS)}; got {kind!r}")
+    return torch.full_like(ctx.x, float(ctx.x.float().mean()))  # "mean"
 
 
 def deletion_insertion(model: nn.Module, ctx: FrameContext, relevance: np.ndarray,

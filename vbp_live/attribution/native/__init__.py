@@ -204,9 +204,8 @@ def relu_channel_sum(x: torch.Tensor, inplace: bool) -> tuple[torch.Tensor, torc
         ``(out (B, C, h, w), channel sum (B, 1, h, w))``; ``out`` equals ``torch.relu(x)`` bit for
         bit (NaN and -0.0 included).
     """
-    lib = _state["lib"] if _state["tried"] else library()
-    if (lib is None or x.dtype is not torch.float32 or not x.is_cpu or x.dim() != 4 or not x.is_contiguous()
-            or torch.is_grad_enabled()):
+    lib = library()
+    if lib is None or not _readable(x) or x.dim() != 4 or torch.is_grad_enabled():
         return None
     numel = x.numel()
     threads = relu_threads(numel) if numel else 0
@@ -281,10 +280,9 @@ def _readable(m: torch.Tensor) -> bool:
 
 
 def readable_all(maps: Sequence[torch.Tensor]) -> bool:
-    """True if every map has the layout the kernel reads (:func:`_readable`), in one lean loop."""
-    f32 = torch.float32
+    """True if every map has the layout the kernel reads (:func:`_readable`)."""
     for m in maps:
-        if m.dtype is not f32 or not m.is_cpu or not m.is_contiguous():
+        if not _readable(m):
             return False
     return True
 
