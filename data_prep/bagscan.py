@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import lz4.frame
+from vbp_live.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ _U32 = struct.Struct("<I")
 _MAX_HEADER = 1 << 24  # a record header larger than this is garbage, not data
 
 
-class BagError(ValueError):
+class BagError(InputError):
     """A file is not a readable ROS1 v2.0 bag."""
 
 

@@ -12,9 +12,10 @@ from typing import Union
 
 import cv2
 import numpy as np
+from vbp_live.core.errors import InputError
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image could not be decoded (reason in the message)."""
 
     def __init__(self, message: str, reason: str = "corrupt_image"):

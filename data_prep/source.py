@@ -17,12 +17,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from data_prep.images import Payload
+from vbp_live.core.errors import InputError
 
 Progress = Callable[[int], None]  # called with an increment (bytes or rows)
-
-
-class InputError(ValueError):
-    """The input recording is missing, empty, of an unknown kind or lacks what is needed."""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,29 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shared_dir() -> Path:
-    """../shared beside the project root (override with VBP_SHARED_DIR)."""
-    return Path(os.environ.get("VBP_SHARED_DIR", ROOT.parent / "shared"))
+    """The project's ``shared`` folder: ``$VBP_SHARED_DIR``, else found from the repository.
+
+    Looks for ``shared/data`` beside the checkout and beside each folder above it (a git
+    worktree or a clone in a subfolder), then beside the repository this one was cloned from
+    (``git clone /work/main /tmp/ci`` finds ``/work/shared``).
+    """
+    if os.environ.get("VBP_SHARED_DIR"):
+        return Path(os.environ["VBP_SHARED_DIR"])
+    for base in [*ROOT.parents, *_origin_parents()]:
+        if (base / "shared" / "data").is_dir():
+            return base / "shared"
+    return ROOT.parent / "shared"
+
+
+def _origin_parents() -> list[Path]:
+    """The folders above the local repository this checkout was cloned from, if any."""
+    try:
+        url = subprocess.run(["git", "-C", str(ROOT), "remote", "get-url", "origin"],
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return []
+    origin = Path(url.removeprefix("file://"))
+    return list(origin.resolve().parents) if url and origin.is_dir() else []
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import threading
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -26,6 +27,9 @@ import torch
 from torch import nn
 
 from vbp_live.core.geometry import Geometry2d, pair
+from vbp_live.core.errors import ModelError
+
+UnsupportedModelError = ModelError  # the name the attribution API exports
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
@@ -36,10 +40,6 @@ PASSTHROUGH: tuple[type[nn.Module], ...] = (
     nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
 ) + ACTIVATIONS
 POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d)
-
-
-class UnsupportedModelError(ValueError):
-    """The model has no usable conv -> activation chain, or one VisualBackProp cannot follow."""
 
 
 @dataclass(frozen=True)
@@ -378,8 +378,39 @@ class StageCapture:
     @contextlib.contextmanager
     def hooked(self) -> Iterator["StageCapture"]:
         """Context in which the stage taps are active for this thread; always removed on exit."""
+        if os.environ.get("VBP_AB_HOOKS") == "1":  # A/B measurement: plain forward hooks
+            with self._hooks():
+                yield self
+            return
         with _tapped(self._taps()):
             yield self
+
+    @contextlib.contextmanager
+    def _hooks(self) -> Iterator[None]:
+        self._seen = seen = [0]
+        reduce, relu_flags = self.reduce, self.chain.relu_flags
+        me = threading.get_ident()
+        handles = []
+        for module, order in self.chain.call_orders:
+            calls = [0]
+
+            def hook(m, inputs, out, order=order, calls=calls):
+                if threading.get_ident() != me:
+                    return
+                c = calls[0]
+                calls[0] = c + 1
+                k = order[c] if c < len(order) else None
+                if k is None:
+                    return
+                seen[0] += 1
+                reduce(k, out.clamp(min=0) if relu_flags[k] else out)
+
+            handles.append(module.register_forward_hook(hook))
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
 
 
 _MISSING = object()

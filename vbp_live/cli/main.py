@@ -11,14 +11,16 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
+
+from vbp_live import __version__
+from vbp_live.core.errors import UsageError, VbpLiveError
 
 # Order = order shown in --help. Add a command by adding its module here.
 COMMANDS = ["demo", "run", "bench", "prep", "train", "synth", "explain", "evaluate"]
 
 
-class CliError(Exception):
-    """An error to show the user as one clear line (no traceback)."""
-
+CliError = UsageError  # what command modules raise for contradicting or out-of-range options
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Run 'vbp-live COMMAND --help' for the options of one command.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
@@ -38,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse arguments, run the chosen command, turn known errors into one-line messages."""
+    """Parse arguments and run the chosen command.
+
+    A :class:`~vbp_live.core.errors.VbpLiveError` (a mistake in what the user gave us) and an
+    ``OSError`` naming a file (missing, unreadable, disk full) print one line and exit 1; any
+    other exception is a bug in vbp_live: its traceback is printed, then one line saying so
+    (exit 1). ``-vv`` shows the traceback of user errors too. Ctrl-C exits 130.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -51,13 +60,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (CliError, FileNotFoundError, ValueError, KeyError) as e:
+    except (VbpLiveError, OSError) as e:
+        if isinstance(e, OSError) and e.filename is None:
+            return _bug(args.command, e)
         if args.verbose > 1:
-            raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"vbp-live {args.command}: error: {msg}", file=sys.stderr)
+            traceback.print_exception(e)
+        print(f"vbp-live {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except Exception as e:  # noqa: BLE001 - anything else is a bug: show it, say so
+        return _bug(args.command, e)
 
+
+def _bug(command: str, e: BaseException) -> int:
+    """Print the traceback of an unexpected exception and one line saying it is a bug; exit 1."""
+    traceback.print_exception(e)
+    print(
+        f"vbp-live {command}: internal error ({type(e).__name__}): this is a bug in vbp_live, "
+        "not in your input; please report it with the traceback above",
+        file=sys.stderr,
+    )
+    return 1
 
 if __name__ == "__main__":
     sys.exit(main())

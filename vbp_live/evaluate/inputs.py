@@ -20,13 +20,10 @@ import cv2
 import numpy as np
 
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
+from vbp_live.core.errors import InputError
 
 log = logging.getLogger(__name__)
 GT_MASKS = ("lane", "hmark", "shadow", "car")  # the cues the paper discusses
-
-
-class InputError(ValueError):
-    """An input cannot be read or does not fit the checkpoint (the message names it)."""
 
 
 @dataclass

@@ -27,13 +27,10 @@ from torch import nn
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.atomic import atomic_path
 from vbp_live.models import create_model, resolved_args
+from vbp_live.core.errors import CheckpointError
 
 FORMAT = "vbp_live/checkpoint-v1"
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, unreadable, of another format, or for another model."""
 
 
 @dataclass

@@ -31,13 +31,14 @@ import yaml
 
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.atomic import write_text_atomic
+from vbp_live.core.errors import InputError
 
 FORMAT = "vbp_live/dataset-v1"
 INDEX_FIELDS = ["i", "timestamp_ns", "steering_rad", "speed_mps", "source", "split"]
 _ROWS, _PROGRESS = "rows.csv", "progress.yaml"  # resume bookkeeping inside <dir>.partial
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset directory is missing, incomplete or inconsistent."""
 
 

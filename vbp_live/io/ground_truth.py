@@ -28,6 +28,7 @@ import numpy as np
 from vbp_live.io.atomic import atomic_path
 from vbp_live.synth.drive import Drive, DriveConfig
 from vbp_live.synth.render import MASK_NAMES, GroundTruthMasks
+from vbp_live.core.errors import InputError
 
 FORMAT = "vbp_live/synth-gt-v1"
 FRAME_FIELDS = ("frame_times_ns", "steering", "steering_cmd", "speed", "accel", "s", "offset",
@@ -35,7 +36,7 @@ FRAME_FIELDS = ("frame_times_ns", "steering", "steering_cmd", "speed", "accel", 
 STEER_FIELDS = ("steer_times_ns", "steer_angle", "steer_cmd", "steer_torque", "steer_speed")
 
 
-class GroundTruthError(ValueError):
+class GroundTruthError(InputError):
     """A ground-truth file is missing, of another format or inconsistent."""
 
 

@@ -21,11 +21,12 @@ import cv2
 import numpy as np
 
 from vbp_live.io.atomic import write_bytes_atomic
+from vbp_live.core.errors import OutputError
 
 log = logging.getLogger(__name__)
 
 
-class SinkError(ValueError):
+class SinkError(OutputError):
     """A sink cannot be opened or written (the message names it)."""
 
 

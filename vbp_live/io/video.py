@@ -19,6 +19,7 @@ from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
+from vbp_live.core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".p
 BAG_SUFFIXES = {".bag"}
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source cannot be opened or read (the message names it and says what is wrong)."""
 
 

@@ -16,13 +16,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from vbp_live.core.errors import ConfigError
 
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid (unknown key, wrong type, bad value)."""
 
 
 @dataclass
