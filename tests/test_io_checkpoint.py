@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -37,12 +39,65 @@ class Evil:
         return (print, ("pwned",))
 
 
+class Thing:
+    """An arbitrary Python object."""
+
+    def __init__(self):
+        self.value = 3
+
+
+OBJECTS = "contains Python objects"
+REFUSED = "refused because loading it could run code"
+NOT_A_CHECKPOINT = "not a checkpoint (corrupt or not written by torch.save)"
+
+
 def test_code_in_a_checkpoint_never_runs(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"format": "vbp_live/checkpoint-v1", "payload": Evil()}, path)
-    with pytest.raises(CheckpointError, match="weights-only"):
+    with pytest.raises(CheckpointError, match=rf"evil\.pt: {OBJECTS} \(builtins\.print\); {REFUSED}$"):
         load_checkpoint(path)
     assert "pwned" not in capsys.readouterr().out
+
+
+def _random_bytes(path):
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+
+
+def _truncated(path):
+    save_checkpoint(path, create_model("signnet"), CROP_PRESETS["signnet"])
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _whole_module(path):
+    torch.save(create_model("signnet"), path)  # the module pickled, not its state_dict
+
+
+def _plain_pickle(path):
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": {}, "thing": Thing()}, f)
+
+
+def _torch_saved_object(path):
+    torch.save({"format": "vbp_live/checkpoint-v1", "thing": Thing()}, path)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (_random_bytes, NOT_A_CHECKPOINT),
+    (_truncated, NOT_A_CHECKPOINT),
+    (lambda p: p.write_bytes(b""), NOT_A_CHECKPOINT),
+    (lambda p: p.write_text("not a checkpoint"), NOT_A_CHECKPOINT),
+    (_whole_module, f"{OBJECTS} (vbp_live.models.pilotnet.ConvNet"),
+    (_plain_pickle, f"{OBJECTS} (test_io_checkpoint.Thing); {REFUSED}"),
+    (_torch_saved_object, f"{OBJECTS} (test_io_checkpoint.Thing); {REFUSED}"),
+], ids=["random", "truncated", "empty", "text", "whole-module", "pickle", "torch-saved-object"])
+def test_unloadable_files_say_what_they_are_in_one_line(tmp_path, make, message):
+    path = tmp_path / "bad.pt"
+    make(path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and message in text, text
+    assert "\n" not in text and "weights_only" not in text
 
 
 def test_clear_errors_name_the_file(tmp_path):

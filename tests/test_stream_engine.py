@@ -45,7 +45,7 @@ def test_engine_matches_visualbackprop_on_the_checkpoints_crop(engine, ckpt):
     with torch.no_grad():
         ref = VisualBackProp(model).run(x)
     np.testing.assert_allclose([p.steering_rad for p in preds], ref.output[:, 0].numpy(), rtol=1e-4, atol=1e-6)
-    for p, m in zip(preds, ref.mask[:, 0].numpy()):
+    for p, m in zip(preds, ref.mask[:, 0].numpy(), strict=True):
         assert p.mask.shape == (125, 160) and p.mask.dtype == np.float32
         np.testing.assert_allclose(p.mask, m, atol=1e-5)
 
@@ -54,7 +54,7 @@ def test_batched_equals_one_by_one(engine):
     frames = [coded_frame(i) for i in range(5)]
     together = engine.infer(frames)
     alone = [engine.infer([f])[0] for f in frames]
-    for a, b in zip(together, alone):
+    for a, b in zip(together, alone, strict=True):
         assert a.steering_rad == pytest.approx(b.steering_rad, rel=1e-4, abs=1e-6)
         np.testing.assert_allclose(a.mask, b.mask, atol=1e-5)
 
@@ -104,6 +104,40 @@ def test_fused_path_on_cuda_matches_the_cpu_engine(ckpt):
     cpu, gpu = OverlayEngine.from_checkpoint(ckpt, device="cpu"), OverlayEngine.from_checkpoint(ckpt, device="cuda")
     assert gpu.method_name == "vbp_fused"
     frames = [coded_frame(i) for i in range(4)]
-    for a, b in zip(cpu.infer(frames), gpu.infer(frames)):
+    for a, b in zip(cpu.infer(frames), gpu.infer(frames), strict=True):
         assert a.steering_rad == pytest.approx(b.steering_rad, rel=1e-3, abs=1e-4)
         np.testing.assert_allclose(a.mask, b.mask, atol=1e-3)
+
+
+def _model_state(model: nn.Module) -> dict:
+    """Everything OverlayEngine must leave alone: modes, devices, values, requires_grad, layout, hooks."""
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks", "_state_dict_hooks",
+             "_load_state_dict_pre_hooks")
+    return {
+        "training": [m.training for m in model.modules()],
+        "tensors": {k: (v.clone(), v.device, v.dtype, v.requires_grad, v.is_contiguous())
+                    for k, v in [*model.named_parameters(), *model.named_buffers()]},
+        "grads": [p.grad for p in model.parameters()],
+        "ids": [id(p) for p in model.parameters()],
+        "hooks": [len(getattr(m, h, {})) for m in model.modules() for h in hooks],
+        "inplace": [m.inplace for m in model.modules() if isinstance(m, nn.ReLU)],
+        "types": [type(m) for m in model.modules()],
+    }
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_the_callers_model_is_left_exactly_as_it_was(optimize):
+    torch.manual_seed(3)
+    model = create_model("netsvf", height=125, width=160).train()  # train mode, CPU, requires_grad weights
+    before = _model_state(model)
+    engine = OverlayEngine(model, CROP, "cpu", optimize=optimize, channels_last=True)
+    engine.infer([coded_frame(i) for i in range(2)])
+    after = _model_state(model)
+    assert engine.model is not model
+    assert after["training"] == before["training"] and all(before["training"])
+    assert after["grads"] == before["grads"] == [None] * len(before["grads"])
+    assert (after["ids"], after["hooks"], after["inplace"], after["types"]) == (
+        before["ids"], before["hooks"], before["inplace"], before["types"])
+    assert after["tensors"].keys() == before["tensors"].keys()
+    for k, (value, *rest) in before["tensors"].items():
+        assert torch.equal(after["tensors"][k][0], value) and after["tensors"][k][1:] == tuple(rest), k

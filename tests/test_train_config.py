@@ -26,8 +26,8 @@ def test_paper_protocol_is_the_default():
 
 
 def test_overrides_are_typed():
-    cfg = load_config(None, ["data.path=d", "optim.lr=1", "optim.gamma=1e-3", "snapshot.epochs=[0.25, 2]", "train.amp=bf16",
-                             "model.args={height: 135}"])
+    cfg = load_config(None, ["data.path=d", "optim.lr=1", "optim.gamma=1e-3", "snapshot.epochs=[0.25, 2]",
+                             "train.amp=bf16", "model.args={height: 135}"])
     assert cfg.optim.lr == 1.0 and isinstance(cfg.optim.lr, float) and cfg.optim.gamma == 0.001
     assert cfg.snapshot.epochs == [0.25, 2.0]
     assert cfg.model.args == {"height": 135}

@@ -16,9 +16,9 @@ from vbp_live.train.signs import make_sign_dataset
 def test_batch_plan_is_a_function_of_seed_and_epoch():
     idx = np.arange(10, 110)
     a, b = epoch_batches(idx, 16, seed=3, epoch=2), epoch_batches(idx, 16, seed=3, epoch=2)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     other = epoch_batches(idx, 16, seed=3, epoch=3)
-    assert not all(np.array_equal(x, y) for x, y in zip(a, other))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, other, strict=True))
     assert len(a) == 6 and all(len(x) == 16 and np.all(np.diff(x) > 0) for x in a)  # drop_last, sorted
     seen = np.concatenate(a)
     assert len(np.unique(seen)) == 96 and set(seen) <= set(idx)
@@ -46,7 +46,7 @@ def test_loader_reads_the_memmap(tmp_path, prefetch):
     batches = epoch_batches(data.train_idx, 8, 0, 0)
     got = list(BatchLoader(data.frames, data.targets, batches, prefetch=prefetch))
     assert len(got) == 3
-    for (x, y), rows in zip(got, batches):
+    for (x, y), rows in zip(got, batches, strict=True):
         assert torch.equal(x, frames_to_input(np.asarray(data.frames[rows])))  # (8, 1, 24, 48)
         assert torch.equal(y, torch.from_numpy(data.targets[rows]))
 

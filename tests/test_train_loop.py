@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from train_helpers import make_steering_dataset, register_tiny
+from train_helpers import make_steering_dataset, tiny_registered
 
 from vbp_live.io.checkpoint import CheckpointError, load_checkpoint
 from vbp_live.models import create_model
@@ -20,7 +20,12 @@ from vbp_live.train.metrics import evaluate_model
 from vbp_live.train.run import default_callbacks, train
 from vbp_live.train.snapshots import VBPSnapshots, render_strip, snapshot_steps
 
-register_tiny()
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_steer():
+    """``tiny_steer`` is registered while this module's tests run, and gone after."""
+    with tiny_registered():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -52,14 +57,14 @@ def test_training_learns_and_writes_metrics(tmp_path, dataset):
     res = train(cfg)
     assert res.status == "done" and res.global_step == 27
     assert res.metrics["val_rmse_rad"] < 0.6 * before["val_rmse_rad"]
-    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     for key in ("val_rmse_rad", "val_rmse_deg", "val_within_1deg", "val_within_5deg", "train_frames_per_s", "lr"):
         assert key in rows[0]
     r = rows[-1]
     assert float(r["val_rmse_deg"]) == pytest.approx(np.degrees(float(r["val_rmse_rad"])), rel=1e-4)
     assert 0 <= float(r["val_within_1deg"]) <= float(r["val_within_5deg"]) <= 1
-    assert yaml.safe_load(open(tmp_path / "run" / "config.yaml")) == config_to_dict(cfg)
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text()) == config_to_dict(cfg)
 
 
 def test_checkpoint_rebuilds_model_and_crop(tmp_path, dataset):
@@ -132,9 +137,10 @@ def test_max_steps_stop_then_resume_is_exact(tmp_path, dataset, stop_at, positio
     resumed = train(tiny(tmp_path / "b", dataset, *snaps), resume=True)
     assert resumed.status == "done" and resumed.global_step == 27
     assert_same(weights(straight.checkpoint), weights(resumed.checkpoint))
-    a, b = (list(csv.DictReader(open(tmp_path / d / "metrics.csv"))) for d in "ab")
+    a, b = (list(csv.DictReader((tmp_path / d / "metrics.csv").read_text().splitlines())) for d in "ab")
     assert [r["val_rmse_rad"] for r in a] == [r["val_rmse_rad"] for r in b]
-    with np.load(tmp_path / "a" / "snapshots" / "masks.npz") as za, np.load(tmp_path / "b" / "snapshots" / "masks.npz") as zb:
+    masks = [tmp_path / d / "snapshots" / "masks.npz" for d in "ab"]
+    with np.load(masks[0]) as za, np.load(masks[1]) as zb:
         assert sorted(za.files) == sorted(zb.files) and all(np.array_equal(za[k], zb[k]) for k in za.files)
 
 

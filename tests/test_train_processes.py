@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,15 +13,21 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from train_helpers import make_steering_dataset, register_tiny
+from train_helpers import make_steering_dataset, tiny_registered
 
 from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.train import load_config
+from vbp_live.train.dist import all_sum, backend_device, group_device
 from vbp_live.train.run import train
 
 HELPER = Path(__file__).resolve().parent / "train_helpers.py"
 ROOT = HELPER.parents[1]
-register_tiny()
+
+@pytest.fixture(scope="module", autouse=True)
+def _tiny_steer():
+    """``tiny_steer`` is registered while this module's tests run, and gone after."""
+    with tiny_registered():
+        yield
 
 
 def write_config(path: Path, run_dir: Path, ds: Path, **train_keys) -> Path:
@@ -39,9 +46,9 @@ def env() -> dict[str, str]:
 def test_sigterm_saves_a_checkpoint_and_resume_is_exact(tmp_path):
     ds = make_steering_dataset(tmp_path / "ds", n=96)
     cfg_path = write_config(tmp_path / "c.yaml", tmp_path / "run", ds, epochs=500)
-    out = open(tmp_path / "out.txt", "w")
-    proc = subprocess.Popen([sys.executable, str(HELPER), "train", "--config", str(cfg_path)],
-                            stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=tmp_path)
+    with open(tmp_path / "out.txt", "w") as out:  # the child keeps its own copy of the file
+        proc = subprocess.Popen([sys.executable, str(HELPER), "train", "--config", str(cfg_path)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env(), cwd=tmp_path)
     try:
         deadline = time.monotonic() + 90
         while not (tmp_path / "run" / "metrics.csv").exists():  # at least one epoch done
@@ -87,3 +94,32 @@ def test_ddp_two_processes_match_one(tmp_path):
     for key in ("val_rmse_rad", "val_within_5deg", "train_loss"):
         assert ddp_ck.meta["metrics"][key] == pytest.approx(one_ck.meta["metrics"][key], rel=1e-4, abs=1e-6)
     assert len(list((tmp_path / "ddp" / "snapshots").glob("strip_*.png"))) == 2
+
+
+def test_every_collective_runs_on_the_process_groups_device(tmp_path):
+    """A real 2-process gloo run: every tensor given to a torch.distributed collective is where the backend wants it."""
+    ds = make_steering_dataset(tmp_path / "ds", n=48)
+    cfg_path = write_config(tmp_path / "c.yaml", tmp_path / "run", ds, epochs=1)
+    record = tmp_path / "collectives"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           str(HELPER), "train", "--config", str(cfg_path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, env={**env(), "VBP_RECORD_COLLECTIVES": str(record)},
+                         cwd=tmp_path, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    for rank in (0, 1):
+        calls = json.loads((record / f"rank{rank}.json").read_text())
+        names = {c["fn"] for c in calls}
+        # the loss/stop flags and validation sums (all_sum), BatchNorm statistics, DDP's setup
+        assert {"all_reduce", "_broadcast_coalesced"} <= names, names
+        assert {c["backend"] for c in calls} == {"gloo"}
+        wrong = [c for c in calls if any(d != str(backend_device(c["backend"])) for d in c["devices"])]
+        assert not wrong and sum(len(c["devices"]) for c in calls) > 10, wrong
+
+
+def test_the_group_device_follows_the_backend():
+    assert backend_device("nccl", 3) == torch.device("cuda:3")  # no GPU needed to name it
+    assert backend_device("NCCL") == torch.device("cuda:0")
+    assert backend_device("gloo", 3) == torch.device("cpu")
+    assert group_device() == torch.device("cpu")  # no process group joined in this process
+    t = torch.arange(3.0)
+    assert all_sum(t) is t and t.tolist() == [0.0, 1.0, 2.0]  # one process: nothing to sum

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vbp_live.cli.options import HelpFormatter, add_device_option
+
 EPILOG = """\
 Rows include the forward pass unless named "pass alone". On a GPU run, e.g.:
   vbp-live bench --device cuda --batches 1,64 --markdown docs/bench-gpu.md
@@ -47,14 +49,16 @@ def register(sub: argparse._SubParsersAction) -> None:
             "target."
         ),
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--models", default="netsvf,nethvf", help="comma-separated model names (default: %(default)s)")
     p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
-    p.add_argument("--size", type=_size, default=None, help="input HEIGHTxWIDTH for the models (default: each model's own)")
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per method; the fastest is shown (default: %(default)s)")
+    p.add_argument("--size", type=_size, default=None,
+                   help="input HEIGHTxWIDTH for the models (default: each model's own)")
+    p.add_argument("--repeats", type=int, default=5,
+                   help="timed repeats per method; the fastest is shown (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    add_device_option(p)
     p.add_argument("--no-reference", action="store_true", help="skip the slow reference implementation")
     p.add_argument("--no-peers", action="store_true", help="skip the peer libraries (Captum, zennit, pytorch-grad-cam)")
     p.add_argument("--markdown", metavar="FILE", help="also write the report (table, notes, skips) as markdown to FILE")
@@ -66,20 +70,21 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vbp_live.bench.core import BenchConfig, run_bench
-    from vbp_live.cli.main import CliError
+    from vbp_live.cli.options import resolve_device
+    from vbp_live.core.errors import UsageError
     from vbp_live.io.atomic import write_text_atomic
     from vbp_live.models import list_models
 
     models = tuple(m for m in args.models.split(",") if m)
     unknown = [m for m in models if m not in list_models()]
     if unknown or not models:
-        raise CliError(f"unknown model(s) {', '.join(unknown) or '(none)'}; registered: {', '.join(list_models())}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise CliError("--device cuda asked for, but torch sees no CUDA device here")
+        raise UsageError(f"--models: unknown model(s) {', '.join(unknown) or '(none)'}; "
+                         f"registered: {', '.join(list_models())}")
+    device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = BenchConfig(
-        models=models, batches=args.batches, repeats=max(1, args.repeats), device=args.device,
+        models=models, batches=args.batches, repeats=max(1, args.repeats), device=device,
         size=args.size, reference=not args.no_reference, peers=not args.no_peers,
     )
     report = run_bench(cfg, progress=True)

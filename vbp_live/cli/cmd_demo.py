@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vbp_live.cli.options import HelpFormatter, add_device_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand."""
@@ -16,25 +18,31 @@ def register(sub: argparse._SubParsersAction) -> None:
             "video: what the network looks at in red, predicted vs actual steering wheel angle and "
             "the error. Without the shipped model an untrained NetSVF runs instead, clearly labelled."
         ),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--out", default="out/vbp_demo.mp4", help="overlay video to write (default: %(default)s)")
+    p.add_argument("--out", "-o", metavar="FILE", default="out/vbp_demo.mp4",
+                   help="overlay video to write (default: %(default)s)")
     p.add_argument("--frames", type=int, default=120, help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
     p.add_argument("--checkpoint", help="use this checkpoint instead of the shipped model")
-    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda (default: %(default)s)")
+    add_device_option(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and say where the video is, how fast it ran and how wrong the steering was."""
+    from vbp_live.cli.options import resolve_device
+    from vbp_live.core.errors import UsageError
     from vbp_live.stream.demo import run_demo
 
     if args.frames < 1:
-        raise ValueError(f"--frames must be at least 1, got {args.frames}")
-    res = run_demo(args.out, args.frames, args.seed, args.device, args.checkpoint, progress=not args.quiet)
+        raise UsageError(f"--frames must be at least 1, got {args.frames}")
+    res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device), args.checkpoint,
+                   progress=not args.quiet)
     st = res.run.stats
-    print(f"model: {res.model}" + ("" if res.trained else " -- the overlay shows the pipeline, not a trained network's attention"))
+    untrained = " -- the overlay shows the pipeline, not a trained network's attention"
+    print(f"model: {res.model}" + ("" if res.trained else untrained))
     print(f"synthetic drive: {res.frames} frames (seed {args.seed}); {st.frames_out} overlaid at {st.fps:.1f} fps "
           f"end to end (model step alone {st.model_fps:.1f} fps)")
     if res.rmse_deg is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vbp_live.cli.cmd_explain import add_method_options, method_options
+from vbp_live.cli.options import HelpFormatter, add_checkpoint_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,16 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
             "relevance mass on lane markings, horizontal markings, shadows and cars relative to their area; "
             "agreement of each method with VisualBackProp (Spearman rho, top-k IoU); and the cascading "
             "randomization sanity check (Adebayo et al.). Reproducible for --seed (except timings); an "
-            "interrupted run resumes from <out>/cache."
+            "interrupted run resumes from <out>/cache. Without --checkpoint the shipped model is measured."
         ),
         epilog=(
             "DATA: a synthetic drive (folder with ground_truth.npz from `vbp-live synth`; frames are re-rendered "
             "exactly and the masks enable the ground-truth table), a prepared dataset (folder with manifest.yaml), "
             "an image folder or a video. Example: vbp-live synth --out drive --frames 200 --format gt && "
-            "vbp-live evaluate --checkpoint netsvf.pt --data drive --frames 16"
+            "vbp-live evaluate --data drive --frames 16"
         ),
+        formatter_class=HelpFormatter,
     )
-    p.add_argument("--checkpoint", required=True, help="vbp_live checkpoint (.pt) of a steering network")
+    add_checkpoint_option(p)
     p.add_argument("--data", required=True, help="synthetic drive, prepared dataset, image folder or video")
     p.add_argument("--out", default="evaluation", help="output folder (default: %(default)s)")
     p.add_argument("--frames", type=int, default=16, help="frames sampled evenly from DATA (default: %(default)s)")
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
     from vbp_live.evaluate.figures import parse_methods
     from vbp_live.evaluate.inputs import load_samples
     from vbp_live.evaluate.perturb import PerturbSettings
@@ -76,20 +79,21 @@ def run(args: argparse.Namespace) -> int:
     from vbp_live.io.checkpoint import load_checkpoint
 
     cfg = EvalConfig(
-        methods=parse_methods(args.methods), batch=args.batch, seed=args.seed, device=args.device,
+        methods=parse_methods(args.methods), batch=args.batch, seed=args.seed, device=resolve_device(args.device),
         perturb=PerturbSettings(patch=args.patch, steps=args.steps, region_fraction=args.region_fraction,
                                 region_fill=args.region_fill),
         sanity_frames=args.sanity_frames, options=method_options(args),
     )
-    ckpt = load_checkpoint(args.checkpoint)
-    model = ckpt.build_model(args.device)
+    ckpt_path = checkpoint_or_shipped(args.checkpoint)
+    ckpt = load_checkpoint(ckpt_path)
+    model = ckpt.build_model(cfg.device)
     samples = load_samples(args.data, ckpt.crop, args.frames, _split(args.data, args.split))
     out = Path(args.out)
     cache_dir = out / "cache"
     if args.no_resume and cache_dir.exists():
         shutil.rmtree(cache_dir)
-    cache = ResultCache(cache_dir, fingerprint(Path(args.checkpoint), samples, cfg))
-    meta = {"checkpoint": str(args.checkpoint), "data": str(args.data),
+    cache = ResultCache(cache_dir, fingerprint(ckpt_path, samples, cfg))
+    meta = {"checkpoint": str(ckpt_path), "data": str(args.data),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
     results, maps = evaluate(samples, model, cfg, cache, progress=tqdm, meta=meta)
     paths = write_report(results, maps, samples, ckpt.crop, out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vbp_live.cli.options import HelpFormatter, add_checkpoint_option, add_device_option
+
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
     """Options shared by ``explain`` and ``evaluate``: which methods and their settings."""
@@ -16,7 +18,7 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pda-stride", type=int, default=None,
                    help="PDA window stride (default: = window; pda runs one forward pass per window: "
                         "832 passes per 125x640 frame with the defaults)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    add_device_option(p)
     p.add_argument("--batch", type=int, default=8, help="frames per attribution call (default: %(default)s)")
 
 
@@ -36,18 +38,20 @@ def register(sub: argparse._SubParsersAction) -> None:
             "in red (VisualBackProp, eps-LRP, saliency, DeconvNet, guided backprop, Grad-CAM, prediction "
             "difference analysis), with the predicted steering wheel angle and, where the actual angle is "
             "known, the error (actual - predicted) in degrees. Signed methods show the evidence for the "
-            "predicted direction (eps-LRP, Grad-CAM, PDA) or |gradient| (saliency, DeconvNet, guided backprop)."
+            "predicted direction (eps-LRP, Grad-CAM, PDA) or |gradient| (saliency, DeconvNet, guided backprop). "
+            "Without --checkpoint the shipped model runs."
         ),
         epilog=(
             "INPUT: an image file, an image folder, a video file, a Udacity .bag, a prepared dataset "
             "(folder with manifest.yaml; actual angles included) or a synthetic drive (folder with "
-            "ground_truth.npz, re-rendered exactly). Example: vbp-live explain drive.mp4 --checkpoint "
-            "netsvf.pt --methods vbp,lrp --frames 4"
+            "ground_truth.npz, re-rendered exactly). Example: vbp-live explain drive.mp4 "
+            "--methods vbp,lrp --frames 4"
         ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("input", metavar="INPUT",
                    help="image, image folder, video, .bag, prepared dataset or synthetic drive")
-    p.add_argument("--checkpoint", required=True, help="vbp_live checkpoint (.pt): the model and its crop")
+    add_checkpoint_option(p)
     p.add_argument("--out", default="explain_out", help="output folder for the PNGs (default: %(default)s)")
     p.add_argument("--frames", type=int, default=8,
                    help="frames sampled evenly from a folder/video/dataset (default: %(default)s)")
@@ -69,20 +73,22 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
     from vbp_live.evaluate.figures import describe_output, parse_methods, run_explain
     from vbp_live.evaluate.inputs import apply_steering, load_samples
     from vbp_live.io.checkpoint import load_checkpoint
 
     names = parse_methods(args.methods)
-    ckpt = load_checkpoint(args.checkpoint)
-    model = ckpt.build_model(args.device)
+    device = resolve_device(args.device)
+    ckpt = load_checkpoint(checkpoint_or_shipped(args.checkpoint))
+    model = ckpt.build_model(device)
     samples = load_samples(args.input, ckpt.crop, args.frames, args.split)
     apply_steering(samples, args.steering)
     paths, outputs, ms = run_explain(
-        samples, model, ckpt.crop, names, Path(args.out), args.device, args.batch, method_options(args),
+        samples, model, ckpt.crop, names, Path(args.out), device, args.batch, method_options(args),
         args.panel_width, args.cols, args.percentile, progress=tqdm,
     )
-    for s, out, path in zip(samples, outputs, paths):
+    for s, out, path in zip(samples, outputs, paths, strict=True):
         print(f"{path}: {describe_output(out, s.truth_rad)}")
-    print("ms/frame: " + ", ".join(f"{n} {v:.1f}" for n, v in ms.items()) + f" ({args.device}, batch {args.batch})")
+    print("ms/frame: " + ", ".join(f"{n} {v:.1f}" for n, v in ms.items()) + f" ({device}, batch {args.batch})")
     return 0

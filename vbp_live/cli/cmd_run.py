@@ -1,4 +1,4 @@
-"""``vbp-live run SOURCE --checkpoint CKPT``: the live overlay on files, folders, bags, datasets or cameras."""
+"""``vbp-live run SOURCE [--checkpoint CKPT]``: the live overlay on files, folders, bags, datasets or cameras."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import json
 import sys
 from pathlib import Path
 
+from vbp_live.cli.options import CHECKPOINT_HELP, HelpFormatter, add_device_option
+
 DESCRIPTION = """\
 Run a steering network and VisualBackProp on every frame of SOURCE and overlay what the network
 looks at (red), the predicted steering wheel angle and, where the source knows it, the actual
-angle and the error (actual - predicted, degrees).
+angle and the error (actual - predicted, degrees). Without --checkpoint the shipped model runs.
 
 SOURCE is one of:
   video file          dashcam.mp4 (any format OpenCV/FFmpeg decodes)
@@ -32,12 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``run`` subcommand."""
     p = sub.add_parser(
         "run", help="overlay VisualBackProp and steering on video, folders, bags, datasets or cameras",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, formatter_class=HelpFormatter,
     )
-    p.add_argument("source", metavar="SOURCE", help="video file, image folder, .bag, dataset folder, camera index, URL or pipeline")
-    p.add_argument("--checkpoint", "-c", help="model checkpoint (default: the shipped model, if installed)")
+    p.add_argument("source", metavar="SOURCE",
+                   help="video file, image folder, .bag, dataset folder, camera index, URL or pipeline")
+    p.add_argument("--checkpoint", "-c", help=CHECKPOINT_HELP)
     out = p.add_argument_group("outputs (default: --out <source name>_overlay.mp4)")
-    out.add_argument("--out", "-o", help="write an overlay video (.mp4 with mp4v, or .avi with MJPG) at the source's fps")
+    out.add_argument("--out", "-o", metavar="FILE",
+                     help="write an overlay video (.mp4 with mp4v, or .avi with MJPG) at the source's fps")
     out.add_argument("--show", action="store_true", help="show a window (q quits, space pauses, s saves a snapshot)")
     out.add_argument("--frames-dir", help="write every overlay frame as a PNG into this folder")
     out.add_argument("--no-output", action="store_true", help="write nothing (benchmarks)")
@@ -46,16 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots (default: %(default)s)")
     src = p.add_argument_group("source")
     src.add_argument("--fps", type=float, help="frame rate for image folders, or to override a file's")
-    src.add_argument("--live", dest="live", action="store_true", default=None, help="treat a file like a camera: drop stale frames")
-    src.add_argument("--realtime", action="store_true", help="pace a file at its frame rate (as a camera would deliver it)")
+    src.add_argument("--live", dest="live", action="store_true", default=None,
+                     help="treat a file like a camera: drop stale frames")
+    src.add_argument("--realtime", action="store_true",
+                     help="pace a file at its frame rate (as a camera would deliver it)")
     src.add_argument("--split", choices=["train", "test"], help="prepared dataset: only this split")
     src.add_argument("--max-frames", type=int, help="stop after this many frames")
-    src.add_argument("--reconnect-timeout", type=float, default=30.0, help="give up on a lost stream after this many seconds (default: %(default)s)")
+    src.add_argument("--reconnect-timeout", type=float, default=30.0,
+                     help="give up on a lost stream after this many seconds (default: %(default)s)")
     run = p.add_argument_group("model step")
-    run.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1 (default: %(default)s)")
-    run.add_argument("--method", default="auto", choices=["auto", "vbp", "vbp_fused"], help="attribution (auto: vbp_fused on CUDA)")
-    run.add_argument("--batch", type=int, help="most frames per model step for files (default: 2 on CPU, 16 on CUDA)")
-    run.add_argument("--queue", type=int, default=32, help="queue capacity between stages for files (default: %(default)s)")
+    add_device_option(run)
+    run.add_argument("--method", default="auto", choices=["auto", "vbp", "vbp_fused"],
+                     help="attribution (default: %(default)s = vbp_fused on CUDA, else vbp)")
+    run.add_argument("--batch", type=int,
+                     help="most frames per model step for files (default: 2 on CPU, 16 on CUDA)")
+    run.add_argument("--queue", type=int, default=32,
+                     help="queue capacity between stages for files (default: %(default)s)")
     run.add_argument("--threads", type=int, help="torch CPU threads for the model step (default: all cores but one, "
                      "which decoding and encoding need)")
     look = p.add_argument_group("look")
@@ -89,11 +99,13 @@ def build_sinks(args: argparse.Namespace, info) -> list:
 
 def run_cmd(args: argparse.Namespace) -> int:
     """Open the source, model and sinks, run the pipeline, report."""
-    from vbp_live.cli.main import CliError
+    from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
+    from vbp_live.core.errors import UsageError
     from vbp_live.stream.session import RunOptions, run_overlay
 
     opts = RunOptions(
-        checkpoint=args.checkpoint, device=args.device, method=args.method, batch_size=args.batch,
+        checkpoint=checkpoint_or_shipped(args.checkpoint), device=resolve_device(args.device), method=args.method,
+        batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
         glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
@@ -101,7 +113,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     try:
         result = run_overlay(args.source, opts, lambda info: build_sinks(args, info), progress=not args.quiet)
     except (OSError, RuntimeError) as e:
-        raise CliError(str(e)) from e
+        raise UsageError(str(e)) from e
     return report(result, args)
 
 
@@ -116,9 +128,11 @@ def report(result, args: argparse.Namespace) -> int:
     for path in result.outputs:
         print(f"wrote {path}")
     if args.stats_json:
-        write_text_atomic(args.stats_json, json.dumps({**st.to_dict(), "outputs": [str(p) for p in result.outputs]}, indent=2))
+        stats = {**st.to_dict(), "outputs": [str(p) for p in result.outputs]}
+        write_text_atomic(args.stats_json, json.dumps(stats, indent=2))
         print(f"stats: {args.stats_json}")
-    print(f"ended: {st.end_reason}" + (f": {st.error}" if st.error else ""), file=sys.stderr if st.error else sys.stdout)
+    print(f"ended: {st.end_reason}" + (f": {st.error}" if st.error else ""),
+          file=sys.stderr if st.error else sys.stdout)
     if st.end_reason == "interrupted":
         return 130
     return 1 if st.error else 0

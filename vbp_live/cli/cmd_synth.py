@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vbp_live.cli.options import HelpFormatter
+
 # 2016-10-25 18:26:23 UTC: stamps of the El Camino release when --swap-2016-10-25 is given
 _EL_CAMINO_START_NS = 1_477_419_983_000_000_000
 
@@ -25,11 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "dump = center/<ns>.jpg + camera.csv, steering.csv, interpolated.csv; simlog = simulator "
             "driving_log.csv + IMG/; gt = ground_truth.npz (per-frame steering, speed, masks)."
         ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--frames", type=int, default=600, help="camera frames at 20 Hz (default: %(default)s = 30 s)")
-    p.add_argument("--format", default="bag,gt", help="comma-separated: bag,mp4,dump,simlog,gt or 'all' (default: %(default)s)")
+    p.add_argument("--format", default="bag,gt",
+                   help="comma-separated: bag,mp4,dump,simlog,gt or 'all' (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="bag: raw sensor_msgs/Image on /center_camera/image_color")
     p.add_argument("--split", type=int, default=1, help="bag: split into K files named <prefix>_<k>.bag")
     p.add_argument("--swap-2016-10-25", action="store_true",
@@ -49,9 +53,9 @@ def _formats(text: str) -> list[str]:
     names = list(FORMATS) if text.strip() == "all" else [f.strip() for f in text.split(",") if f.strip()]
     bad = sorted(set(names) - set(FORMATS))
     if bad or not names:
-        from vbp_live.cli.main import CliError
+        from vbp_live.core.errors import UsageError
 
-        raise CliError(f"unknown --format {bad or text!r}; choose from {','.join(FORMATS)} or 'all'")
+        raise UsageError(f"unknown --format {bad or text!r}; choose from {','.join(FORMATS)} or 'all'")
     return names
 
 
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from vbp_live.cli.main import CliError
+    from vbp_live.core.errors import OutputError
     from vbp_live.io.synth_writers import bag_names, write_outputs
     from vbp_live.synth import DEFAULT_START_NS, DriveConfig, simulate_drive
 
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if "bag" in formats and not args.force:
         existing = [n for n in bag_names(drive, args.split, args.swap_2016_10_25) if (out / n).exists()]
         if existing:
-            raise CliError(f"{out}: {', '.join(existing)} exist already (use --force to overwrite)")
+            raise OutputError(f"{out}: {', '.join(existing)} exist already (use --force to overwrite)")
     workers = args.workers or (2 if (os.cpu_count() or 1) >= 2 and args.frames >= 200 else 1)
     stats = write_outputs(
         drive, out, formats, split=args.split, raw=args.raw, swap_2016_10_25=args.swap_2016_10_25,
@@ -85,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     )
     slow = float((drive.speed < 5.0).mean())
     print(f"drive: seed {args.seed}, {drive.n_frames} frames, {len(drive.steer_times_ns)} steering reports, "
-          f"{100 * slow:.0f}% of frames below 5 m/s, steering {drive.steering.min():+.3f}..{drive.steering.max():+.3f} rad")
+          f"{100 * slow:.0f}% of frames below 5 m/s, "
+          f"steering {drive.steering.min():+.3f}..{drive.steering.max():+.3f} rad")
     cpu_ms = 1000 * stats.render_cpu_s / max(stats.frames, 1)
     print(f"simulate {sim_s:.2f} s; render {1000 / stats.render_fps:.2f} ms/frame wall, {cpu_ms:.2f} ms/frame CPU "
           f"= {stats.render_fps:.1f} frames/s per process ({1000 / cpu_ms:.0f} per core by CPU time); "

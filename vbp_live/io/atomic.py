@@ -1,21 +1,42 @@
-"""Atomic file writes: write beside the target, fsync, then rename over it."""
+"""Atomic file writes: write beside the target, fsync, then rename over it.
+
+The temporary file is created with mode ``0o666`` and the process's umask applies at creation
+(as for any file ``open()`` makes), so the finished file has the permissions the user expects:
+``0644`` under umask 022, ``0600`` under umask 077. (``tempfile.mkstemp`` would make ``0600``.)
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it; done once, at import
-    os.umask(mask)
-    return mask
+def temp_beside(target: str | os.PathLike[str], tag: str = "tmp", suffix: str | None = None) -> Path:
+    """Create a new empty hidden file ``.<stem>.<tag>-<random><suffix>`` beside ``target``.
 
+    The file is created exclusively (never an existing one) with the umask applied, in the
+    target's folder (made if missing), so renaming it over ``target`` is atomic.
 
-_UMASK = _read_umask()  # not per write: changing the umask is process-wide and racy across threads
+    Args:
+        target: the file the temporary one will replace.
+        tag: a word in the name saying what it is (``tmp``, ``partial``).
+        suffix: the temporary name's suffix (default: the target's; some writers pick the format from it).
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = target.suffix if suffix is None else suffix
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        path = target.parent / f".{target.stem}.{tag}-{secrets.token_hex(4)}{suffix}"
+        try:
+            os.close(os.open(path, flags, 0o666))  # the umask applies, as for open()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"{target.parent}: no free temporary name for {target.name}")
 
 
 @contextlib.contextmanager
@@ -26,12 +47,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     ``suffix`` defaults to the target's suffix (some writers pick the format from it).
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp_suffix = target.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.tmp-", suffix=tmp_suffix, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes 0600; finished files get normal permissions
+    tmp_path = temp_beside(target, "tmp", suffix)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:

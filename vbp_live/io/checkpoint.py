@@ -1,7 +1,8 @@
 """The one checkpoint format: it rebuilds the model *and* its preprocessing alone.
 
 A checkpoint is a plain dict saved with ``torch.save`` and loaded with torch's weights-only
-loader (``torch.load(..., weights_only=True)``), so loading one can never run code::
+loader (``torch.load(..., weights_only=True)``), so loading one can never run code (a file that
+holds Python objects is refused as such, a file torch cannot read is "not a checkpoint")::
 
     {"format": "vbp_live/checkpoint-v1",
      "model": {"name": "netsvf", "args": {...}},
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
+import pickletools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from vbp_live.core.errors import CheckpointError
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.atomic import atomic_path
 from vbp_live.models import create_model, resolved_args
-from vbp_live.core.errors import CheckpointError
 
 FORMAT = "vbp_live/checkpoint-v1"
+_SCAN_LIMIT = 64 << 20  # bytes of a non-zip file scanned for the Python objects it names
 log = logging.getLogger(__name__)
 
 
@@ -48,7 +50,10 @@ class Checkpoint:
 
     def build_model(self, device: torch.device | str = "cpu") -> nn.Module:
         """Rebuild the registered model, load the weights (as float32) and put it in eval mode."""
-        model = create_model(self.model_name, **self.model_args)
+        try:
+            model = create_model(self.model_name, **self.model_args)
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{self.path}: cannot build {self.model_name}({self.model_args}): {e}") from e
         sd = {k: (v.float() if v.is_floating_point() else v) for k, v in self.state_dict.items()}
         try:
             model.load_state_dict(sd)
@@ -117,10 +122,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise CheckpointError(f"{p}: no such checkpoint file")
     try:
         raw = torch.load(p, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(f"{p}: refused by the weights-only loader (not a plain-data checkpoint): {e}") from e
-    except Exception as e:  # truncated zip, not a torch file, ...
-        raise CheckpointError(f"{p}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+    except Exception as e:  # refused objects, truncated zip, not a torch file, empty file, ...
+        raise _load_error(p, e) from e
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise CheckpointError(f"{p}: not a vbp_live checkpoint (format {found!r}, expected {FORMAT!r})")
@@ -137,3 +140,40 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{p}: malformed vbp_live checkpoint: {e}") from e
+
+
+def _load_error(path: Path, err: Exception) -> CheckpointError:
+    """Why the weights-only loader failed, in one line (never torch's advice to load unsafely)."""
+    names = _python_objects(path)
+    if names:
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        return CheckpointError(f"{path}: contains Python objects ({shown}); refused because loading it could run code")
+    log.debug("%s: torch.load failed: %s: %s", path, type(err).__name__, err)
+    return CheckpointError(f"{path}: not a checkpoint (corrupt or not written by torch.save)")
+
+
+def _python_objects(path: Path) -> list[str]:
+    """The classes and functions a pickle in ``path`` names beyond what the weights-only loader allows.
+
+    Read without unpickling: torch's own scan for a ``torch.save`` (zip) file, else the opcodes
+    of a plain pickle (only a complete one counts, so random bytes name nothing).
+    """
+    try:
+        return [str(n) for n in torch.serialization.get_unsafe_globals_in_checkpoint(path)]
+    except Exception:  # noqa: BLE001 - not a zip file (or a corrupt one): try a plain pickle
+        pass
+    with open(path, "rb") as f:
+        data = f.read(_SCAN_LIMIT)
+    found: list[str] = []
+    strings: list[str] = []
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                found.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                found.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - not a complete pickle
+        return []
+    return list(dict.fromkeys(found))

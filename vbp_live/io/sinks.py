@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -20,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vbp_live.io.atomic import write_bytes_atomic
 from vbp_live.core.errors import OutputError
+from vbp_live.io.atomic import temp_beside, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ class FrameSink:
         """The sink itself failed: release and discard what cannot be finished (default: close)."""
         self.close()
 
-    def __enter__(self) -> "FrameSink":
+    def __enter__(self) -> FrameSink:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -87,10 +86,7 @@ class VideoFileSink(FrameSink):
         self.path, self.hold_time = Path(path), hold_time
         self.fps = float(fps) if fps and fps > 0 else 30.0
         self.fourcc = fourcc or ("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.partial-", suffix=self.path.suffix, dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
+        self.tmp = temp_beside(self.path, "partial")  # permissions from the umask, like any new file
         self.writer: cv2.VideoWriter | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0

@@ -1,9 +1,15 @@
-"""Model registry: ``register_model`` / ``create_model`` / ``list_models`` (timm-style)."""
+"""Model registry: ``register_model`` / ``create_model`` / ``list_models`` (timm-style).
+
+Models registered for a while only (tests, experiments) use :func:`registered_models`, which
+takes them out again on exit.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from torch import nn
 
@@ -14,6 +20,31 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     """Decorator: register a model factory under its function name."""
     _REGISTRY[fn.__name__] = fn
     return fn
+
+
+def unregister_model(name: str) -> None:
+    """Remove the model registered as ``name`` (a no-op if there is none)."""
+    _REGISTRY.pop(name, None)
+
+
+@contextlib.contextmanager
+def registered_models(*factories: Callable[..., nn.Module]) -> Iterator[list[str]]:
+    """Register ``factories`` for the duration of a ``with`` block; yields their names.
+
+    On exit the registry is as before: names that were not registered are removed, and a
+    factory that a name had before is put back.
+    """
+    before = {f.__name__: _REGISTRY.get(f.__name__) for f in factories}
+    for fn in factories:
+        register_model(fn)
+    try:
+        yield [f.__name__ for f in factories]
+    finally:
+        for name, old in before.items():
+            if old is None:
+                unregister_model(name)
+            else:
+                _REGISTRY[name] = old
 
 
 def list_models() -> list[str]:

@@ -8,6 +8,7 @@ either way ``run(x)`` returns the output and the mask of the same forward pass.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from dataclasses import dataclass
@@ -92,14 +93,14 @@ class OverlayEngine:
     """Batched inference + VisualBackProp for frames from any source.
 
     Args:
-        model: a steering network (one output per frame), in eval mode.
+        model: a steering network (one output per frame). The engine works on its own copy:
+            the given model keeps its device, train/eval mode, parameters and hooks.
         crop: the preprocessing it was trained with.
         device: where to run.
         method: "auto", "vbp" or "vbp_fused".
         channels_last: use the channels-last memory format (faster convolutions on CPU).
         optimize: run an inference copy (BatchNorm folded into the adjacent convs, in-place
-            ReLUs after convs): same outputs and masks up to float rounding, less work per frame;
-            the given model is not modified.
+            ReLUs after convs): same outputs and masks up to float rounding, less work per frame.
     """
 
     def __init__(
@@ -113,10 +114,12 @@ class OverlayEngine:
     ):
         self.device = pick_device(device) if isinstance(device, str) else device
         self.crop, self.channels_last = crop, channels_last
-        self.model = model.to(self.device).eval()
         if optimize:
-            self.model, counts = inference_copy(self.model)
+            self.model, counts = inference_copy(model)  # a copy: the caller's model is left as it was
             log.debug("inference copy: %s", counts)
+        else:
+            self.model = copy.deepcopy(model)  # never move, switch or hook the caller's model
+        self.model = self.model.to(self.device).eval()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.checkpoint_meta: dict = {}

@@ -5,6 +5,9 @@ NCCL on CUDA and gloo on CPU. BatchNorm must see the *global* batch for a multi-
 match a single-process one: torch's ``SyncBatchNorm`` does that on CUDA only, so on CPU the
 BatchNorm layers are swapped for :class:`GlobalBatchNorm2d` (same parameters and buffers, batch
 statistics all-reduced with autograd).
+
+Every collective goes through :func:`group_device`: NCCL only reduces CUDA tensors (on this
+process's GPU), gloo only CPU ones, so a tensor is moved there for the collective and back.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from vbp_live.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +46,20 @@ def pick_device(pref: str, local_rank: int = 0) -> torch.device:
         return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
     dev = torch.device(pref)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={pref!r} but no CUDA device is available")
+        raise DeviceError(f"train.device={pref!r} but no CUDA device is available")
     return dev
+
+
+def backend_device(backend: str, local_rank: int = 0) -> torch.device:
+    """Where a collective of ``backend`` wants its tensors: ``cuda:<local_rank>`` for NCCL, else the CPU."""
+    return torch.device(f"cuda:{local_rank}") if str(backend).lower() == "nccl" else torch.device("cpu")
+
+
+def group_device() -> torch.device:
+    """The device of the joined process group's collectives (CPU when no group is joined)."""
+    if not dist.is_initialized():
+        return torch.device("cpu")
+    return backend_device(dist.get_backend(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def init_distributed(device_pref: str = "auto") -> DistInfo:
@@ -65,10 +82,21 @@ def cleanup_distributed() -> None:
         dist.destroy_process_group()
 
 
+def _is_multi() -> bool:
+    return dist.is_initialized() and dist.get_world_size() > 1
+
+
+def _reduce(t: torch.Tensor) -> torch.Tensor:
+    """All-reduce (sum) a copy of ``t`` on the group's device; the result is on ``t``'s device."""
+    on_group = t.to(group_device(), copy=True)
+    dist.all_reduce(on_group, op=dist.ReduceOp.SUM)
+    return on_group.to(t.device)
+
+
 def all_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum a tensor over all ranks (in place; a no-op in a single process)."""
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    """Sum a tensor over all ranks (in place, on any device; a no-op in a single process)."""
+    if _is_multi():
+        t.copy_(_reduce(t))
     return t
 
 
@@ -77,15 +105,11 @@ class _AllSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: torch.autograd.function.FunctionCtx, t: torch.Tensor) -> torch.Tensor:
-        out = t.clone()
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        return out
+        return _reduce(t)
 
     @staticmethod
     def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad
+        return _reduce(grad.contiguous())
 
 
 class GlobalBatchNorm2d(nn.BatchNorm2d):
@@ -93,7 +117,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H, W)
         """Normalise with all-reduced batch statistics in training; plain BatchNorm otherwise."""
-        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+        if not (self.training and _is_multi()):
             return super().forward(x)
         c = x.shape[1]
         local = torch.cat([x.sum((0, 2, 3)), (x * x).sum((0, 2, 3)), x.new_tensor([x.numel() / c])])
@@ -122,7 +146,8 @@ def convert_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
         return nn.SyncBatchNorm.convert_sync_batchnorm(model)
     for name, child in model.named_children():
         if type(child) is nn.BatchNorm2d:
-            new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats)
+            new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats)
             new.load_state_dict(child.state_dict())
             setattr(model, name, new)
         else:

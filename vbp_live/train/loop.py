@@ -24,12 +24,14 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
+from vbp_live.core.errors import ConfigError
 from vbp_live.io.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from vbp_live.models import create_model
 from vbp_live.train.callbacks import Callback
@@ -56,7 +58,7 @@ def build_model(cfg: Config, data: TrainData) -> nn.Module:
     args = dict(cfg.model.args)
     for key, val in (("height", h), ("width", w)):
         if args.setdefault(key, val) != val:
-            raise ValueError(f"model.args.{key}={args[key]} but the dataset's frames are {h}x{w} (H x W)")
+            raise ConfigError(f"model.args.{key}={args[key]} but the dataset's frames are {h}x{w} (H x W)")
     if c != 1:
         args.setdefault("channels", c)
     if cfg.train.loss == "nll" and cfg.data.kind == "synthetic_signs":
@@ -67,9 +69,11 @@ def build_model(cfg: Config, data: TrainData) -> nn.Module:
 def _check_task(cfg: Config, data: TrainData) -> None:
     is_class = data.targets.dtype.kind in "iu"
     if cfg.train.loss == "nll" and not is_class:
-        raise ValueError(f"train.loss=nll needs class labels, but {cfg.data.path or cfg.data.kind} has steering values")
+        raise ConfigError(f"train.loss=nll needs class labels, but {cfg.data.path or cfg.data.kind} "
+                          "has steering values")
     if cfg.train.loss == "mse" and is_class:
-        raise ValueError(f"train.loss=mse needs steering values, but {cfg.data.kind} has class labels: use train.loss=nll")
+        raise ConfigError(f"train.loss=mse needs steering values, but {cfg.data.kind} has class labels: "
+                          "use train.loss=nll")
 
 
 class Trainer:
@@ -104,7 +108,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.steps_per_epoch = len(self.plan(0))
         if self.steps_per_epoch == 0:
-            raise ValueError(f"{len(data.train_idx)} training frames make no batch of {cfg.train.batch_size}")
+            raise ConfigError(f"{len(data.train_idx)} training frames make no batch of {cfg.train.batch_size}")
         self.total_steps = cfg.train.epochs * self.steps_per_epoch
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.stop_requested = False  # all ranks agreed to stop at this step boundary
@@ -154,7 +158,7 @@ class Trainer:
                              [shard(b, self.dist.rank, self.dist.world) for b in batches],
                              prefetch=self.cfg.data.prefetch, pin=self.device.type == "cuda")
         t0 = time.perf_counter()
-        for (x, y), rows in zip(loader, batches):
+        for (x, y), rows in zip(loader, batches, strict=True):
             loss = self.train_step(x, y, len(rows))
             self.step_in_epoch += 1
             self.global_step += 1
@@ -162,10 +166,12 @@ class Trainer:
             self.epoch_sums[1] += len(rows)
             self.epoch_sums[2] += time.perf_counter() - t0  # loading + step, not the callbacks
             bar.update(1)
-            bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4g}", lr=f"{self.lr:.3g}", **self._bar_val, refresh=False)
+            bar.set_postfix(epoch=self.epoch + 1, loss=f"{loss:.4g}", lr=f"{self.lr:.3g}", **self._bar_val,
+                            refresh=False)
             self._call("after_step")
             if self.stop_requested:
-                log.warning("stop requested: saving %s at epoch %d step %d", self.checkpoint_path, self.epoch, self.step_in_epoch)
+                log.warning("stop requested: saving %s at epoch %d step %d", self.checkpoint_path, self.epoch,
+                            self.step_in_epoch)
                 return "interrupted"
             if self.cfg.train.max_steps and self.global_step >= self.cfg.train.max_steps:
                 return "max_steps"
@@ -183,9 +189,9 @@ class Trainer:
             out = self.model(x)  # (b, 1) or (b, classes)
         total = loss_sum(out, y, self.cfg.train.loss)
         flags = torch.stack([total.detach().double().cpu(), torch.tensor(0.0, dtype=torch.float64),
-                             torch.tensor(float(self._signaled), dtype=torch.float64)])
+                             torch.tensor(float(self._signaled), dtype=torch.float64)])  # (3,) on the CPU
         flags[1] = float(not math.isfinite(flags[0].item()))
-        all_sum(flags)
+        all_sum(flags)  # reduced on the process group's device, back into this CPU tensor
         if flags[1] > 0:
             raise NonFiniteLossError(self._nonfinite_message(flags[0].item()))
         self.optimizer.zero_grad(set_to_none=True)
@@ -238,7 +244,7 @@ class Trainer:
                                  self.cfg.train.batch_size, self.device, self.amp, self.amp_dtype)
         finally:
             self.raw_model.train()
-        metrics = finish(all_sum(sums), self.cfg.train.loss)
+        metrics = finish(all_sum(sums), self.cfg.train.loss)  # sums: (k,) float64 on the CPU
         metrics["val_frames_per_s"] = len(self.data.val_idx) / max(time.perf_counter() - t0, 1e-9)
         return metrics
 
@@ -277,7 +283,8 @@ class Trainer:
         st = ckpt.train_state
         if st["steps_per_epoch"] != self.steps_per_epoch:
             raise CheckpointError(f"{ckpt.path}: {st['steps_per_epoch']} steps per epoch, now {self.steps_per_epoch}")
-        self.raw_model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()})
+        self.raw_model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                        for k, v in ckpt.state_dict.items()})
         self.optimizer.load_state_dict(st["optimizer"])
         self.scaler.load_state_dict(st["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = st["epoch"], st["step_in_epoch"], st["global_step"]

@@ -6,7 +6,7 @@ Metrics are accumulated as sums (so DDP ranks can all-reduce them) and finished 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
