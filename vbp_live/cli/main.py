@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from vbp_live import __version__
+from vbp_live.cli.options import HelpFormatter
 from vbp_live.core.errors import UsageError, VbpLiveError
 
 # Order = order shown in --help. Add a command by adding its module here.
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"vbp_live.cli.cmd_{name}").register(sub)
+    for command in sub.choices.values():  # every --help fits the terminal; hand-made tables are kept
+        command.formatter_class = HelpFormatter
     return parser
 
 

@@ -19,23 +19,36 @@ _COLUMN = re.compile(r"^(\s+\S+(?:\s\S+)*\s{2,})")  # an indented table row: its
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Wraps descriptions and epilogs to the terminal width, keeping the author's layout.
 
-    Paragraphs (runs of unindented lines) are re-filled to the width; indented lines (tables,
-    examples) keep their line breaks and are only wrapped when too long, continuing under
-    their second column.
+    Paragraphs (runs of unindented lines) are re-filled to the width. Indented lines (tables,
+    examples) keep their line breaks unless one is too long: then that entry (the line and the
+    more-indented lines continuing it) is re-wrapped under its continuation indent, its second
+    column, or four more spaces.
     """
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
         out: list[str] = []
         para: list[str] = []
-        for line in text.splitlines():
+        entry: list[str] = []
+        for line in [*text.splitlines(), ""]:
+            if entry and line.strip() and _indent(line) > _indent(entry[0]):
+                entry.append(line)  # continues the indented entry above
+                continue
+            out += _wrap_entry(entry, width, indent)
+            entry = []
             if line.strip() and not line[0].isspace():
                 para.append(line.strip())
                 continue
             out += _fill(" ".join(para), width, indent, indent)
             para = []
-            out += _wrap_indented(line, width, indent) if line.strip() else [""]
-        out += _fill(" ".join(para), width, indent, indent)
-        return "\n".join(out)
+            if line.strip():
+                entry = [line.rstrip()]
+            else:
+                out.append("")
+        return "\n".join(out).rstrip("\n")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
 
 
 def _fill(text: str, width: int, first: str, rest: str) -> list[str]:
@@ -45,14 +58,16 @@ def _fill(text: str, width: int, first: str, rest: str) -> list[str]:
                          break_long_words=False, break_on_hyphens=False)
 
 
-def _wrap_indented(line: str, width: int, indent: str) -> list[str]:
-    """An indented line as it is, or wrapped under its second column (or its own indent)."""
-    line = indent + line.rstrip()
-    if len(line) <= width:
-        return [line]
-    m = _COLUMN.match(line)
-    hang = " " * (len(m.group(1)) if m else len(line) - len(line.lstrip()))
-    return _fill(line.strip(), width, line[:len(line) - len(line.lstrip())], hang)
+def _wrap_entry(entry: list[str], width: int, indent: str) -> list[str]:
+    """An indented entry as written if it fits, else re-wrapped with a hanging indent."""
+    lines = [indent + line for line in entry]
+    if all(len(line) <= width for line in lines):
+        return lines
+    lead = " " * _indent(lines[0])
+    m = _COLUMN.match(lines[0])
+    column = _indent(lines[1]) if len(lines) > 1 else len(m.group(1)) if m else 0
+    hang = " " * column if 0 < column <= width // 2 else lead + "    "
+    return _fill(" ".join(line.strip() for line in lines), width, lead, hang)
 
 
 def add_device_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto") -> None:

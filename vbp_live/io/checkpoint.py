@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import pickletools
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,7 +123,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     if not p.is_file():
         raise CheckpointError(f"{p}: no such checkpoint file")
     try:
-        raw = torch.load(p, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle of protocol > 2 is refused below; no warning first
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            raw = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # refused objects, truncated zip, not a torch file, empty file, ...
         raise _load_error(p, e) from e
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
@@ -156,7 +160,7 @@ def _python_objects(path: Path) -> list[str]:
     """The classes and functions a pickle in ``path`` names beyond what the weights-only loader allows.
 
     Read without unpickling: torch's own scan for a ``torch.save`` (zip) file, else the opcodes
-    of a plain pickle (only a complete one counts, so random bytes name nothing).
+    of a plain pickle (only a complete one that starts as pickles do counts, so random bytes name nothing).
     """
     try:
         return [str(n) for n in torch.serialization.get_unsafe_globals_in_checkpoint(path)]
@@ -164,6 +168,8 @@ def _python_objects(path: Path) -> list[str]:
         pass
     with open(path, "rb") as f:
         data = f.read(_SCAN_LIMIT)
+    if len(data) < 2 or data[0] != pickle.PROTO[0] or data[1] > pickle.HIGHEST_PROTOCOL:
+        return []  # not a pickle of protocol 2 or later (what pickle and torch.save write)
     found: list[str] = []
     strings: list[str] = []
     try:
