@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import pytest
@@ -91,9 +93,13 @@ def test_demo_writes_to_dash_o(tmp_path, capsys):
     assert out.is_file() and f"wrote {out}" in capsys.readouterr().out
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m vbp_live.cli.main ARGS`` with this checkout's code."""
     return subprocess.run([sys.executable, "-m", "vbp_live.cli.main", *args], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def test_user_mistakes_are_one_line_on_stderr(tmp_path):
