@@ -115,7 +115,8 @@ def test_user_mistakes_are_one_line_on_stderr(tmp_path):
         (["run", str(video), "--checkpoint", str(bad), "-o", str(tmp_path / "o.mp4")],
          "not a checkpoint (corrupt or not written by torch.save)"),
         (["explain", str(image), "--checkpoint", str(evil)], "contains Python objects"),
-        (["demo", "--frames", "0"], "--frames must be at least 1"),
+        (["explain", str(image), "--checkpoint", str(ckpt), "--methods", "vbp,nope"], "--methods: unknown method"),
+        (["explain", str(image), "--checkpoint", str(ckpt), "--pda-window", "20"], "larger than --pda-patch 18"),
         (["explain", str(image), "--checkpoint", str(ckpt), "--device", "tpu"], "--device 'tpu'"),
         (["bench", "--models", "nonet"], "unknown model(s) nonet"),
     ]
@@ -124,3 +125,13 @@ def test_user_mistakes_are_one_line_on_stderr(tmp_path):
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 1 and len(lines) == 1 and message in lines[0], (args, res.stderr)
         assert "weights_only=False" not in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("args", [["demo", "--frames", "0"], ["run", "x.mp4", "--batch", "0"],
+                                  ["explain", "x.png", "--percentile", "200"], ["synth", "-o", "d", "--split", "0"],
+                                  ["evaluate", "--data", "d", "--region-fraction", "0"], ["bench", "--repeats", "x"]])
+def test_out_of_range_options_are_usage_errors(args, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and err[0].startswith("usage: ") and "error: argument" in err[-1]

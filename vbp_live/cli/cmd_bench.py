@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import HelpFormatter, add_device_option
+from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, add_device_option
 
 EPILOG = """\
 Rows include the forward pass unless named "pass alone". On a GPU run, e.g.:
@@ -55,9 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--size", type=_size, default=None,
                    help="input HEIGHTxWIDTH for the models (default: each model's own)")
-    p.add_argument("--repeats", type=int, default=5,
+    p.add_argument("--repeats", type=POSITIVE, default=5,
                    help="timed repeats per method; the fastest is shown (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--threads", type=COUNT, default=0, help="torch threads (0 = torch's default)")
     add_device_option(p)
     p.add_argument("--no-reference", action="store_true", help="skip the slow reference implementation")
     p.add_argument("--no-peers", action="store_true", help="skip the peer libraries (Captum, zennit, pytorch-grad-cam)")

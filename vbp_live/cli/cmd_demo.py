@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import HelpFormatter, add_device_option
+from vbp_live.cli.options import POSITIVE, HelpFormatter, add_device_option
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", "-o", metavar="FILE", default="out/vbp_demo.mp4",
                    help="overlay video to write (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=120, help="drive length in frames at 20 fps (default: %(default)s)")
+    p.add_argument("--frames", type=POSITIVE, default=120,
+                   help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
     p.add_argument("--checkpoint", help="use this checkpoint instead of the shipped model")
     add_device_option(p)
@@ -33,11 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the demo and say where the video is, how fast it ran and how wrong the steering was."""
     from vbp_live.cli.options import resolve_device
-    from vbp_live.core.errors import UsageError
     from vbp_live.stream.demo import run_demo
 
-    if args.frames < 1:
-        raise UsageError(f"--frames must be at least 1, got {args.frames}")
     res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device), args.checkpoint,
                    progress=not args.quiet)
     st = res.run.stats

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.cmd_explain import add_method_options, method_options
-from vbp_live.cli.options import HelpFormatter, add_checkpoint_option
+from vbp_live.cli.cmd_explain import add_method_options, method_names, method_options
+from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, add_checkpoint_option, float_in
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,21 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_checkpoint_option(p)
     p.add_argument("--data", required=True, help="synthetic drive, prepared dataset, image folder or video")
-    p.add_argument("--out", default="evaluation", help="output folder (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=16, help="frames sampled evenly from DATA (default: %(default)s)")
-    p.add_argument("--split", default=None, help="prepared datasets: 'train' or 'test' (default: test if present)")
+    p.add_argument("--out", "-o", metavar="DIR", default="evaluation", help="output folder (default: %(default)s)")
+    p.add_argument("--frames", type=POSITIVE, default=16, help="frames sampled evenly from DATA (default: %(default)s)")
+    p.add_argument("--split", choices=("train", "test"), default=None,
+                   help="prepared datasets: 'train' or 'test' (default: test if present)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of noise, tie-breaks and randomized weights (default: %(default)s)")
     add_method_options(p)
     p.set_defaults(methods="vbp,lrp,saliency,deconvnet,gbp,gradcam,pda_grad")
-    p.add_argument("--patch", type=int, default=10, help="region size for region perturbation (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=16, help="steps of every perturbation curve (default: %(default)s)")
-    p.add_argument("--region-fraction", type=float, default=0.25,
+    p.add_argument("--patch", type=POSITIVE, default=10,
+                   help="region size for region perturbation (default: %(default)s)")
+    p.add_argument("--steps", type=POSITIVE, default=16,
+                   help="steps of every perturbation curve (default: %(default)s)")
+    p.add_argument("--region-fraction", type=float_in(0.0, 1.0, low_open=True), default=0.25,
                    help="share of the regions perturbed by the last step (default: %(default)s)")
     p.add_argument("--region-fill", choices=("noise", "blur", "mean"), default="noise",
                    help="what perturbed regions become: uniform noise (Samek et al.), the blurred image or the "
                         "image mean (default: %(default)s; noise adds edges of its own)")
-    p.add_argument("--sanity-frames", type=int, default=4,
+    p.add_argument("--sanity-frames", type=COUNT, default=4,
                    help="frames for the randomization check, 0 = skip (default: %(default)s)")
     p.add_argument("--no-resume", action="store_true", help="ignore results cached by an earlier run")
     p.set_defaults(func=run)
@@ -71,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
-    from vbp_live.evaluate.figures import parse_methods
     from vbp_live.evaluate.inputs import load_samples
     from vbp_live.evaluate.perturb import PerturbSettings
     from vbp_live.evaluate.report import write_report
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from vbp_live.io.checkpoint import load_checkpoint
 
     cfg = EvalConfig(
-        methods=parse_methods(args.methods), batch=args.batch, seed=args.seed, device=resolve_device(args.device),
+        methods=method_names(args), batch=args.batch, seed=args.seed, device=resolve_device(args.device),
         perturb=PerturbSettings(patch=args.patch, steps=args.steps, region_fraction=args.region_fraction,
                                 region_fill=args.region_fill),
         sanity_frames=args.sanity_frames, options=method_options(args),

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import HelpFormatter, add_checkpoint_option, add_device_option
+from vbp_live.cli.options import (
+    POSITIVE,
+    HelpFormatter,
+    add_checkpoint_option,
+    add_device_option,
+    float_in,
+    int_in,
+)
 
 
 def add_method_options(p: argparse.ArgumentParser) -> None:
@@ -12,18 +19,33 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", default="vbp,lrp,saliency,gbp,gradcam",
                    help="comma-separated attribution methods, or 'all' "
                         "(vbp,lrp,saliency,deconvnet,gbp,gradcam,pda,pda_grad; default: %(default)s)")
-    p.add_argument("--lrp-epsilon", type=float, default=100.0, help="epsilon of eps-LRP (paper: %(default)s)")
-    p.add_argument("--pda-window", type=int, default=10, help="PDA window size k (default: %(default)s)")
-    p.add_argument("--pda-patch", type=int, default=18, help="PDA surrounding patch size l (default: %(default)s)")
-    p.add_argument("--pda-stride", type=int, default=None,
+    p.add_argument("--lrp-epsilon", type=float_in(0.0), default=100.0, help="epsilon of eps-LRP (paper: %(default)s)")
+    p.add_argument("--pda-window", type=POSITIVE, default=10, help="PDA window size k (default: %(default)s)")
+    p.add_argument("--pda-patch", type=POSITIVE, default=18, help="PDA surrounding patch size l (default: %(default)s)")
+    p.add_argument("--pda-stride", type=POSITIVE, default=None,
                    help="PDA window stride (default: = window; pda runs one forward pass per window: "
                         "832 passes per 125x640 frame with the defaults)")
     add_device_option(p)
-    p.add_argument("--batch", type=int, default=8, help="frames per attribution call (default: %(default)s)")
+    p.add_argument("--batch", type=POSITIVE, default=8, help="frames per attribution call (default: %(default)s)")
+
+
+def method_names(args: argparse.Namespace) -> list[str]:
+    """The methods ``--methods`` names, checked (``UsageError`` names the unknown ones)."""
+    from vbp_live.core.errors import UsageError
+    from vbp_live.evaluate.figures import parse_methods
+
+    try:
+        return parse_methods(args.methods)
+    except ValueError as e:
+        raise UsageError(f"--methods: {e}") from e
 
 
 def method_options(args: argparse.Namespace) -> dict[str, dict]:
-    """Per-method constructor kwargs from the shared options."""
+    """Per-method constructor kwargs from the shared options (``UsageError`` if they contradict)."""
+    from vbp_live.core.errors import UsageError
+
+    if args.pda_window > args.pda_patch:
+        raise UsageError(f"--pda-window {args.pda_window} is larger than --pda-patch {args.pda_patch}")
     pda = {"window": args.pda_window, "patch": args.pda_patch, "stride": args.pda_stride}
     return {"lrp": {"epsilon": args.lrp_epsilon}, "pda": dict(pda), "pda_grad": dict(pda)}
 
@@ -52,17 +74,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT",
                    help="image, image folder, video, .bag, prepared dataset or synthetic drive")
     add_checkpoint_option(p)
-    p.add_argument("--out", default="explain_out", help="output folder for the PNGs (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=8,
+    p.add_argument("--out", "-o", metavar="DIR", default="explain_out",
+                   help="output folder for the PNGs (default: %(default)s)")
+    p.add_argument("--frames", type=POSITIVE, default=8,
                    help="frames sampled evenly from a folder/video/dataset (default: %(default)s)")
-    p.add_argument("--split", default=None, help="prepared datasets: 'train' or 'test' (default: every frame)")
+    p.add_argument("--split", choices=("train", "test"), default=None,
+                   help="prepared datasets: 'train' or 'test' (default: every frame)")
     p.add_argument("--steering", default=None,
                    help="actual steering wheel angle in rad for a single image, or a CSV of file names and "
                         "angles (columns filename/angle or steering_rad)")
     add_method_options(p)
-    p.add_argument("--panel-width", type=int, default=480, help="width of each panel in pixels (default: %(default)s)")
-    p.add_argument("--cols", type=int, default=3, help="panels per row (default: %(default)s)")
-    p.add_argument("--percentile", type=float, default=99.5,
+    p.add_argument("--panel-width", type=int_in(32), default=480,
+                   help="width of each panel in pixels (default: %(default)s)")
+    p.add_argument("--cols", type=POSITIVE, default=3, help="panels per row (default: %(default)s)")
+    p.add_argument("--percentile", type=float_in(0.0, 100.0, low_open=True), default=99.5,
                    help="map percentile shown as full red (100 = the maximum; default: %(default)s)")
     p.set_defaults(func=run)
 
@@ -74,18 +99,19 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
-    from vbp_live.evaluate.figures import describe_output, parse_methods, run_explain
+    from vbp_live.evaluate.figures import describe_output, run_explain
     from vbp_live.evaluate.inputs import apply_steering, load_samples
     from vbp_live.io.checkpoint import load_checkpoint
 
-    names = parse_methods(args.methods)
+    names = method_names(args)
+    options = method_options(args)
     device = resolve_device(args.device)
     ckpt = load_checkpoint(checkpoint_or_shipped(args.checkpoint))
     model = ckpt.build_model(device)
     samples = load_samples(args.input, ckpt.crop, args.frames, args.split)
     apply_steering(samples, args.steering)
     paths, outputs, ms = run_explain(
-        samples, model, ckpt.crop, names, Path(args.out), device, args.batch, method_options(args),
+        samples, model, ckpt.crop, names, Path(args.out), device, args.batch, options,
         args.panel_width, args.cols, args.percentile, progress=tqdm,
     )
     for s, out, path in zip(samples, outputs, paths, strict=True):

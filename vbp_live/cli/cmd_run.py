@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from vbp_live.cli.options import CHECKPOINT_HELP, HelpFormatter, add_device_option
+from vbp_live.cli.options import CHECKPOINT_HELP, POSITIVE, HelpFormatter, add_device_option, float_in
 
 DESCRIPTION = """\
 Run a steering network and VisualBackProp on every frame of SOURCE and overlay what the network
@@ -49,29 +49,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--csv", help="write per-frame index,time_s,pred_deg,true_deg,error_deg to this CSV")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots (default: %(default)s)")
     src = p.add_argument_group("source")
-    src.add_argument("--fps", type=float, help="frame rate for image folders, or to override a file's")
+    src.add_argument("--fps", type=float_in(0.0, low_open=True),
+                     help="frame rate for image folders, or to override a file's")
     src.add_argument("--live", dest="live", action="store_true", default=None,
                      help="treat a file like a camera: drop stale frames")
     src.add_argument("--realtime", action="store_true",
                      help="pace a file at its frame rate (as a camera would deliver it)")
     src.add_argument("--split", choices=["train", "test"], help="prepared dataset: only this split")
-    src.add_argument("--max-frames", type=int, help="stop after this many frames")
-    src.add_argument("--reconnect-timeout", type=float, default=30.0,
+    src.add_argument("--max-frames", type=POSITIVE, help="stop after this many frames")
+    src.add_argument("--reconnect-timeout", type=float_in(0.0), default=30.0,
                      help="give up on a lost stream after this many seconds (default: %(default)s)")
     run = p.add_argument_group("model step")
     add_device_option(run)
     run.add_argument("--method", default="auto", choices=["auto", "vbp", "vbp_fused"],
                      help="attribution (default: %(default)s = vbp_fused on CUDA, else vbp)")
-    run.add_argument("--batch", type=int,
+    run.add_argument("--batch", type=POSITIVE,
                      help="most frames per model step for files (default: 2 on CPU, 16 on CUDA)")
-    run.add_argument("--queue", type=int, default=32,
+    run.add_argument("--queue", type=POSITIVE, default=32,
                      help="queue capacity between stages for files (default: %(default)s)")
-    run.add_argument("--threads", type=int, help="torch CPU threads for the model step (default: all cores but one, "
-                     "which decoding and encoding need)")
+    run.add_argument("--threads", type=POSITIVE,
+                     help="torch CPU threads for the model step (default: all cores but one, "
+                          "which decoding and encoding need)")
     look = p.add_argument_group("look")
     look.add_argument("--no-glyph", action="store_true", help="no steering-wheel glyph")
     look.add_argument("--no-hud", action="store_true", help="no text and no glyph: the overlay alone")
-    look.add_argument("--alpha", type=float, default=0.7, help="overlay strength at mask 1 (default: %(default)s)")
+    look.add_argument("--alpha", type=float_in(0.0, 1.0), default=0.7,
+                      help="overlay strength at mask 1 (default: %(default)s)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run_cmd)
 
@@ -99,8 +102,10 @@ def build_sinks(args: argparse.Namespace, info) -> list:
 
 def run_cmd(args: argparse.Namespace) -> int:
     """Open the source, model and sinks, run the pipeline, report."""
+    import torch
+
     from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
-    from vbp_live.core.errors import UsageError
+    from vbp_live.core.errors import DeviceError, InputError
     from vbp_live.stream.session import RunOptions, run_overlay
 
     opts = RunOptions(
@@ -112,8 +117,12 @@ def run_cmd(args: argparse.Namespace) -> int:
     )
     try:
         result = run_overlay(args.source, opts, lambda info: build_sinks(args, info), progress=not args.quiet)
-    except (OSError, RuntimeError) as e:
-        raise UsageError(str(e)) from e
+    except torch.OutOfMemoryError as e:
+        raise DeviceError(f"--device {opts.device}: out of memory (try a smaller --batch)") from e
+    except OSError as e:
+        if e.filename is not None:
+            raise  # the CLI names the file
+        raise InputError(f"{args.source}: {e}") from e
     return report(result, args)
 
 

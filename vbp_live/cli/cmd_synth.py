@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import HelpFormatter
+from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, int_in
 
 # 2016-10-25 18:26:23 UTC: stamps of the El Camino release when --swap-2016-10-25 is given
 _EL_CAMINO_START_NS = 1_477_419_983_000_000_000
@@ -29,20 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", "-o", metavar="DIR", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=600, help="camera frames at 20 Hz (default: %(default)s = 30 s)")
+    p.add_argument("--frames", type=POSITIVE, default=600, help="camera frames at 20 Hz (default: %(default)s = 30 s)")
     p.add_argument("--format", default="bag,gt",
                    help="comma-separated: bag,mp4,dump,simlog,gt or 'all' (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="bag: raw sensor_msgs/Image on /center_camera/image_color")
-    p.add_argument("--split", type=int, default=1, help="bag: split into K files named <prefix>_<k>.bag")
+    p.add_argument("--split", type=POSITIVE, default=1, help="bag: split into K files named <prefix>_<k>.bag")
     p.add_argument("--swap-2016-10-25", action="store_true",
                    help="bag: 2016-10-25-HH-MM-SS naming, stamps on that day, center frames on /left_camera/...")
     p.add_argument("--side-cameras", action="store_true", help="also render left/right cameras (3x the render time)")
-    p.add_argument("--workers", type=int, default=0,
+    p.add_argument("--workers", type=COUNT, default=0,
                    help="render processes (default 0 = 2 when the machine has 2+ cores and the drive is long enough; "
                         "the output is identical for any number)")
-    p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (default: %(default)s)")
+    p.add_argument("--jpeg-quality", type=int_in(1, 100), default=90, help="JPEG quality (default: %(default)s)")
     p.add_argument("--force", action="store_true", help="overwrite outputs that already exist")
     p.set_defaults(func=run)
 

@@ -6,8 +6,10 @@ Kept light (no torch at import) so ``vbp-live --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
@@ -68,6 +70,42 @@ def _wrap_entry(entry: list[str], width: int, indent: str) -> list[str]:
     column = _indent(lines[1]) if len(lines) > 1 else len(m.group(1)) if m else 0
     hang = " " * column if 0 < column <= width // 2 else lead + "    "
     return _fill(" ".join(line.strip() for line in lines), width, lead, hang)
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``low`` (and <= ``high``); argparse reports others as usage errors."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"in {low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def float_in(low: float, high: float = math.inf, low_open: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a number in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (low < value if low_open else low <= value) or not value <= high:
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+
+    return parse
+
+
+POSITIVE = int_in(1)
+COUNT = int_in(0)
 
 
 def add_device_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, default: str = "auto") -> None:
