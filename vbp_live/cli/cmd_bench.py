@@ -33,6 +33,18 @@ def _ints(text: str) -> tuple[int, ...]:
     return vals
 
 
+def _check_size(models: tuple[str, ...], size: tuple[int, int]) -> None:
+    """Every model can be built for ``--size`` (too small an input leaves no pixels after the convolutions)."""
+    from vbp_live.core.errors import UsageError
+    from vbp_live.models import create_model
+
+    for name in models:
+        try:
+            create_model(name, height=size[0], width=size[1])
+        except (ValueError, RuntimeError) as e:
+            raise UsageError(f"--size {size[0]}x{size[1]}: too small for {name} ({str(e).splitlines()[0]})") from e
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
     p = sub.add_parser(
@@ -80,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     if unknown or not models:
         raise UsageError(f"--models: unknown model(s) {', '.join(unknown) or '(none)'}; "
                          f"registered: {', '.join(list_models())}")
+    if args.size:
+        _check_size(models, args.size)
     device = resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
