@@ -61,7 +61,11 @@ def evaluate_sums(
     amp: bool = False,
     amp_dtype: torch.dtype | None = torch.float16,
 ) -> torch.Tensor:
-    """Run ``model`` (as it is: call ``.eval()`` first) over rows ``idx``; return the metric sums."""
+    """Run ``model`` (as it is: call ``.eval()`` first) over rows ``idx``; return the metric sums.
+
+    The sums are float64 on the CPU, wherever the model runs; ``train.dist.all_sum`` reduces them
+    on the process group's device.
+    """
     device = torch.device(device)
     idx = np.asarray(idx)
     total = torch.zeros(len(REGRESSION_SUMS if loss == "mse" else CLASSIFICATION_SUMS), dtype=torch.float64)
