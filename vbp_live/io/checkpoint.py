@@ -148,7 +148,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
 
 def _load_error(path: Path, err: Exception) -> CheckpointError:
     """Why the weights-only loader failed, in one line (never torch's advice to load unsafely)."""
-    names = _python_objects(path)
+    names = sorted(_python_objects(path), key=lambda n: (n.startswith("torch."), n))  # the file's own classes first
     if names:
         shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
         return CheckpointError(f"{path}: contains Python objects ({shown}); refused because loading it could run code")
