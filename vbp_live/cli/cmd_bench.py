@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, add_device_option
+from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, add_device_option, resolve_device
 
 EPILOG = """\
 Rows include the forward pass unless named "pass alone". On a GPU run, e.g.:
@@ -82,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from vbp_live.bench.core import BenchConfig, run_bench
-    from vbp_live.cli.options import resolve_device
     from vbp_live.core.errors import UsageError
     from vbp_live.io.atomic import write_text_atomic
     from vbp_live.models import list_models

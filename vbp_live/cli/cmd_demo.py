@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import POSITIVE, HelpFormatter, add_device_option
+from vbp_live.cli.options import POSITIVE, HelpFormatter, add_device_option, resolve_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and say where the video is, how fast it ran and how wrong the steering was."""
-    from vbp_live.cli.options import resolve_device
     from vbp_live.stream.demo import run_demo
 
     res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device), args.checkpoint,

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from vbp_live.cli.cmd_explain import add_method_options, method_names, method_options
-from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, add_checkpoint_option, float_in
+from vbp_live.cli.options import (
+    COUNT,
+    POSITIVE,
+    HelpFormatter,
+    add_checkpoint_option,
+    checkpoint_or_shipped,
+    float_in,
+    resolve_device,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
     from vbp_live.evaluate.inputs import load_samples
     from vbp_live.evaluate.perturb import PerturbSettings
     from vbp_live.evaluate.report import write_report

@@ -9,8 +9,10 @@ from vbp_live.cli.options import (
     HelpFormatter,
     add_checkpoint_option,
     add_device_option,
+    checkpoint_or_shipped,
     float_in,
     int_in,
+    resolve_device,
 )
 
 
@@ -98,7 +100,6 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
     from vbp_live.evaluate.figures import describe_output, run_explain
     from vbp_live.evaluate.inputs import apply_steering, load_samples
     from vbp_live.io.checkpoint import load_checkpoint

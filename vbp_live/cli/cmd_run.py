@@ -7,7 +7,15 @@ import json
 import sys
 from pathlib import Path
 
-from vbp_live.cli.options import CHECKPOINT_HELP, POSITIVE, HelpFormatter, add_device_option, float_in
+from vbp_live.cli.options import (
+    CHECKPOINT_HELP,
+    POSITIVE,
+    HelpFormatter,
+    add_device_option,
+    checkpoint_or_shipped,
+    float_in,
+    resolve_device,
+)
 
 DESCRIPTION = """\
 Run a steering network and VisualBackProp on every frame of SOURCE and overlay what the network
@@ -104,7 +112,6 @@ def run_cmd(args: argparse.Namespace) -> int:
     """Open the source, model and sinks, run the pipeline, report."""
     import torch
 
-    from vbp_live.cli.options import checkpoint_or_shipped, resolve_device
     from vbp_live.core.errors import DeviceError, InputError
     from vbp_live.stream.session import RunOptions, run_overlay
 
