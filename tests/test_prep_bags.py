@@ -9,14 +9,15 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from prep_fixtures import CENTER, T0, flat_jpeg, steering_series, write_bag
 
 from data_prep.config import load_config
 from data_prep.pipeline import prepare, synchronize
-from data_prep.source import InputError
-from prep_fixtures import CENTER, T0, flat_jpeg, steering_series, write_bag
+from vbp_live.core.errors import InputError
 from vbp_live.core.preprocess import preprocess_frame
 from vbp_live.io.dataset import PreparedDataset
-from vbp_live.io.synth_writers import iter_records, write_bag as synth_write_bag
+from vbp_live.io.synth_writers import iter_records
+from vbp_live.io.synth_writers import write_bag as synth_write_bag
 from vbp_live.synth import DriveConfig, simulate_drive
 
 MS = 1_000_000
@@ -212,7 +213,7 @@ def test_truncated_bag_end_to_end(tmp_path):
     cut.parent.mkdir()
     cut.write_bytes(bag.read_bytes()[: bag.stat().st_size * 6 // 10])
     res, ds, rows = run(tmp_path, [cut])
-    from data_prep.bagscan import BagScanner
+    from vbp_live.recordings.bagscan import BagScanner
 
     msgs = [(c.topic, t) for c, t, _ in BagScanner(cut).messages()]
     cam = [t - MS for tp, t in msgs if tp == CENTER]  # record time = stamp + 1 ms
@@ -272,10 +273,9 @@ bool timeout
 
 
 def test_steering_report_definition_is_taken_from_the_bag(tmp_path):
+    from prep_fixtures import STEERING_TYPE, image_msg
     from rosbags.rosbag1 import Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    from prep_fixtures import STEERING_TYPE, image_msg
 
     ts = get_typestore(Stores.ROS1_NOETIC)  # a later SteeringReport layout, same type name
     ts.register(get_types_from_msg(LATER_DEF, STEERING_TYPE))

@@ -6,10 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prep_fixtures import T0, flat_jpeg, steering_series, write_bag
 from rosbags.rosbag1 import Reader, ReaderError
 
-from data_prep.bagscan import BagError, BagScanner, bag_topics
-from prep_fixtures import T0, flat_jpeg, steering_series, write_bag
+from vbp_live.core.errors import InputError
+from vbp_live.recordings.bagscan import BagError, BagScanner, bag_topics
 
 
 def _bag(tmp_path: Path, name: str = "a.bag", n: int = 40, **kw) -> Path:
@@ -124,5 +125,5 @@ def test_not_a_bag_and_empty_file(tmp_path):
     shutil.copy(Path(__file__), other)
     with pytest.raises(BagError, match="not a ROS1 v2.0 bag"):
         list(BagScanner(other).messages())
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="no such bag file"):
         BagScanner(tmp_path / "missing.bag")

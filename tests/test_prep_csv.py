@@ -14,11 +14,11 @@ import yaml
 
 from data_prep.config import load_config
 from data_prep.pipeline import prepare
-from data_prep.source import InputError
-from data_prep.source_csv import MPH_TO_MPS, sim_timestamp
+from vbp_live.core.errors import InputError
 from vbp_live.core.preprocess import preprocess_frame
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.io.synth_writers import write_outputs
+from vbp_live.recordings.simlog import MPH_TO_MPS, sim_timestamp
 from vbp_live.synth import DriveConfig, simulate_drive
 
 COMMA = "comma2k19-example1/b0c9d2329ad1606b_2018-08-02--08-34-47_40"
@@ -111,7 +111,7 @@ def test_sim_steering_mapping_and_units():
     assert cfg.simulator.to_rad(1.0) == pytest.approx(-math.radians(25) * 14.8)  # full right lock
     assert load_config(None, {"simulator.steering_ratio": 1.0, "simulator.positive_right": False}).simulator.to_rad(-0.5) \
         == pytest.approx(-math.radians(12.5))
-    assert MPH_TO_MPS * 60 == pytest.approx(26.8224)
+    assert pytest.approx(26.8224) == MPH_TO_MPS * 60
     assert sim_timestamp("center_2016_12_01_13_30_48_287.jpg") == 1480599048287 * 10**6
     assert sim_timestamp("frame_0001.jpg") is None
 
@@ -174,7 +174,7 @@ def test_real_comma2k19_segment_labels_only(tmp_path, shared_data):
     np.testing.assert_array_equal(col(rows, "timestamp_ns", int), ft_ns[1:])
     want = interp(ft_ns[1:], np.round(st * 1e9).astype(np.int64), np.deg2rad(sv))  # degrees -> radians
     np.testing.assert_allclose(col(rows, "steering_rad"), want, atol=1e-12)
-    assert 7.9 < col(rows, "speed_mps").min() and col(rows, "speed_mps").max() < 19.9
+    assert col(rows, "speed_mps").min() > 7.9 and col(rows, "speed_mps").max() < 19.9
     with pytest.raises(InputError, match="no video"):
         prep([seg], tmp_path / "frames")
 

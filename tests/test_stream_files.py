@@ -10,8 +10,10 @@ import pytest
 from stream_util import CROP, H, W, coded_frame, decode_index, read_video, tiny_checkpoint, write_video
 
 from vbp_live.io.dataset import DatasetWriter
+from vbp_live.io.frames import SourceError
 from vbp_live.io.sinks import FramesDirSink, VideoFileSink
-from vbp_live.io.video import ImageFolderSource, SourceError, VideoFileSource, open_source
+from vbp_live.io.sources import open_source
+from vbp_live.io.video import ImageFolderSource, VideoFileSource
 from vbp_live.stream import OverlayEngine, OverlayRenderer, Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog
 
