@@ -64,7 +64,8 @@ def test_truncation_keeps_exactly_the_whole_records_before_the_cut(tmp_path):
     whole, _ = _scan(bag)
     ends = _message_ends(bag, whole)
     size = bag.stat().st_size
-    cuts = [4096 + 13 + 5, ends[3] - 1, ends[3], ends[3] + 7, ends[len(ends) // 2] + 100, ends[-1] - 2, ends[-1] + 40, size - 1]
+    cuts = [4096 + 13 + 5, ends[3] - 1, ends[3], ends[3] + 7, ends[len(ends) // 2] + 100, ends[-1] - 2, ends[-1] + 40,
+            size - 1]
     for cut in cuts:
         part = tmp_path / f"cut_{cut}.bag"
         part.write_bytes(bag.read_bytes()[:cut])

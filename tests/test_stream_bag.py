@@ -36,7 +36,7 @@ def bag(drive, tmp_path_factory):
     """A Udacity-layout bag of the drive; frame 6 is recorded as broken JPEG bytes."""
     path = tmp_path_factory.mktemp("bag") / "drive.bag"
     images = ((int(t), b"\xff\xd8\xff\xe0broken" if k == 6 else img)
-              for k, ((img, _), t) in enumerate(zip(render_frames(drive), drive.frame_times_ns)))
+              for k, ((img, _), t) in enumerate(zip(render_frames(drive), drive.frame_times_ns, strict=True)))
     steering = SteeringSamples(drive.steer_times_ns, drive.steer_angle, drive.steer_speed)
     write_udacity_bag(path, images, steering)
     return path

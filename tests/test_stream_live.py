@@ -51,7 +51,8 @@ def parts(n: int, start: int = 0, corrupt: tuple[int, ...] = ()) -> list[bytes]:
 
 def run_live(url: str, engine: OverlayEngine, *sinks: FrameSink):
     log = PredictionLog()
-    pipe = Pipeline(LiveSource(url, policy=FAST), engine, OverlayRenderer(engine.crop, None), sinks, PipelineConfig(), log=log)
+    pipe = Pipeline(LiveSource(url, policy=FAST), engine, OverlayRenderer(engine.crop, None), sinks, PipelineConfig(),
+                    log=log)
     return pipe.run(), log, pipe
 
 

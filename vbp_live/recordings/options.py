@@ -87,7 +87,14 @@ class SimulatorConfig:
 
 @dataclass(frozen=True)
 class RecordingOptions:
-    """Everything the readers of :mod:`vbp_live.recordings` may be told (defaults = prep.yaml)."""
+    """Everything the readers of :mod:`vbp_live.recordings` may be told (defaults = ``configs/prep.yaml``).
+
+    Attributes:
+        camera: which camera becomes the frames (bags, bag dumps).
+        steering: where steering and speed are in bags.
+        sync: how labels are put onto the frame stamps (:mod:`vbp_live.recordings.labels`).
+        simulator: the scale of simulator logs' steering.
+    """
 
     camera: CameraConfig = field(default_factory=CameraConfig)
     steering: SteeringConfig = field(default_factory=SteeringConfig)
