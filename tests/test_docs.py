@@ -80,7 +80,8 @@ def test_readme_has_no_dates():
     """Dates, run logs and machine-load stories belong in docs/benchmarks.md, not the README."""
     years = [(i, ln) for i, ln in enumerate(README.read_text(encoding="utf-8").splitlines(), 1)
              if re.search(r"(?<!\d)20\d\d(?!\d)", ln)]
-    assert not years, "README.md mentions a year (dates go to docs/): " + "; ".join(f"line {i}: {ln}" for i, ln in years)
+    found = "; ".join(f"line {i}: {ln}" for i, ln in years)
+    assert not years, f"README.md mentions a year (dates go to docs/): {found}"
 
 
 def test_link_checker_sees_links():
