@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-DOC_FILES = [README, *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 MAX_README_LINES = 250
 
 LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -90,3 +90,10 @@ def test_link_checker_sees_links():
     for page in ("data", "training", "overlay", "methods", "benchmarks", "architecture"):
         assert f"docs/{page}.md" in targets, f"README.md does not link docs/{page}.md"
     assert any(t.startswith("docs/images/") for t in targets), "README.md shows no picture from docs/images/"
+
+
+def test_doc_images_are_small():
+    """Pictures in docs/images stay compact (the repository is cloned by every CI run)."""
+    big = [f"{p.name}: {p.stat().st_size // 1024} KB" for p in (ROOT / "docs" / "images").glob("*")
+           if p.stat().st_size > 300 * 1024]
+    assert not big, f"docs/images: files over 300 KB: {big}"
