@@ -97,7 +97,6 @@ KNOWN_SIDEWAYS = {
     "vbp_live.cli.cmd_run -> vbp_live.cli.main",
     "vbp_live.cli.cmd_synth -> vbp_live.cli.main",
     "vbp_live.cli.cmd_train -> vbp_live.cli.main",
-    "vbp_live.train.data -> vbp_live.train.signs",
 }
 
 
