@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from prep_fixtures import T0, steering_series, write_bag
 
 from data_prep.config import PrepConfig, load_config
-from prep_fixtures import T0, steering_series, write_bag
 from vbp_live.cli.main import main
 from vbp_live.io.dataset import DatasetError, PreparedDataset
 
