@@ -185,16 +185,19 @@ class PrepConfig:
         self.crop.spec()
         sync, split = self.sync, self.split
         if sync.method not in METHODS:
-            raise ConfigValueError("sync.method", f"sync.method must be one of {', '.join(METHODS)}; got {sync.method!r}")
+            choices = ", ".join(METHODS)
+            raise ConfigValueError("sync.method", f"sync.method must be one of {choices}; got {sync.method!r}")
         if sync.max_gap_s is not None and sync.max_gap_s <= 0:
             raise ConfigValueError("sync.max_gap_s", f"sync.max_gap_s must be > 0 or null, got {sync.max_gap_s}")
         if not 0.0 <= split.test_fraction <= 1.0:
-            raise ConfigValueError("split.test_fraction", f"split.test_fraction must be in [0, 1], got {split.test_fraction}")
+            raise ConfigValueError("split.test_fraction",
+                                   f"split.test_fraction must be in [0, 1], got {split.test_fraction}")
         if split.test_count is not None and split.test_count < 0:
             raise ConfigValueError("split.test_count", f"split.test_count must be >= 0 or null, got {split.test_count}")
         if self.decode.mode not in ("gray", "color"):
             raise ConfigValueError("decode.mode", f"decode.mode must be one of gray, color; got {self.decode.mode!r}")
-        for key, v in (("decode.threads", self.decode.threads), ("output.checkpoint_every", self.output.checkpoint_every)):
+        for key, v in (("decode.threads", self.decode.threads),
+                       ("output.checkpoint_every", self.output.checkpoint_every)):
             if v < 1:
                 raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
 

@@ -94,7 +94,7 @@ def test_wrong_types_name_origin_key_expected_type_and_value(tmp_path):
         ("inner.on=1", "--set inner.on=1: inner.on must be true or false, got 1"),
         ("inner.rate=fast", "--set inner.rate=fast: inner.rate must be a number, got 'fast'"),
         ("inner.gap=x", "--set inner.gap=x: inner.gap must be a number or null, got 'x'"),
-        ("inner.mode=medium", "--set inner.mode=medium: inner.mode must be one of 'fast', 'slow'; got 'medium'"),
+        ("inner.mode=medium", "--set inner.mode=medium: inner.mode must be one of fast, slow; got 'medium'"),
         ("inner.sizes=[1, x]", "--set inner.sizes=[1, x]: inner.sizes[1] must be an integer, got 'x'"),
         ("inner.tags=b", "--set inner.tags=b: inner.tags must be a list, got 'b'"),
         ("inner.extra={k: x}", "--set inner.extra={k: x}: inner.extra.k must be an integer, got 'x'"),
@@ -109,8 +109,10 @@ def test_wrong_types_name_origin_key_expected_type_and_value(tmp_path):
 def test_validation_errors_name_where_the_key_came_from(tmp_path):
     p = _write(tmp_path, "name: y\ninner:\n  count: 200\n")
     assert _error(config.load, Outer, p) == f"{p}:3: inner.count must be <= 100, got 200"
-    assert _error(config.load, Outer, p, ["inner.count=300"]) == "--set inner.count=300: inner.count must be <= 100, got 300"
-    assert _error(config.load, Outer, None, {"inner.count": 400}) == "override inner.count=400: inner.count must be <= 100, got 400"
+    assert _error(config.load, Outer, p, ["inner.count=300"]) == (
+        "--set inner.count=300: inner.count must be <= 100, got 300")
+    assert _error(config.load, Outer, None, {"inner.count": 400}) == (
+        "override inner.count=400: inner.count must be <= 100, got 400")
 
 
 def test_one_value_rule_for_files_and_set(tmp_path):
@@ -145,6 +147,18 @@ def test_files_that_are_not_a_mapping_are_refused(tmp_path):
 def test_the_unsafe_loader_is_never_used(tmp_path):
     p = _write(tmp_path, "name: !!python/object/apply:os.system ['echo unsafe']\n")
     assert "not valid YAML" in _error(config.load, Outer, p)
+
+
+@dataclass
+class Card:
+    name: str
+    inner: Inner = field(default_factory=Inner)
+
+
+def test_a_key_without_default_is_required(tmp_path):
+    assert config.load(Card, _write(tmp_path, "name: n\n")).name == "n"
+    p = _write(tmp_path, "inner:\n  count: 2\n")
+    assert _error(config.load, Card, p) == f"{p}: missing key 'name' (it has no default)"
 
 
 def test_config_diff_names_dotted_keys():
@@ -197,7 +211,8 @@ def test_both_clis_share_the_set_option_help():
     from vbp_live.cli.main import build_parser
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    helps = {name: next(a for a in sub.choices[name]._actions if "--set" in a.option_strings) for name in ("prep", "train")}
+    helps = {name: next(a for a in sub.choices[name]._actions if "--set" in a.option_strings)
+             for name in ("prep", "train")}
     assert helps["prep"].help == helps["train"].help == config.SET_HELP
     assert helps["prep"].dest == helps["train"].dest == "sets"
 

