@@ -115,6 +115,13 @@ def test_validation_errors_name_where_the_key_came_from(tmp_path):
         "override inner.count=400: inner.count must be <= 100, got 400")
 
 
+def test_a_top_level_value_error_without_origin_names_the_file_or_nothing(tmp_path):
+    p = _write(tmp_path, "inner:\n  rate: 2\n")
+    assert _error(config.load, Outer, p, {"name": 5}) == "override name=5: name must be a string, got 5"
+    assert _error(config.from_dict, Outer, {"inner": {"count": 101}}) == "inner.count must be <= 100, got 101"
+    assert config._parent("a.b[2]") == "a.b" and config._parent("a.b") == "a" and config._parent("a") == ""
+
+
 def test_one_value_rule_for_files_and_set(tmp_path):
     assert parse_set("inner.rate=1e-3") == Override("inner.rate", "1e-3", "--set inner.rate=1e-3")  # YAML 1.1: a string
     from_set = config.load(Outer, None, ["inner.rate=1e-3"])

@@ -85,7 +85,7 @@ def test_file_values_follow_the_same_rule_as_set(tmp_path):
 def test_prepared_data_needs_a_path():
     with pytest.raises(ConfigError, match="^data.path is empty"):
         load_config(None, [])
-    with pytest.raises(ConfigError, match=r"signnet\.yaml: data.path is empty"):
+    with pytest.raises(ConfigError, match=r"signnet\.yaml:8: data.path is empty"):
         load_config(ROOT / "configs" / "signnet.yaml", ["data.kind=prepared"])
 
 

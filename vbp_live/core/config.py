@@ -239,7 +239,7 @@ class _Origins:
         while k:
             if k in self.at:
                 return self.at[k]
-            k = _PARENT.sub("", k)
+            k = _parent(k)
         children = [o for c, o in self.at.items() if c.startswith((key + ".", key + "["))] if key else []
         return children[-1] if children else self.default
 
@@ -416,6 +416,12 @@ def _plain(x: Any) -> Any:
 
 def _is_leaf(tp: Any) -> bool:
     return tp in (bool, int, float, str) or typing.get_origin(tp) is Literal
+
+
+def _parent(key: str) -> str:
+    """``"a.b[2]"`` -> ``"a.b"`` -> ``"a"`` -> ``""``."""
+    parent = _PARENT.sub("", key)
+    return "" if parent == key else parent
 
 
 def _join(prefix: str, name: Any) -> str:
