@@ -51,8 +51,8 @@ from vbp_live.core.errors import ConfigError
 
 T = TypeVar("T")
 
-SET_HELP = ("override one config key (repeatable); VALUE is read as YAML, e.g. --set optim.lr=1e-3, "
-            "--set snapshot.epochs=[1, 2], --set sync.max_gap_s=null")
+SET_HELP = ("override one config key, SECTION.KEY=VALUE (repeatable; the last one wins); VALUE is read as "
+            "YAML: 1e-3, true, null, [1, 2], '\"2016\"' for a string of digits")
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _PARENT = re.compile(r"(\.[^.\[\]]*|\[\d+\])$")
