@@ -1,4 +1,7 @@
-"""Layer 3: Udacity-style recordings -> synchronized, filtered, cropped training datasets.
+"""Layer 3: recordings -> synchronized, filtered, cropped training datasets.
+
+The recordings themselves (bags, bag dumps, simulator logs, comma2k19) are read by
+:mod:`vbp_live.recordings`; this package only turns what they yield into datasets.
 
 Public API::
 
@@ -12,6 +15,7 @@ The command is ``vbp-live prep`` (see the README, "Preparing data").
 """
 
 from data_prep.config import PrepConfig, load_config
-from data_prep.pipeline import PrepResult, prepare, synchronize
+from data_prep.pipeline import prepare, synchronize
+from data_prep.result import PrepResult
 
 __all__ = ["PrepConfig", "PrepResult", "load_config", "prepare", "synchronize"]

@@ -1,15 +1,16 @@
 """Typed configuration of ``vbp-live prep`` (``configs/prep.yaml``).
 
-Every step of the preparation is a section here. YAML files and ``--set`` overrides are read by
-the one config loader (:mod:`vbp_live.core.config`: safe YAML, one value rule) and checked
-against these dataclasses: unknown keys and wrong types are refused naming the key and where it
-came from (``file:line`` or ``--set``), so a typo never silently falls back to a default.
+Every step of the preparation is a section here; the sections the recording readers use
+(camera, steering, sync, simulator) are defined in :mod:`vbp_live.recordings.options`. YAML files
+and ``--set`` overrides are read by the one config loader (:mod:`vbp_live.core.config`: safe
+YAML, one value rule) and checked against these dataclasses: unknown keys and wrong types are
+refused naming the key and where it came from (``file:line`` or ``--set``), so a typo never
+silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,50 +20,7 @@ from vbp_live.core import config
 from vbp_live.core.config import ConfigValueError
 from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.core.sync import METHODS
-
-
-@dataclass(frozen=True)
-class CameraConfig:
-    """Which camera stream becomes the frames.
-
-    Attributes:
-        name: camera to keep (the paper: ``center``).
-        topics: bag topics to try, in order; ``{name}`` is replaced by the camera name.
-        swap_left_center: bag file name patterns whose left and center topics are swapped
-            (Udacity's 2016-10-25 El Camino bags: the true center camera is on /left_camera).
-    """
-
-    name: str = "center"
-    topics: tuple[str, ...] = ("/{name}_camera/image_color/compressed", "/{name}_camera/image_color")
-    swap_left_center: tuple[str, ...] = ("2016-10-25*.bag",)
-
-
-@dataclass(frozen=True)
-class SteeringConfig:
-    """Where steering and speed come from in bags (``dbw_mkz_msgs/SteeringReport``).
-
-    Attributes:
-        topic: the steering report topic.
-        angle_field: message field with the steering wheel angle in rad (positive = left).
-        speed_field: message field with the vehicle speed in m/s.
-    """
-
-    topic: str = "/vehicle/steering_report"
-    angle_field: str = "steering_wheel_angle"
-    speed_field: str = "speed"
-
-
-@dataclass(frozen=True)
-class SyncConfig:
-    """Step 1: resampling steering and speed onto camera timestamps.
-
-    Attributes:
-        method: ``linear`` (interpolate) or ``zoh`` (hold the latest sample).
-        max_gap_s: drop frames inside a wider gap between samples (null: no limit).
-    """
-
-    method: str = "linear"
-    max_gap_s: float | None = 0.25
+from vbp_live.recordings.options import CameraConfig, RecordingOptions, SimulatorConfig, SteeringConfig, SyncConfig
 
 
 @dataclass(frozen=True)
@@ -116,33 +74,6 @@ class SplitConfig:
 
     test_fraction: float = 0.0952
     test_count: int | None = None
-
-
-@dataclass(frozen=True)
-class SimulatorConfig:
-    """Udacity simulator logs (``driving_log.csv``): steering there is normalized to [-1, 1].
-
-    steering_rad = (-1 if positive_right else 1) * steering * radians(max_wheel_angle_deg)
-    * steering_ratio: the simulator's road-wheel angle (25 degrees at full lock) expressed as
-    the steering *wheel* angle of a car with that ratio (Lincoln MKZ 14.8), positive = left,
-    the same unit and sign as the real bags' SteeringReport.
-
-    Attributes:
-        max_wheel_angle_deg: road-wheel angle at steering = 1.
-        steering_ratio: steering wheel angle / road-wheel angle (1.0 keeps road-wheel angles).
-        positive_right: the simulator's positive steering turns right.
-        frame_period_s: frame spacing used when image names carry no timestamp.
-    """
-
-    max_wheel_angle_deg: float = 25.0
-    steering_ratio: float = 14.8
-    positive_right: bool = True
-    frame_period_s: float = 0.1
-
-    def to_rad(self, normalized: float) -> float:
-        """Simulator steering in [-1, 1] -> steering wheel angle in rad (positive = left)."""
-        sign = -1.0 if self.positive_right else 1.0
-        return sign * normalized * math.radians(self.max_wheel_angle_deg) * self.steering_ratio
 
 
 @dataclass(frozen=True)
@@ -200,6 +131,10 @@ class PrepConfig:
                        ("output.checkpoint_every", self.output.checkpoint_every)):
             if v < 1:
                 raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
+
+    def recording_options(self) -> RecordingOptions:
+        """The sections the recording readers use (camera, steering, sync, simulator)."""
+        return RecordingOptions(self.camera, self.steering, self.sync, self.simulator)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict (tuples become lists)."""

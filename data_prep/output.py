@@ -11,19 +11,17 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
 
 from data_prep.config import PrepConfig
 from data_prep.plan import Plan, time_split
-from data_prep.source import Scan, Source
+from data_prep.result import PrepResult
 from vbp_live.io.atomic import write_text_atomic
 from vbp_live.io.dataset import INDEX_FIELDS, DatasetError, DatasetWriter
-
-if TYPE_CHECKING:
-    from data_prep.pipeline import PrepResult
+from vbp_live.recordings.base import Recording, Scan
 
 LABELS_FORMAT = "vbp_live/labels-v1"
 MAX_LISTED = 20  # rejected images listed one by one in the manifest
@@ -37,10 +35,11 @@ def run_counts(plan: Plan, rejected: list[list[Any]]) -> dict[str, Any]:
     return {"read": read, "kept": read - sum(dropped.values()), "dropped": dict(sorted(dropped.items()))}
 
 
-def _manifest_common(plan: Plan, scan: Scan, cfg: PrepConfig, source: Source, counts: dict[str, Any]) -> dict[str, Any]:
+def _manifest_common(plan: Plan, scan: Scan, cfg: PrepConfig, recording: Recording,
+                     counts: dict[str, Any]) -> dict[str, Any]:
     return {
-        "input_kind": source.kind,
-        "sources": [{"name": Path(p).name, "bytes": Path(p).stat().st_size} for p in source.paths],
+        "input_kind": recording.kind,
+        "sources": [{"name": Path(p).name, "bytes": Path(p).stat().st_size} for p in recording.paths],
         "preprocessing": cfg.to_dict(),
         "counts": counts,
         "warnings": list(scan.warnings),
@@ -69,11 +68,9 @@ def write_dropped(path: Path, plan: Plan, rejected: list[list[Any]]) -> None:
             w.writerow([int(plan.t[i]), plan.names[plan.source[i]], reason[i]])
 
 
-def finish_dataset(writer: DatasetWriter, plan: Plan, scan: Scan, cfg: PrepConfig, source: Source,
-                   rejected: list[list[Any]]) -> "PrepResult":
+def finish_dataset(writer: DatasetWriter, plan: Plan, scan: Scan, cfg: PrepConfig, recording: Recording,
+                   rejected: list[list[Any]]) -> PrepResult:
     """Sort written frames by time, split, write dropped.csv + manifest, move into place."""
-    from data_prep.pipeline import PrepResult
-
     counts = run_counts(plan, rejected)
     if counts["kept"] == 0:
         writer.abort()
@@ -81,7 +78,7 @@ def finish_dataset(writer: DatasetWriter, plan: Plan, scan: Scan, cfg: PrepConfi
     order = np.argsort(np.array([r[0] for r in writer.rows], np.int64), kind="stable")
     splits = time_split(len(order), cfg.split)
     write_dropped(writer.partial / "dropped.csv", plan, rejected)
-    extra = _manifest_common(plan, scan, cfg, source, counts)
+    extra = _manifest_common(plan, scan, cfg, recording, counts)
     extra["rejected_images"] = [{"timestamp_ns": int(plan.t[plan.by_ordinal()[o]]), "reason": r, "error": m}
                                 for o, r, m in rejected[:MAX_LISTED]]
     warnings = extra["warnings"] + _rejected_warnings(rejected)
@@ -105,14 +102,14 @@ def _split_counts(splits: np.ndarray) -> dict[str, int]:
 def labels_rows(plan: Plan, splits: np.ndarray) -> list[list[Any]]:
     """Index rows (INDEX_FIELDS) of the kept frames, time order."""
     kept = np.flatnonzero(plan.kept)
-    return [[j, int(plan.t[i]), repr(float(plan.steering[i])), repr(float(plan.speed[i])), plan.names[plan.source[i]], s]
-            for j, (i, s) in enumerate(zip(kept, splits))]
+    return [[j, int(plan.t[i]), repr(float(plan.steering[i])), repr(float(plan.speed[i])),
+             plan.names[plan.source[i]], s]
+            for j, (i, s) in enumerate(zip(kept, splits, strict=True))]
 
 
-def write_labels(out: Path, plan: Plan, scan: Scan, cfg: PrepConfig, source: Source, overwrite: bool) -> "PrepResult":
+def write_labels(out: Path, plan: Plan, scan: Scan, cfg: PrepConfig, recording: Recording,
+                 overwrite: bool) -> PrepResult:
     """Labels-only output: ``index.csv`` + ``dropped.csv`` + ``manifest.yaml``, no frames."""
-    from data_prep.pipeline import PrepResult
-
     partial = out.parent / (out.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
@@ -125,9 +122,10 @@ def write_labels(out: Path, plan: Plan, scan: Scan, cfg: PrepConfig, source: Sou
         w.writerows(labels_rows(plan, splits))
     write_dropped(partial / "dropped.csv", plan, [])
     manifest = {"format": LABELS_FORMAT, "num_frames": counts["kept"], "splits": _split_counts(splits),
-                **_manifest_common(plan, scan, cfg, source, counts)}
+                **_manifest_common(plan, scan, cfg, recording, counts)}
     write_text_atomic(partial / "manifest.yaml", yaml.safe_dump(manifest, sort_keys=False))
     if out.exists() and overwrite:
         shutil.rmtree(out)
     os.replace(partial, out)
-    return PrepResult(out, counts, _split_counts(splits), warnings=list(scan.warnings), info=manifest["info"], labels_only=True)
+    return PrepResult(out, counts, _split_counts(splits), warnings=list(scan.warnings), info=manifest["info"],
+                      labels_only=True)

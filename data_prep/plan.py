@@ -2,7 +2,7 @@
 
 Steps 1 (synchronize), 3 (speed filter) and 6 (time-ordered split) of the paper's
 preprocessing work on timestamps and measurements alone; step 2 (center camera) was applied
-by the source. The result says, for every camera frame read, either its steering/speed or
+by the recording reader. The result says, for every camera frame read, either its steering/speed or
 the first reason it was dropped.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from data_prep.config import PrepConfig, SplitConfig
-from data_prep.source import Scan
 from vbp_live.core.sync import FrameSync, clean_samples, drop_counts, sync_frames
+from vbp_live.recordings.base import Scan
 
 SLOW = "slow"  # speed <= filter.min_speed_mps
 
@@ -25,7 +25,7 @@ class Plan:
     """Every frame of a scan, in time order.
 
     Attributes:
-        ordinal: (F,) the frame's position in the scan (what ``Source.payloads`` yields).
+        ordinal: (F,) the frame's position in the scan (what ``Recording.payloads`` yields).
         t: (F,) int64 timestamps (ns), ascending.
         steering: (F,) rad (NaN where dropped). speed: (F,) m/s.
         source: (F,) index into ``names``. names: source names.
@@ -66,14 +66,15 @@ class Plan:
 
 def make_plan(scan: Scan, cfg: PrepConfig) -> Plan:
     """Synchronize, filter by speed and record drop reasons for every frame of ``scan``."""
-    gap = None if cfg.sync.max_gap_s is None else int(round(cfg.sync.max_gap_s * 1e9))
+    gap = cfg.sync.max_gap_ns()
     info: dict[str, Any] = {}
     if scan.presynced is None:
         channels = {}
         for name, (t, v) in (("steering", scan.steering), ("speed", scan.speed)):
             s = clean_samples(t, v)
             channels[name] = s
-            info[f"{name}_samples"] = {"read": int(len(t)), "reordered": s.reordered, "duplicate_times": s.duplicates, "non_finite": s.non_finite}
+            info[f"{name}_samples"] = {"read": int(len(t)), "reordered": s.reordered, "duplicate_times": s.duplicates,
+                                       "non_finite": s.non_finite}
         fs = sync_frames(scan.frame_t, channels, cfg.sync.method, gap)
         steering, speed = fs.values["steering"], fs.values["speed"]
     else:

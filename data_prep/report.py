@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from data_prep.pipeline import PrepResult
+from data_prep.result import PrepResult
 
 REASON_HELP = {
     "duplicate_timestamp": "same camera timestamp as an earlier frame",
@@ -27,7 +24,7 @@ def _reason_help(reason: str) -> str:
     }.get(what, "")
 
 
-def summary_table(res: "PrepResult") -> str:
+def summary_table(res: PrepResult) -> str:
     """Counts read / kept / dropped per reason, splits and output path."""
     c = res.counts
     lines = [f"{'frames':<34}{'count':>10}", "-" * 44, f"{'read (camera frames)':<34}{c['read']:>10}"]
@@ -42,7 +39,7 @@ def summary_table(res: "PrepResult") -> str:
     return "\n".join(lines)
 
 
-def timing_table(res: "PrepResult") -> str:
+def timing_table(res: PrepResult) -> str:
     """Frames/s end to end and where the time went."""
     t = res.timings
     total = t.get("total", 0.0)

@@ -18,11 +18,11 @@ import numpy as np
 from tqdm import tqdm
 
 from data_prep.config import PrepConfig
-from data_prep.images import ImageError, Payload, decode_payload
 from data_prep.plan import Plan
-from data_prep.source import Source
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.io.dataset import DatasetWriter
+from vbp_live.recordings.base import Recording
+from vbp_live.recordings.images import ImageError, Payload, decode_payload
 
 WorkResult = tuple[np.ndarray | None, float, float, ImageError | None]
 
@@ -49,8 +49,8 @@ class FrameWriter:
     previous run got follows from the writer's row count plus the rejected list alone.
     """
 
-    def __init__(self, source: Source, plan: Plan, writer: DatasetWriter, cfg: PrepConfig):
-        self.source, self.plan, self.writer, self.cfg = source, plan, writer, cfg
+    def __init__(self, recording: Recording, plan: Plan, writer: DatasetWriter, cfg: PrepConfig):
+        self.recording, self.plan, self.writer, self.cfg = recording, plan, writer, cfg
         self.wanted = plan.wanted()
         self.wanted_ords = np.flatnonzero(self.wanted)
         self.pos = plan.by_ordinal()
@@ -75,15 +75,15 @@ class FrameWriter:
         old_cv = cv2.getNumThreads()
         cv2.setNumThreads(1)  # parallelism comes from the pool; no nested OpenCV threads
         try:
-            with tqdm(total=len(self.wanted_ords), initial=done, unit="frame", desc="prep", disable=not progress) as bar, \
-                    ThreadPoolExecutor(threads, thread_name_prefix="prep") as pool:
+            with tqdm(total=len(self.wanted_ords), initial=done, unit="frame", desc="prep",
+                      disable=not progress) as bar, ThreadPoolExecutor(threads, thread_name_prefix="prep") as pool:
                 self._loop(pool, start, spec, gray, 4 * threads, bar)
         finally:
             cv2.setNumThreads(old_cv)
 
     def _loop(self, pool: ThreadPoolExecutor, start: int, spec: CropSpec, gray: bool, inflight: int, bar: tqdm) -> None:
         pending: deque[tuple[int, Future]] = deque()
-        items = iter(self.source.payloads(self.wanted, start))
+        items = iter(self.recording.payloads(self.wanted, start))
         while True:
             t = time.perf_counter()
             item = next(items, None)

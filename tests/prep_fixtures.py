@@ -7,8 +7,9 @@ built exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -62,7 +63,8 @@ def _header(ts: Any, stamp_ns: int, seq: int) -> Any:
     return t["std_msgs/msg/Header"](seq=seq, stamp=stamp, frame_id="")
 
 
-def image_msg(ts: Any, stamp_ns: int, image: bytes | np.ndarray, seq: int = 0, encoding: str = "bgr8") -> tuple[str, Any]:
+def image_msg(ts: Any, stamp_ns: int, image: bytes | np.ndarray, seq: int = 0,
+              encoding: str = "bgr8") -> tuple[str, Any]:
     """(msgtype, message): CompressedImage for bytes, raw Image for an array."""
     h = _header(ts, stamp_ns, seq)
     if isinstance(image, bytes):

@@ -9,14 +9,15 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from prep_fixtures import CENTER, T0, flat_jpeg, steering_series, write_bag
 
 from data_prep.config import load_config
 from data_prep.pipeline import prepare, synchronize
-from data_prep.source import InputError
-from prep_fixtures import CENTER, T0, flat_jpeg, steering_series, write_bag
+from vbp_live.core.errors import InputError
 from vbp_live.core.preprocess import preprocess_frame
 from vbp_live.io.dataset import PreparedDataset
-from vbp_live.io.synth_writers import iter_records, write_bag as synth_write_bag
+from vbp_live.io.synth_writers import iter_records
+from vbp_live.io.synth_writers import write_bag as synth_write_bag
 from vbp_live.synth import DriveConfig, simulate_drive
 
 MS = 1_000_000
@@ -62,7 +63,7 @@ def test_synthetic_world_split_bags_exact_labels_and_frames(tmp_path, synth_bags
     assert np.abs(col(rows, "steering_rad") - drive.steering).max() < 0.01  # close to the true per-frame label
     assert sorted(set(col(rows, "source", str))) == sorted(p.name for p in paths)
     spec = ds.crop
-    for rec, got in zip(iter_records(drive), ds.frames):  # the very frames, through THE crop function
+    for rec, got in zip(iter_records(drive), ds.frames, strict=False):  # the very frames, through THE crop function
         gray = cv2.imdecode(np.frombuffer(rec.jpeg(), np.uint8), cv2.IMREAD_GRAYSCALE)
         np.testing.assert_array_equal(got, preprocess_frame(gray, spec))
 
@@ -125,7 +126,8 @@ def test_reordered_and_duplicate_stamps(tmp_path):
     frames = [(stamps[k], flat_jpeg(20 * (k % 12) + 10)) for k in order]
     steer = steering_series(T0, T0 + 900 * MS)
     steer = steer[::-1] + [steer[10]]  # reports recorded newest first, one repeated
-    bag = write_bag(tmp_path / "r.bag", frames, steer, record_ns=[T0 + 100 * MS + i * 50 * MS for i in range(len(order))],
+    bag = write_bag(tmp_path / "r.bag", frames, steer,
+                    record_ns=[T0 + 100 * MS + i * 50 * MS for i in range(len(order))],
                     steer_record_ns=[T0 + k for k in range(len(steer))])
     res, ds, rows = run(tmp_path, [bag])
     assert res.counts["dropped"] == {"duplicate_timestamp": 1} and res.counts["kept"] == 11
@@ -160,9 +162,10 @@ def test_raw_image_topics(tmp_path):
     rng = np.random.default_rng(0)
     imgs = [rng.integers(0, 256, (48, 64, 3), dtype=np.uint8) for _ in range(4)]
     frames = [(T0 + 100 * MS + k * 50 * MS, im) for k, im in enumerate(imgs)]
-    bag = write_bag(tmp_path / "raw.bag", frames, steering_series(T0, T0 + 400 * MS), topic="/center_camera/image_color")
+    bag = write_bag(tmp_path / "raw.bag", frames, steering_series(T0, T0 + 400 * MS),
+                    topic="/center_camera/image_color")
     res, ds, _ = run(tmp_path, [bag])
-    for im, got in zip(imgs, ds.frames):
+    for im, got in zip(imgs, ds.frames, strict=True):
         np.testing.assert_array_equal(got, preprocess_frame(im, ds.crop))
     assert res.info["camera_topics"] == {"raw.bag": "/center_camera/image_color"}
 
@@ -183,7 +186,8 @@ def test_missing_topics_list_what_is_there(tmp_path):
     with pytest.raises(InputError) as e:
         prepare([bag], tmp_path / "o", progress=False)
     msg = str(e.value)
-    assert CENTER in msg and "/foo/image (sensor_msgs/CompressedImage, 1 msgs)" in msg and "/vehicle/steering_report" in msg
+    assert CENTER in msg and "/foo/image (sensor_msgs/CompressedImage, 1 msgs)" in msg
+    assert "/vehicle/steering_report" in msg
     bag2 = write_bag(tmp_path / "n.bag", _frames(3))
     with pytest.raises(InputError, match=r"no steering: topic '/vehicle/steering_report'.*center_camera"):
         prepare([bag2], tmp_path / "o", progress=False)
@@ -212,7 +216,7 @@ def test_truncated_bag_end_to_end(tmp_path):
     cut.parent.mkdir()
     cut.write_bytes(bag.read_bytes()[: bag.stat().st_size * 6 // 10])
     res, ds, rows = run(tmp_path, [cut])
-    from data_prep.bagscan import BagScanner
+    from vbp_live.recordings.bagscan import BagScanner
 
     msgs = [(c.topic, t) for c, t, _ in BagScanner(cut).messages()]
     cam = [t - MS for tp, t in msgs if tp == CENTER]  # record time = stamp + 1 ms
@@ -252,7 +256,8 @@ def test_split_and_manifest(tmp_path):
     assert man["preprocessing"] == load_config(None, {"split.test_fraction": 0.2, "crop.preset": "nethvf"}).to_dict()
     c = man["counts"]
     assert c["read"] == c["kept"] + sum(c["dropped"].values()) == 30
-    assert man["splits"] == {"test": 6, "train": 24} and man["sources"] == [{"name": "s.bag", "bytes": bag.stat().st_size}]
+    assert man["splits"] == {"test": 6, "train": 24}
+    assert man["sources"] == [{"name": "s.bag", "bytes": bag.stat().st_size}]
     res2, ds2, _ = run(tmp_path, [bag], name="o2", **{"split.test_count": 7, "split.test_fraction": 0.5})
     assert list(ds2.split[-8:]) == ["train"] + ["test"] * 7  # the count wins over the fraction
     with pytest.raises(ValueError, match="already exists"):
@@ -272,10 +277,9 @@ bool timeout
 
 
 def test_steering_report_definition_is_taken_from_the_bag(tmp_path):
+    from prep_fixtures import STEERING_TYPE, image_msg
     from rosbags.rosbag1 import Writer
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
-
-    from prep_fixtures import STEERING_TYPE, image_msg
 
     ts = get_typestore(Stores.ROS1_NOETIC)  # a later SteeringReport layout, same type name
     ts.register(get_types_from_msg(LATER_DEF, STEERING_TYPE))

@@ -6,10 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prep_fixtures import T0, flat_jpeg, steering_series, write_bag
 from rosbags.rosbag1 import Reader, ReaderError
 
-from data_prep.bagscan import BagError, BagScanner, bag_topics
-from prep_fixtures import T0, flat_jpeg, steering_series, write_bag
+from vbp_live.core.errors import InputError
+from vbp_live.recordings.bagscan import BagError, BagScanner, bag_topics
 
 
 def _bag(tmp_path: Path, name: str = "a.bag", n: int = 40, **kw) -> Path:
@@ -63,7 +64,8 @@ def test_truncation_keeps_exactly_the_whole_records_before_the_cut(tmp_path):
     whole, _ = _scan(bag)
     ends = _message_ends(bag, whole)
     size = bag.stat().st_size
-    cuts = [4096 + 13 + 5, ends[3] - 1, ends[3], ends[3] + 7, ends[len(ends) // 2] + 100, ends[-1] - 2, ends[-1] + 40, size - 1]
+    cuts = [4096 + 13 + 5, ends[3] - 1, ends[3], ends[3] + 7, ends[len(ends) // 2] + 100, ends[-1] - 2, ends[-1] + 40,
+            size - 1]
     for cut in cuts:
         part = tmp_path / f"cut_{cut}.bag"
         part.write_bytes(bag.read_bytes()[:cut])
@@ -124,5 +126,5 @@ def test_not_a_bag_and_empty_file(tmp_path):
     shutil.copy(Path(__file__), other)
     with pytest.raises(BagError, match="not a ROS1 v2.0 bag"):
         list(BagScanner(other).messages())
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="no such bag file"):
         BagScanner(tmp_path / "missing.bag")

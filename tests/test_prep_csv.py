@@ -14,11 +14,16 @@ import yaml
 
 from data_prep.config import load_config
 from data_prep.pipeline import prepare
-from data_prep.source import InputError
-from data_prep.source_csv import MPH_TO_MPS, sim_timestamp
+from vbp_live.core.errors import InputError
 from vbp_live.core.preprocess import preprocess_frame
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.io.synth_writers import write_outputs
+from vbp_live.recordings.dump import DumpRecording
+from vbp_live.recordings.formats import open_recording
+from vbp_live.recordings.images import decode_payload
+from vbp_live.recordings.labels import frame_steering
+from vbp_live.recordings.options import RecordingOptions, SimulatorConfig, SyncConfig
+from vbp_live.recordings.simlog import MPH_TO_MPS, SimLogRecording, sim_timestamp
 from vbp_live.synth import DriveConfig, simulate_drive
 
 COMMA = "comma2k19-example1/b0c9d2329ad1606b_2018-08-02--08-34-47_40"
@@ -56,8 +61,9 @@ def test_dump_folder_synchronizes_steering_csv(tmp_path, synth):
     rows, ds = index(res.out_dir), PreparedDataset(res.out_dir)
     assert res.counts["kept"] == 24 and res.info["labels_from"] == "camera.csv"
     np.testing.assert_array_equal(ds.timestamps_ns, drive.frame_times_ns)
-    np.testing.assert_allclose(col(rows, "steering_rad"), interp(drive.frame_times_ns, drive.steer_times_ns, drive.steer_angle), atol=1e-12)
-    for t, got in zip(ds.timestamps_ns[:5], ds.frames):
+    want = interp(drive.frame_times_ns, drive.steer_times_ns, drive.steer_angle)
+    np.testing.assert_allclose(col(rows, "steering_rad"), want, atol=1e-12)
+    for t, got in zip(ds.timestamps_ns[:5], ds.frames[:5], strict=True):
         gray = cv2.imread(str(root / "dump" / "center" / f"{t}.jpg"), cv2.IMREAD_GRAYSCALE)
         np.testing.assert_array_equal(got, preprocess_frame(gray, ds.crop))
 
@@ -109,9 +115,9 @@ def test_simulator_log_without_header_windows_paths_missing_image(tmp_path, synt
 def test_sim_steering_mapping_and_units():
     cfg = load_config()
     assert cfg.simulator.to_rad(1.0) == pytest.approx(-math.radians(25) * 14.8)  # full right lock
-    assert load_config(None, {"simulator.steering_ratio": 1.0, "simulator.positive_right": False}).simulator.to_rad(-0.5) \
-        == pytest.approx(-math.radians(12.5))
-    assert MPH_TO_MPS * 60 == pytest.approx(26.8224)
+    road_wheel_left = load_config(None, {"simulator.steering_ratio": 1.0, "simulator.positive_right": False}).simulator
+    assert road_wheel_left.to_rad(-0.5) == pytest.approx(-math.radians(12.5))
+    assert pytest.approx(26.8224) == MPH_TO_MPS * 60
     assert sim_timestamp("center_2016_12_01_13_30_48_287.jpg") == 1480599048287 * 10**6
     assert sim_timestamp("frame_0001.jpg") is None
 
@@ -119,7 +125,7 @@ def test_sim_steering_mapping_and_units():
 def _write_steering(path: Path, t, angle, speed) -> None:
     with open(path, "w") as f:
         f.write("timestamp,angle,torque,speed\n")
-        for a, b, c in zip(np.asarray(t).tolist(), np.asarray(angle).tolist(), np.asarray(speed).tolist()):
+        for a, b, c in zip(np.asarray(t).tolist(), np.asarray(angle).tolist(), np.asarray(speed).tolist(), strict=True):
             f.write(f"{a},{b!r},0.0,{c!r}\n")
 
 
@@ -167,14 +173,16 @@ def test_real_comma2k19_segment_labels_only(tmp_path, shared_data):
     seg = shared_data / COMMA
     res = prep([seg], tmp_path / "o", labels_only=True)
     ft = np.load(seg / "global_pose" / "frame_times")
-    st, sv = np.load(seg / "processed_log/CAN/steering_angle/t"), np.load(seg / "processed_log/CAN/steering_angle/value")
-    assert res.counts == {"read": 1200, "kept": 1199, "dropped": {"steering_before_first": 1}}  # first frame 37 ms early
+    can = seg / "processed_log/CAN/steering_angle"
+    st, sv = np.load(can / "t"), np.load(can / "value")
+    # the first frame is 37 ms early
+    assert res.counts == {"read": 1200, "kept": 1199, "dropped": {"steering_before_first": 1}}
     rows = index(res.out_dir)
     ft_ns = np.round(ft * 1e9).astype(np.int64)
     np.testing.assert_array_equal(col(rows, "timestamp_ns", int), ft_ns[1:])
     want = interp(ft_ns[1:], np.round(st * 1e9).astype(np.int64), np.deg2rad(sv))  # degrees -> radians
     np.testing.assert_allclose(col(rows, "steering_rad"), want, atol=1e-12)
-    assert 7.9 < col(rows, "speed_mps").min() and col(rows, "speed_mps").max() < 19.9
+    assert col(rows, "speed_mps").min() > 7.9 and col(rows, "speed_mps").max() < 19.9
     with pytest.raises(InputError, match="no video"):
         prep([seg], tmp_path / "frames")
 
@@ -201,3 +209,23 @@ def test_csv_errors_name_file_and_line(tmp_path):
         prep([log], tmp_path / "o")
     with pytest.raises(InputError, match="cannot tell what this recording is"):
         prep([Path(__file__)], tmp_path / "o")
+
+
+def test_recordings_are_read_without_data_prep(synth):
+    """vbp_live.recordings alone: the dispatcher tells the formats apart; labels land on the frames."""
+    drive, root = synth
+    dump = open_recording([root / "dump"])
+    options = RecordingOptions(simulator=SimulatorConfig(steering_ratio=2))
+    sim = open_recording([root / "simlog" / "driving_log.csv"], options)
+    assert isinstance(dump, DumpRecording) and isinstance(sim, SimLogRecording)
+    scan = dump.scan()
+    steering = frame_steering(scan, SyncConfig())  # (F,) rad, interpolated onto the camera stamps
+    np.testing.assert_allclose(steering, interp(scan.frame_t, drive.steer_times_ns, drive.steer_angle), atol=1e-12)
+    wanted = np.zeros(len(scan.frame_t), bool)
+    wanted[[0, 5]] = True
+    got = [(o, decode_payload(p, gray=False)) for o, p in dump.payloads(wanted)]
+    assert [o for o, _ in got] == [0, 5]
+    np.testing.assert_array_equal(got[1][1], cv2.imread(str(root / "dump" / "center" / f"{scan.frame_t[5]}.jpg")))
+    sim_scan = sim.scan()
+    default = SimLogRecording(root / "simlog" / "driving_log.csv").scan()
+    np.testing.assert_allclose(frame_steering(sim_scan, SyncConfig()), 2 / 14.8 * frame_steering(default, SyncConfig()))

@@ -1,19 +1,18 @@
-"""Udacity bag playback (data_prep's reader + core sync): ground truth, error text, corrupt images."""
+"""Udacity bag playback (vbp_live.recordings' bag reader + core sync): ground truth, error text, corrupt images."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from stream_util import tiny_checkpoint
 
-from dataclasses import replace
-
 from vbp_live.core.hud import HudInfo, HudStyle, hud_lines
 from vbp_live.io.sinks import FrameSink
+from vbp_live.io.sources import open_source
 from vbp_live.io.udacity_bag import SteeringSamples, write_udacity_bag
-from vbp_live.io.video import open_source
 from vbp_live.stream import OverlayEngine, OverlayRenderer, Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog
 from vbp_live.synth import DriveConfig, render_frames, simulate_drive
@@ -37,7 +36,7 @@ def bag(drive, tmp_path_factory):
     """A Udacity-layout bag of the drive; frame 6 is recorded as broken JPEG bytes."""
     path = tmp_path_factory.mktemp("bag") / "drive.bag"
     images = ((int(t), b"\xff\xd8\xff\xe0broken" if k == 6 else img)
-              for k, ((img, _), t) in enumerate(zip(render_frames(drive), drive.frame_times_ns)))
+              for k, ((img, _), t) in enumerate(zip(render_frames(drive), drive.frame_times_ns, strict=True)))
     steering = SteeringSamples(drive.steer_times_ns, drive.steer_angle, drive.steer_speed)
     write_udacity_bag(path, images, steering)
     return path

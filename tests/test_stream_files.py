@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,10 +14,14 @@ import pytest
 from stream_util import CROP, H, W, coded_frame, decode_index, read_video, tiny_checkpoint, write_video
 
 from vbp_live.io.dataset import DatasetWriter
+from vbp_live.io.frames import SourceError
 from vbp_live.io.sinks import FramesDirSink, VideoFileSink
-from vbp_live.io.video import ImageFolderSource, SourceError, VideoFileSource, open_source
+from vbp_live.io.sources import open_source
+from vbp_live.io.video import ImageFolderSource, VideoFileSource
 from vbp_live.stream import OverlayEngine, OverlayRenderer, Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +118,7 @@ def test_prepared_dataset_overlays_on_the_crop_with_truth(tmp_path, engine):
     assert stats.frames_out == 8
     frames, fps = read_video(out)
     assert frames[0].shape == (126, 160, 3) and fps == pytest.approx(20.0)  # the crop (padded to even rows)
-    for (i, _, pred, true, err), t in zip(log.rows, truth):
+    for (_, _, pred, true, err), t in zip(log.rows, truth, strict=True):
         assert true == pytest.approx(math.degrees(t), abs=1e-3)
         assert err == pytest.approx(true - pred)  # error = actual - predicted
 
@@ -125,3 +133,22 @@ def test_missing_and_unreadable_sources_name_the_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="no images"):
         open_source(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("kind", ["truncated video", "missing camera"])
+def test_opening_errors_are_our_one_line_only(tmp_path, kind):
+    """OpenCV's and FFmpeg's own lines ("moov atom not found", cap_v4l warnings) do not precede ours."""
+    if kind == "truncated video":
+        data = write_video(tmp_path / "whole.mp4", 10).read_bytes()
+        (tmp_path / "broken.mp4").write_bytes(data[: len(data) // 2])  # mp4v puts its moov atom at the end
+        source = "broken.mp4"
+    else:
+        source = "9"  # a camera index with no camera behind it
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.pop("OPENCV_FFMPEG_LOGLEVEL", None)
+    env.pop("OPENCV_LOG_LEVEL", None)
+    r = subprocess.run([sys.executable, "-m", "vbp_live.cli.main", "run", source, "--no-output", "-q"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vbp-live run: error: {source}: "), r.stderr

@@ -51,7 +51,8 @@ def parts(n: int, start: int = 0, corrupt: tuple[int, ...] = ()) -> list[bytes]:
 
 def run_live(url: str, engine: OverlayEngine, *sinks: FrameSink):
     log = PredictionLog()
-    pipe = Pipeline(LiveSource(url, policy=FAST), engine, OverlayRenderer(engine.crop, None), sinks, PipelineConfig(), log=log)
+    pipe = Pipeline(LiveSource(url, policy=FAST), engine, OverlayRenderer(engine.crop, None), sinks, PipelineConfig(),
+                    log=log)
     return pipe.run(), log, pipe
 
 
@@ -105,7 +106,8 @@ def test_gstreamer_pipeline_without_gstreamer_support_is_a_clear_error():
 
     import cv2
 
-    from vbp_live.io.video import SourceError, open_source
+    from vbp_live.io.frames import SourceError
+    from vbp_live.io.sources import open_source
 
     if re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()):
         pytest.skip("this OpenCV has GStreamer")
@@ -114,7 +116,7 @@ def test_gstreamer_pipeline_without_gstreamer_support_is_a_clear_error():
 
 
 def test_unreachable_stream_is_a_clear_error():
-    from vbp_live.io.video import SourceError
+    from vbp_live.io.frames import SourceError
 
     with pytest.raises(SourceError, match="cannot open"):
         LiveSource("http://127.0.0.1:9/none.mjpg", policy=FAST)

@@ -17,7 +17,8 @@ from stream_util import coded_frame, decode_index, read_video, tiny_checkpoint, 
 
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.sinks import FrameSink, NullSink, VideoFileSink
-from vbp_live.io.video import ArraySource, FrameSource
+from vbp_live.io.frames import FrameSource
+from vbp_live.io.video import ArraySource
 from vbp_live.models import ConvNet
 from vbp_live.stream import OverlayEngine, OverlayRenderer, Pipeline, PipelineConfig
 

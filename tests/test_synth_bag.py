@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
+from vbp_live.io.synth_writers import write_bag, write_outputs
 from vbp_live.io.udacity_bag import (
     STEERING_REPORT_MD5,
     SteeringSamples,
@@ -16,7 +17,6 @@ from vbp_live.io.udacity_bag import (
     udacity_typestore,
     write_udacity_bag,
 )
-from vbp_live.io.synth_writers import write_bag, write_outputs
 from vbp_live.synth import DriveConfig, render_frames, simulate_drive
 
 N = 60
@@ -49,7 +49,8 @@ def stamp_ns(msg) -> int:
 
 def test_typestore_gives_the_2016_md5():
     store = udacity_typestore()
-    assert store.generate_msgdef("dbw_mkz_msgs/msg/SteeringReport")[1] == STEERING_REPORT_MD5 == "25bf2c220d904531d8bc16ab5271325d"
+    md5 = store.generate_msgdef("dbw_mkz_msgs/msg/SteeringReport")[1]
+    assert md5 == STEERING_REPORT_MD5 == "25bf2c220d904531d8bc16ab5271325d"
 
 
 def test_bag_reads_back_with_right_types_counts_rates_and_stamps(bag, drive):
@@ -78,7 +79,7 @@ def test_bag_reads_back_with_right_types_counts_rates_and_stamps(bag, drive):
 def test_bag_frames_are_the_rendered_frames(bag, drive):
     _, msgs = read_all([bag])
     jpegs = [m for topic, _, m in msgs if topic == CENTER]
-    for (frame, _), msg in zip(render_frames(drive, stop=3), jpegs[:3]):
+    for (frame, _), msg in zip(render_frames(drive, stop=3), jpegs[:3], strict=True):
         assert msg.format == "jpeg" and msg.header.frame_id == "center_camera"
         img = cv2.imdecode(np.asarray(msg.data), cv2.IMREAD_COLOR)
         assert img.shape == (480, 640, 3)
@@ -129,10 +130,9 @@ def test_writer_refuses_overwrite_and_leaves_nothing_on_error(tmp_path, bag):
     with pytest.raises(FileExistsError, match="exists already"):
         UdacityBagWriter(bag)
     target = tmp_path / "broken.bag"
-    with pytest.raises(RuntimeError, match="boom"):
-        with UdacityBagWriter(target) as w:
-            w.write_steering(1, 0.1, 5.0)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), UdacityBagWriter(target) as w:
+        w.write_steering(1, 0.1, 5.0)
+        raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -43,7 +43,7 @@ def test_dump_folder_matches_the_bag(out, drive):
     assert {r["frame_id"] for r in rows} == {"center_camera"}
     with AnyReader([out / "synth_seed13.bag"]) as reader:
         conn = [c for c in reader.connections if c.topic == "/center_camera/image_color/compressed"]
-        for (c, _, raw), row in zip(reader.messages(connections=conn), rows):
+        for (c, _, raw), row in zip(reader.messages(connections=conn), rows, strict=True):
             msg = reader.deserialize(raw, c.msgtype)
             assert (out / "dump" / row["filename"]).read_bytes() == bytes(msg.data)  # the very same JPEG
     steer = _rows(out / "dump" / "steering.csv")
@@ -129,7 +129,7 @@ def test_worker_processes_give_identical_files(tmp_path):
     one = write_outputs(drive, tmp_path / "one", ["bag", "gt", "dump"], workers=1)
     two = write_outputs(drive, tmp_path / "two", ["bag", "gt", "dump"], workers=2)
     assert two.workers == 2 and two.frames == one.frames == 16 and two.render_cpu_s > 0
-    for a, b in zip(one.paths, two.paths):
+    for a, b in zip(one.paths, two.paths, strict=True):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
 
 

@@ -21,7 +21,8 @@ def test_same_seed_same_drive_and_pixels():
     b = simulate_drive(DriveConfig(seed=11, frames=60))
     for name in ("frame_times_ns", "steering", "speed", "steer_times_ns", "steer_angle", "offset"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
-    for (fa, ma), (fb, mb) in zip(render_frames(a, start=50, stop=53), render_frames(b, start=50, stop=53)):
+    pairs = zip(render_frames(a, start=50, stop=53), render_frames(b, start=50, stop=53), strict=True)
+    for (fa, ma), (fb, mb) in pairs:
         assert fa.tobytes() == fb.tobytes()
         np.testing.assert_array_equal(ma.stack(), mb.stack())
 
@@ -90,7 +91,8 @@ def test_steering_follows_from_the_lookahead_pixel(drive):
         fwd = z[0] + cam.forward_m  # relative to the rear axle
         left = -(uv[i, 0] - cam.cx) * k[0]
         swa = np.arctan2(2 * veh.wheelbase_m * left, fwd**2 + left**2) * veh.steering_ratio
-        assert swa == pytest.approx(pure_pursuit_swa(drive.road, drive.s[i], drive.offset[i], drive.heading_error[i], veh), abs=1e-6)
+        want = pure_pursuit_swa(drive.road, drive.s[i], drive.offset[i], drive.heading_error[i], veh)
+        assert swa == pytest.approx(want, abs=1e-6)
 
 
 def test_lookahead_and_road_inside_the_netsvf_band(drive):

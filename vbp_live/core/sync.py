@@ -142,16 +142,6 @@ def _linear(
     return vals, gap
 
 
-def reason_counts(reasons: np.ndarray, channel: str) -> dict[str, int]:
-    """Counts of each non-OK reason code, named ``<channel>_<reason>`` (zero counts omitted)."""
-    out = {}
-    for code, name in REASON_NAMES.items():
-        n = int(np.count_nonzero(reasons == code))
-        if n:
-            out[f"{channel}_{name}"] = n
-    return out
-
-
 @dataclass(frozen=True)
 class FrameSync:
     """Every frame, in time order, with its synchronized values or the reason it was dropped.

@@ -81,7 +81,9 @@ def load_samples(spec: str | os.PathLike[str], crop: CropSpec, frames: int = 8,
     p = Path(spec)
     if (p.is_file() and p.suffix.lower() == ".npz") or (p.is_dir() and (p / "ground_truth.npz").is_file()):
         return load_synthetic(p if p.is_file() else p / "ground_truth.npz", crop, frames)
-    from vbp_live.io.video import IMAGE_SUFFIXES, SourceError, open_source
+    from vbp_live.io.frames import SourceError
+    from vbp_live.io.sources import open_source
+    from vbp_live.io.video import IMAGE_SUFFIXES
 
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
         img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR) if p.stat().st_size else None

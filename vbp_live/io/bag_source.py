@@ -1,10 +1,10 @@
-"""Udacity ROS1 bags played back with ground truth, through data_prep's bag reader.
+"""Udacity ROS1 bags played back with ground truth, through :mod:`vbp_live.recordings`' bag reader.
 
-No second bag reader: :class:`data_prep.source_bag.BagSource` does the reading (truncation-safe
-scan, topic choice, the 2016-10-25 left/center swap, zero header stamps), and
-:mod:`vbp_live.core.sync` puts the steering reports onto the camera stamps, exactly as data
-preparation does. Frames outside the steering reports' time range (or inside a gap) get no
-ground truth rather than a made-up value.
+No second bag reader: :class:`~vbp_live.recordings.bag.BagRecording` does the reading
+(truncation-safe scan, topic choice, the 2016-10-25 left/center swap, zero header stamps), and
+:func:`~vbp_live.recordings.labels.frame_steering` puts the steering reports onto the camera
+stamps, exactly as data preparation does. Frames outside the steering reports' time range (or
+inside a gap) get no ground truth rather than a made-up value.
 """
 
 from __future__ import annotations
@@ -12,34 +12,37 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from vbp_live.core.sync import clean_samples, sync_channel
-from vbp_live.io.video import FrameRecord, FrameSource, SourceError, VideoInfo, _stamp
+from vbp_live.core.errors import InputError
+from vbp_live.io.frames import FrameRecord, FrameSource, SourceError, VideoInfo, stamped
+from vbp_live.recordings.bag import BagRecording
+from vbp_live.recordings.images import ImageError, decode_payload
+from vbp_live.recordings.labels import frame_steering
+from vbp_live.recordings.options import CameraConfig, SyncConfig
 
 log = logging.getLogger(__name__)
 
 
-class BagSource(FrameSource):
-    """One drive in one or more ``.bag`` files: center-camera frames + synchronized steering truth.
+class BagFrameSource(FrameSource):
+    """One drive in one or more ``.bag`` files: camera frames + synchronized steering truth.
 
     Args:
         paths: the bag file(s) of one drive (merged in time order).
         camera: which camera to play (``center`` by default).
         sync: ``linear`` interpolation (default) or ``zoh`` (zero-order hold).
+
+    Raises:
+        SourceError: the bags cannot be read or hold no camera frames or steering.
     """
 
-    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], camera: str = "center", sync: str = "linear"):
-        from data_prep.config import load_config
-        from data_prep.source import InputError
-        from data_prep.source_bag import BagSource as PrepBagSource
-
+    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], camera: str = "center",
+                 sync: str = "linear"):
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-        self.cfg = load_config(None, {"camera.name": camera, "sync.method": sync})
-        self.bag = PrepBagSource(self.paths, self.cfg)
+        self.bag = BagRecording(self.paths, CameraConfig(name=camera))
         try:
             scan = self.bag.scan()
         except InputError as e:
@@ -47,14 +50,13 @@ class BagSource(FrameSource):
         for w in scan.warnings:
             log.warning("%s", w)
         self.frame_t = scan.frame_t  # (F,) ns, in playback (ordinal) order
-        self.truth = self._sync(scan.steering)  # (F,) rad, NaN where unknown
+        self.truth = frame_steering(scan, SyncConfig(method=sync))  # (F,) rad, NaN where unknown
         w, h = self._first_size()
-        self.info = VideoInfo(name=", ".join(map(str, self.paths)), width=w, height=h, fps=_rate(self.frame_t), total=len(self.frame_t))
+        self.info = VideoInfo(name=", ".join(map(str, self.paths)), width=w, height=h, fps=_rate(self.frame_t),
+                              total=len(self.frame_t))
 
     def _first_size(self) -> tuple[int, int]:
         """(width, height) of the first decodable frame among the first few, else (0, 0)."""
-        from data_prep.images import ImageError, decode_payload
-
         first = np.zeros(len(self.frame_t), bool)
         first[:5] = True
         payloads = self.bag.payloads(first)
@@ -69,16 +71,8 @@ class BagSource(FrameSource):
             payloads.close()
         return 0, 0
 
-    def _sync(self, steering: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        gap = self.cfg.sync.max_gap_s
-        values, _ = sync_channel(self.frame_t, clean_samples(*steering), self.cfg.sync.method,
-                                 None if gap is None else int(gap * 1e9))
-        return values
-
     def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
         """Decode the camera frames in recording order; undecodable ones are skipped and counted."""
-        from data_prep.images import ImageError, decode_payload
-
         t0 = int(self.frame_t.min())
         for k, payload in self.bag.payloads(np.ones(len(self.frame_t), bool)):
             if stop and stop.is_set():
@@ -90,7 +84,7 @@ class BagSource(FrameSource):
                 log.warning("%s: frame %d skipped: %s", self.info.name, k, e)
                 continue
             truth = None if np.isnan(self.truth[k]) else float(self.truth[k])
-            yield _stamp(FrameRecord(k, (int(self.frame_t[k]) - t0) / 1e9, img, truth))
+            yield stamped(FrameRecord(k, (int(self.frame_t[k]) - t0) / 1e9, img, truth))
 
 
 def _rate(t_ns: np.ndarray) -> float:

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from vbp_live.core.errors import InputError
 from vbp_live.io.atomic import atomic_path
 from vbp_live.synth.drive import Drive, DriveConfig
 from vbp_live.synth.render import MASK_NAMES, GroundTruthMasks
-from vbp_live.core.errors import InputError
 
 FORMAT = "vbp_live/synth-gt-v1"
 FRAME_FIELDS = ("frame_times_ns", "steering", "steering_cmd", "speed", "accel", "s", "offset",
@@ -82,9 +82,8 @@ class GroundTruthWriter:
             mask_offsets=np.concatenate([[0], np.cumsum([len(c) for c in self.chunks])]).astype(np.int64),
             mask_data=np.frombuffer(b"".join(self.chunks), np.uint8),
         )
-        with atomic_path(self.path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
+        with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
         return self.path
 
 
@@ -107,7 +106,8 @@ class GroundTruth:
         self.mask_names = tuple(str(x) for x in self._arrays["mask_names"])
         self.mask_shape = tuple(int(x) for x in self._arrays["mask_shape"])
         if len(self._arrays["mask_offsets"]) != len(self) + 1:
-            raise GroundTruthError(f"{self.path}: {len(self)} frames but {len(self._arrays['mask_offsets']) - 1} mask entries")
+            entries = len(self._arrays["mask_offsets"]) - 1
+            raise GroundTruthError(f"{self.path}: {len(self)} frames but {entries} mask entries")
 
     def __len__(self) -> int:
         return len(self._arrays["frame_times_ns"])

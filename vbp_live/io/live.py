@@ -12,12 +12,13 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 
-from vbp_live.io.video import FrameRecord, FrameSource, SourceError, VideoInfo
+from vbp_live.io.frames import FrameRecord, FrameSource, SourceError, VideoInfo
+from vbp_live.io.opencv_log import opencv_quiet
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +68,24 @@ def _has_gstreamer() -> bool:
 
 
 def open_capture(spec: str, policy: ReconnectPolicy) -> cv2.VideoCapture:
-    """Open a camera index, URL or GStreamer pipeline; raises :class:`SourceError` when it fails."""
+    """Open a camera index, URL or GStreamer pipeline; raises :class:`SourceError` when it fails.
+
+    OpenCV's and FFmpeg's own log lines are kept quiet meanwhile: the error says what failed.
+    """
     s = spec.strip()
-    if s.isdigit():
-        cap = cv2.VideoCapture(int(s))
-        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # cameras: keep the newest frame, not a backlog
-    elif " ! " in s or s.startswith("gst:"):
-        if not _has_gstreamer():
-            raise SourceError(f"{spec}: this OpenCV build has no GStreamer support (see cv2.getBuildInformation())")
-        cap = cv2.VideoCapture(s.removeprefix("gst:"), cv2.CAP_GSTREAMER)
-    else:
-        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, policy.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, policy.timeout_ms]
-        cap = cv2.VideoCapture(s, cv2.CAP_FFMPEG, params)
+    gst = " ! " in s or s.startswith("gst:")
+    if gst and not _has_gstreamer():
+        raise SourceError(f"{spec}: this OpenCV build has no GStreamer support (see cv2.getBuildInformation())")
+    with opencv_quiet():
+        if s.isdigit():
+            cap = cv2.VideoCapture(int(s))
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # cameras: keep the newest frame, not a backlog
+        elif gst:
+            cap = cv2.VideoCapture(s.removeprefix("gst:"), cv2.CAP_GSTREAMER)
+        else:
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, policy.timeout_ms,
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, policy.timeout_ms]
+            cap = cv2.VideoCapture(s, cv2.CAP_FFMPEG, params)
     if not cap.isOpened():
         cap.release()
         raise SourceError(f"{spec}: cannot open this camera/stream")
@@ -153,7 +160,8 @@ class LiveSource(FrameSource):
             except SourceError:
                 continue
             self.reconnects += 1
-            log.warning("%s: reconnected after %.1f s (%d attempts)", self.spec, time.perf_counter() - lost_at, attempts)
+            waited = time.perf_counter() - lost_at
+            log.warning("%s: reconnected after %.1f s (%d attempts)", self.spec, waited, attempts)
             return
 
     def close(self) -> None:

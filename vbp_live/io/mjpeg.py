@@ -12,7 +12,7 @@ import http.server
 import socketserver
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class MjpegServer:
@@ -66,7 +66,7 @@ class MjpegServer:
         except (BrokenPipeError, ConnectionResetError):
             pass
 
-    def __enter__(self) -> "MjpegServer":
+    def __enter__(self) -> MjpegServer:
         self.thread.start()
         return self
 

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from vbp_live.io.atomic import write_text_atomic
-from vbp_live.io.synth_records import FrameRecord
+from vbp_live.io.synth_records import RenderedFrame
 from vbp_live.synth.drive import Drive
 
 LAT0, LON0, ALT0 = 37.3998, -122.1084, 10.0  # near Mountain View, CA
@@ -49,7 +49,7 @@ class VideoSink:
         self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp.mp4")
         self.writer: cv2.VideoWriter | None = None
 
-    def add(self, rec: FrameRecord) -> None:
+    def add(self, rec: RenderedFrame) -> None:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = rec.frame.shape[:2]
@@ -99,7 +99,7 @@ class DumpSink:
             (self.dir / c).mkdir(parents=True, exist_ok=True)
         self.rows: list[tuple[int, int, int, int, str]] = []  # seq, stamp, w, h, camera
 
-    def add(self, rec: FrameRecord) -> None:
+    def add(self, rec: RenderedFrame) -> None:
         h, w = rec.frame.shape[:2]
         for cam in self.cams:
             _write_file(self.dir / cam / f"{rec.stamp_ns}.jpg", rec.jpeg(cam))
@@ -110,8 +110,8 @@ class DumpSink:
         cam_lines = ["seq,timestamp,width,height,frame_id,filename"]
         cam_lines += [f"{q},{t},{w},{h},{c}_camera,{c}/{t}.jpg" for q, t, w, h, c in self.rows]
         steer = ["timestamp,angle,torque,speed"]
-        steer += [f"{t},{a!r},{q!r},{v!r}" for t, a, q, v in zip(d.steer_times_ns.tolist(), d.steer_angle.tolist(),
-                                                                   d.steer_torque.tolist(), d.steer_speed.tolist())]
+        cols = (d.steer_times_ns.tolist(), d.steer_angle.tolist(), d.steer_torque.tolist(), d.steer_speed.tolist())
+        steer += [f"{t},{a!r},{q!r},{v!r}" for t, a, q, v in zip(*cols, strict=True)]
         paths = [self.dir / "camera.csv", self.dir / "steering.csv", self.dir / "interpolated.csv"]
         write_text_atomic(paths[0], "\n".join(cam_lines) + "\n")
         write_text_atomic(paths[1], "\n".join(steer) + "\n")
@@ -148,7 +148,7 @@ class SimLogSink:
         (self.dir / "IMG").mkdir(parents=True, exist_ok=True)
         self.lines = ["center,left,right,steering,throttle,brake,speed"]
 
-    def add(self, rec: FrameRecord) -> None:
+    def add(self, rec: RenderedFrame) -> None:
         t = _dt.datetime.fromtimestamp(rec.stamp_ns / 1e9, _dt.timezone.utc)
         tag = t.strftime("%Y_%m_%d_%H_%M_%S_") + f"{t.microsecond // 1000:03d}"
         names = {}

@@ -1,4 +1,4 @@
-"""Rendered frames on their way to the writers: :class:`FrameRecord` and the render loop.
+"""Rendered frames on their way to the writers: :class:`RenderedFrame` and the render loop.
 
 :func:`iter_records` renders a drive in order, in this process or in a pool of worker
 processes (``workers > 1``). Workers also do the per-frame CPU work the writers need (JPEG
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -26,7 +26,7 @@ SIDE_OFFSETS_M = {"left": 0.5, "right": -0.5}
 
 
 @dataclass
-class FrameRecord:
+class RenderedFrame:
     """One rendered frame; JPEG bytes and packed masks are computed once, on first use."""
 
     index: int
@@ -67,14 +67,15 @@ class _FrameMaker:
         cam = drive.config.camera
         self.drive, self.quality = drive, jpeg_quality
         self.main = Renderer(drive)
-        self.sides = {n: Renderer(drive, replace(cam, lateral_m=off)) for n, off in SIDE_OFFSETS_M.items()} if side_cameras else {}
+        sides = SIDE_OFFSETS_M if side_cameras else {}
+        self.sides = {n: Renderer(drive, replace(cam, lateral_m=off)) for n, off in sides.items()}
 
-    def __call__(self, i: int) -> tuple[FrameRecord, tuple[float, float]]:
+    def __call__(self, i: int) -> tuple[RenderedFrame, tuple[float, float]]:
         t0, c0 = time.perf_counter(), time.process_time()
         frame, masks = self.main.render(i)
         side = {n: r.render(i)[0] for n, r in self.sides.items()}
         dt = (time.perf_counter() - t0, time.process_time() - c0)
-        return FrameRecord(i, int(self.drive.frame_times_ns[i]), frame, side, self.quality, _masks=masks), dt
+        return RenderedFrame(i, int(self.drive.frame_times_ns[i]), frame, side, self.quality, _masks=masks), dt
 
 
 _WORKER: _FrameMaker | None = None
@@ -87,7 +88,7 @@ def _init_worker(drive: Drive, side_cameras: bool, jpeg_quality: int, jpeg: bool
     _WORKER, _JPEG = _FrameMaker(drive, side_cameras, jpeg_quality), jpeg
 
 
-def _work(i: int) -> tuple[FrameRecord, tuple[float, float]]:
+def _work(i: int) -> tuple[RenderedFrame, tuple[float, float]]:
     assert _WORKER is not None
     rec, dt = _WORKER(i)
     rec.masks_packed()  # compress and encode in the worker, ship bytes instead of bool masks
@@ -114,13 +115,13 @@ class RenderClock:
 
 
 def iter_records(drive: Drive, side_cameras: bool = False, jpeg_quality: int = 90, workers: int = 1,
-                 clock: RenderClock | None = None, jpeg: bool = True) -> Iterator[FrameRecord]:
+                 clock: RenderClock | None = None, jpeg: bool = True) -> Iterator[RenderedFrame]:
     """Render every frame of ``drive`` in order.
 
     Args:
         drive: the drive.
         side_cameras: also render left/right cameras (+-0.5 m).
-        jpeg_quality: JPEG quality of :meth:`FrameRecord.jpeg`.
+        jpeg_quality: JPEG quality of :meth:`RenderedFrame.jpeg`.
         workers: processes that render (1 = in this process).
         clock: accumulates render time.
         jpeg: workers encode JPEGs up front (when a writer will need them).

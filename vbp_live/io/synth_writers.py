@@ -21,13 +21,14 @@ import datetime as _dt
 import logging
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Protocol
+from typing import Protocol
 
-
+from vbp_live.io import synth_formats as sf
 from vbp_live.io.ground_truth import GroundTruthWriter
-from vbp_live.io.synth_records import FrameRecord, RenderClock, iter_records
+from vbp_live.io.synth_records import RenderClock, RenderedFrame, iter_records
 from vbp_live.io.udacity_bag import UdacityBagWriter
 from vbp_live.synth.drive import Drive
 
@@ -38,7 +39,7 @@ FORMATS = ("bag", "mp4", "dump", "simlog", "gt")
 class Sink(Protocol):
     """A writer fed frame by frame."""
 
-    def add(self, rec: FrameRecord) -> None: ...
+    def add(self, rec: RenderedFrame) -> None: ...
 
     def close(self) -> list[Path]: ...
 
@@ -103,7 +104,7 @@ class BagSink:
             k += 1
         self.next_steer = k
 
-    def add(self, rec: FrameRecord) -> None:
+    def add(self, rec: RenderedFrame) -> None:
         """Write the steering reports up to this frame, then the frame (and side cameras)."""
         if self.part + 1 < len(self.first_frame) and rec.index >= self.first_frame[self.part + 1]:
             if self.bag is not None:
@@ -135,7 +136,7 @@ class GroundTruthSink:
     def __init__(self, drive: Drive, path: str | os.PathLike[str]) -> None:
         self.writer = GroundTruthWriter(path, drive)
 
-    def add(self, rec: FrameRecord) -> None:
+    def add(self, rec: RenderedFrame) -> None:
         self.writer.add_packed(rec.masks_packed(), rec.frame.shape[:2])
 
     def close(self) -> list[Path]:
@@ -179,8 +180,6 @@ def make_sinks(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown output format(s) {unknown}; choose from {list(FORMATS)}")
-    from vbp_live.io import synth_formats as sf
-
     table: dict[str, Callable[[], Sink]] = {
         "bag": lambda: BagSink(drive, out, split=split, raw=raw, swap_2016_10_25=swap_2016_10_25,
                                side_cameras=side_cameras, overwrite=overwrite),
@@ -195,7 +194,7 @@ def make_sinks(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[
 def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[str] = FORMATS, *,
                   split: int = 1, raw: bool = False, swap_2016_10_25: bool = False, side_cameras: bool = False,
                   overwrite: bool = False, jpeg_quality: int = 90, workers: int = 1,
-                  progress: Callable[[Iterator[FrameRecord]], Iterable[FrameRecord]] | None = None) -> WriteStats:
+                  progress: Callable[[Iterator[RenderedFrame]], Iterable[RenderedFrame]] | None = None) -> WriteStats:
     """Render ``drive`` once and write every chosen format under ``out_dir``.
 
     Args:
@@ -217,7 +216,7 @@ def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterab
     sinks = make_sinks(drive, out_dir, formats, split=split, raw=raw, swap_2016_10_25=swap_2016_10_25,
                        side_cameras=side_cameras, overwrite=overwrite)
     jpeg = ("bag" in formats and not raw) or "dump" in formats
-    records: Iterable[FrameRecord] = iter_records(drive, side_cameras, jpeg_quality, workers, clock, jpeg)
+    records: Iterable[RenderedFrame] = iter_records(drive, side_cameras, jpeg_quality, workers, clock, jpeg)
     if progress is not None:
         records = progress(records)  # type: ignore[arg-type]
     try:
@@ -244,10 +243,3 @@ def write_bag(drive: Drive, out_dir: str | os.PathLike[str], *, split: int = 1, 
     return write_outputs(drive, out_dir, ["bag"], split=split, raw=raw, swap_2016_10_25=swap_2016_10_25,
                          side_cameras=side_cameras, overwrite=overwrite).paths
 
-
-def write_ground_truth_file(drive: Drive, path: str | os.PathLike[str]) -> Path:
-    """Render ``drive`` and write only its ground-truth file."""
-    sink = GroundTruthSink(drive, path)
-    for rec in iter_records(drive):
-        sink.add(rec)
-    return sink.close()[0]

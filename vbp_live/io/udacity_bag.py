@@ -28,9 +28,10 @@ import functools
 import heapq
 import os
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -135,7 +136,7 @@ class UdacityBagWriter:
         self._seq: dict[str, int] = {}
         self.counts: dict[str, int] = {}
 
-    def __enter__(self) -> "UdacityBagWriter":
+    def __enter__(self) -> UdacityBagWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = Writer(self._tmp)
         self._writer.open()
@@ -161,7 +162,8 @@ class UdacityBagWriter:
         t = self.store.types
         n = self._seq.get(topic, 0) if seq is None else seq
         self._seq[topic] = n + 1
-        stamp = t["builtin_interfaces/msg/Time"](sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+        sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+        stamp = t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
         return t["std_msgs/msg/Header"](seq=n, stamp=stamp, frame_id=frame_id)
 
     def _write(self, topic: str, msgtype: str, msg: Any, stamp_ns: int, record_ns: int | None) -> None:

@@ -1,9 +1,8 @@
-"""Frame sources: video files, image folders, prepared datasets, in-memory frames and live streams.
+"""Frame sources from files and memory: video files, image folders, prepared datasets, arrays.
 
-Every source is an iterator of :class:`FrameRecord` (supervision-style frame generators) with a
-:class:`VideoInfo`. File-like sources yield every frame in order; unreadable frames are skipped,
-counted in ``source.corrupt`` and logged. Live sources (:mod:`vbp_live.io.live`) reconnect.
-:func:`open_source` picks the right one from a command-line SOURCE string.
+Every source is an iterator of :class:`~vbp_live.io.frames.FrameRecord` (supervision-style frame
+generators) with a :class:`~vbp_live.io.frames.VideoInfo`. They yield every frame in order;
+unreadable frames are skipped, counted in ``source.corrupt`` and logged.
 """
 
 from __future__ import annotations
@@ -12,90 +11,19 @@ import logging
 import os
 import re
 import threading
-import time
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
-from vbp_live.core.errors import InputError
+
+from vbp_live.io.dataset import PreparedDataset
+from vbp_live.io.frames import FrameRecord, FrameSource, SourceError, VideoInfo, stamped
+from vbp_live.io.opencv_log import opencv_quiet
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-BAG_SUFFIXES = {".bag"}
-
-
-class SourceError(InputError):
-    """A source cannot be opened or read (the message names it and says what is wrong)."""
-
-
-@dataclass
-class FrameRecord:
-    """One frame on its way through the pipeline.
-
-    Attributes:
-        index: frame index in the source (skipped frames keep their numbers).
-        time_s: media time in seconds from the start of the source.
-        image: uint8 (H, W, 3) BGR or (H, W) gray.
-        truth_rad: actual steering wheel angle (rad) where the source knows it.
-        cropped: the image already is the network input (prepared datasets).
-        t_capture: ``time.perf_counter()`` when the frame was obtained (latency origin).
-    """
-
-    index: int
-    time_s: float
-    image: np.ndarray
-    truth_rad: float | None = None
-    cropped: bool = False
-    t_capture: float = 0.0
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What is known about a source before reading it.
-
-    Attributes:
-        name: what to call it in messages.
-        width, height: frame size (0 when unknown until the first frame).
-        fps: frame rate (frames/s) of the media, used for output videos.
-        total: number of frames, or None (live, unknown).
-        live: frames arrive in real time; stale ones are dropped instead of queued.
-    """
-
-    name: str
-    width: int
-    height: int
-    fps: float
-    total: int | None = None
-    live: bool = False
-
-
-class FrameSource:
-    """Base class: ``info``, :meth:`frames`, ``corrupt`` count; a context manager that closes."""
-
-    info: VideoInfo
-    corrupt: int = 0
-    reconnects: int = 0
-
-    def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
-        """Yield frames in order until the end or until ``stop`` is set."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release whatever the source holds."""
-
-    def __enter__(self) -> "FrameSource":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _stamp(rec: FrameRecord) -> FrameRecord:
-    rec.t_capture = time.perf_counter()
-    return rec
 
 
 class VideoFileSource(FrameSource):
@@ -110,7 +38,8 @@ class VideoFileSource(FrameSource):
         self.path = Path(path)
         if not self.path.is_file():
             raise SourceError(f"{self.path}: no such video file")
-        self.cap = cv2.VideoCapture(str(self.path))
+        with opencv_quiet():
+            self.cap = cv2.VideoCapture(str(self.path))
         if not self.cap.isOpened():
             raise SourceError(f"{self.path}: OpenCV cannot open it as a video (unknown format or codec?)")
         total = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT))
@@ -132,7 +61,7 @@ class VideoFileSource(FrameSource):
             ok, img = self.cap.read()
             if ok:
                 fails = 0
-                yield _stamp(FrameRecord(index, index / self.info.fps, img))
+                yield stamped(FrameRecord(index, index / self.info.fps, img))
             elif self.info.total is not None and index < self.info.total - 1 and fails < max_skips:
                 fails += 1
                 self.corrupt += 1
@@ -177,7 +106,7 @@ class ImageFolderSource(FrameSource):
                 self.corrupt += 1
                 log.warning("%s: not a readable image, skipped", f)
                 continue
-            yield _stamp(FrameRecord(i, i / self.info.fps, img))
+            yield stamped(FrameRecord(i, i / self.info.fps, img))
 
 
 def _imread(path: Path) -> np.ndarray | None:
@@ -195,8 +124,6 @@ class DatasetSource(FrameSource):
     """
 
     def __init__(self, path: str | os.PathLike[str], split: str | None = None):
-        from vbp_live.io.dataset import PreparedDataset
-
         self.ds = PreparedDataset(path)
         self.crop = self.ds.crop  # the crop the frames were made with
         self.rows = self.ds.indices(split) if split else np.arange(len(self.ds))
@@ -216,7 +143,7 @@ class DatasetSource(FrameSource):
                 return
             t = (int(self.ds.timestamps_ns[r]) - t0) / 1e9
             img = np.array(self.ds.frames[r])
-            yield _stamp(FrameRecord(int(r), t, img, float(self.ds.steering[r]), cropped=True))
+            yield stamped(FrameRecord(int(r), t, img, float(self.ds.steering[r]), cropped=True))
 
 
 class ArraySource(FrameSource):
@@ -245,50 +172,4 @@ class ArraySource(FrameSource):
         for i, (img, truth) in enumerate(self._frames):
             if stop and stop.is_set():
                 return
-            yield _stamp(FrameRecord(i, i / self.info.fps, img, truth))
-
-
-def open_source(
-    spec: str,
-    fps: float | None = None,
-    live: bool | None = None,
-    split: str | None = None,
-    reconnect_s: float = 30.0,
-) -> FrameSource:
-    """Open SOURCE as given on the command line.
-
-    * an integer (``0``): a camera; ``scheme://...``: a stream URL (MJPEG over HTTP, RTSP, ...);
-      a string with ``!``: a GStreamer pipeline -- all live;
-    * ``*.bag``, or a folder of ``.bag`` parts of one drive: Udacity ROS1 bags (ground truth
-      from the steering reports);
-    * a folder with ``manifest.yaml``: a prepared dataset; another folder: its images;
-    * any other file: a video file.
-
-    Args:
-        spec: the SOURCE string.
-        fps: frame rate override (image folders have none; default 20).
-        live: force live (drop stale frames) or file (keep every frame) behaviour.
-        split: for prepared datasets, "train" or "test".
-        reconnect_s: how long a lost live source may stay away before the run ends.
-    """
-    from vbp_live.io.live import LiveSource, ReconnectPolicy, is_live_spec
-
-    if is_live_spec(spec):
-        if live is False:
-            raise SourceError(f"{spec}: a camera or stream is always live")
-        return LiveSource(spec, fps=fps, policy=ReconnectPolicy(give_up_s=reconnect_s))
-    p = Path(spec)
-    if not p.exists():
-        raise SourceError(f"{spec}: no such file or folder (and not a camera index, URL or GStreamer pipeline)")
-    bags = sorted(p.glob("*.bag")) if p.is_dir() else [p] if p.suffix.lower() in BAG_SUFFIXES else []
-    if bags:
-        from vbp_live.io.bag_source import BagSource
-
-        src: FrameSource = BagSource(bags)
-    elif p.is_dir():
-        src = DatasetSource(p, split) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
-    else:
-        src = VideoFileSource(p, fps)
-    if live:
-        src.info = VideoInfo(**{**src.info.__dict__, "live": True})
-    return src
+            yield stamped(FrameRecord(i, i / self.info.fps, img, truth))

@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+from vbp_live.io.frames import FrameRecord, FrameSource
 from vbp_live.io.live import SourceLostError
 from vbp_live.io.sinks import FrameSink
-from vbp_live.io.video import FrameRecord, FrameSource
 from vbp_live.stream.channel import END, POLL_S, Channel, Stopped
 from vbp_live.stream.display import Display
 from vbp_live.stream.engine import OverlayEngine, Prediction

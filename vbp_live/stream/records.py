@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from vbp_live.io.atomic import write_text_atomic
-from vbp_live.io.video import FrameRecord
+from vbp_live.io.frames import FrameRecord
 from vbp_live.stream.engine import Prediction
 
 FIELDS = ("index", "time_s", "pred_deg", "true_deg", "error_deg")

@@ -7,7 +7,7 @@ import numpy as np
 from vbp_live.core.hud import Hud, HudInfo, HudStyle
 from vbp_live.core.overlay import overlay_mask, to_bgr
 from vbp_live.core.preprocess import CropSpec, mask_to_frame
-from vbp_live.io.video import FrameRecord
+from vbp_live.io.frames import FrameRecord
 from vbp_live.stream.engine import Prediction
 
 

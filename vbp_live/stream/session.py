@@ -14,8 +14,9 @@ from typing import Callable, Sequence
 import torch
 
 from vbp_live.core.hud import HudStyle
+from vbp_live.io.frames import FrameSource, VideoInfo
 from vbp_live.io.sinks import FrameSink
-from vbp_live.io.video import FrameSource, VideoInfo, open_source
+from vbp_live.io.sources import open_source
 from vbp_live.stream.engine import OverlayEngine, configure_threads, default_batch
 from vbp_live.stream.pipeline import Pipeline, PipelineConfig
 from vbp_live.stream.records import PredictionLog

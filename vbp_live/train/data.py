@@ -22,6 +22,7 @@ from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.models import frames_to_input
 from vbp_live.train.config import DataConfig
+from vbp_live.train.signs import make_sign_dataset
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,6 @@ def _subset(idx: np.ndarray, stride: int, cap: int) -> np.ndarray:
 def load_data(cfg: DataConfig) -> TrainData:
     """Open the data a config names; raises ValueError naming the dataset if a split is empty."""
     if cfg.kind == "synthetic_signs":
-        from vbp_live.train.signs import make_sign_dataset
 
         frames, labels = make_sign_dataset(cfg.synthetic_frames, cfg.num_classes, cfg.synthetic_size, cfg.synthetic_seed)
         n_val = max(1, len(frames) // 5)

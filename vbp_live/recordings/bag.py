@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from data_prep.bagscan import BagConnection, BagScanner
-from data_prep.config import PrepConfig
-from data_prep.images import Payload, RawImage
-from data_prep.rosmsg import MessageTypes, stamp_ns
-from data_prep.source import InputError, Progress, Scan, Source
+from vbp_live.core.errors import InputError
+from vbp_live.recordings.bagscan import BagConnection, BagScanner
+from vbp_live.recordings.base import Progress, Recording, Scan
+from vbp_live.recordings.images import Payload, RawImage
+from vbp_live.recordings.options import CameraConfig, SteeringConfig
+from vbp_live.recordings.rosmsg import MessageTypes, stamp_ns
 
 log = logging.getLogger(__name__)
 
@@ -27,28 +29,34 @@ IMAGE_TYPES = ("sensor_msgs/CompressedImage", "sensor_msgs/Image")
 _SWAP = {"center": "left", "left": "center"}
 
 
-class BagSource(Source):
-    """One or more ``.bag`` files of one drive."""
+class BagRecording(Recording):
+    """One or more ``.bag`` files of one drive.
+
+    Args:
+        paths: the bag files (parts of one drive, merged in time).
+        camera: which camera and topics to read.
+        steering: the steering report topic and fields.
+    """
 
     kind = "bag"
 
-    def __init__(self, paths: list[Path], cfg: PrepConfig):
+    def __init__(self, paths: list[Path], camera: CameraConfig | None = None, steering: SteeringConfig | None = None):
         super().__init__(paths)
-        self.cfg = cfg
+        self.camera, self.steering = camera or CameraConfig(), steering or SteeringConfig()
         self.types = MessageTypes()
         self.selected: list[str | None] = []
         self.frame_counts: list[int] = []
 
     def _swapped(self, path: Path) -> bool:
         """True for files whose left and center topics are swapped (and a camera that is affected)."""
-        return self.cfg.camera.name in _SWAP and any(fnmatch.fnmatch(path.name, p) for p in self.cfg.camera.swap_left_center)
+        return self.camera.name in _SWAP and any(fnmatch.fnmatch(path.name, p) for p in self.camera.swap_left_center)
 
     def camera_topics(self, path: Path) -> list[str]:
         """Candidate camera topics for this file, in priority order (swap applied)."""
-        name = self.cfg.camera.name
+        name = self.camera.name
         if self._swapped(path):
             name = _SWAP[name]
-        return [t.format(name=name) for t in self.cfg.camera.topics]
+        return [t.format(name=name) for t in self.camera.topics]
 
     def scan(self, progress: Progress | None = None) -> Scan:
         """Read header stamps of every candidate camera topic and all steering reports."""
@@ -70,7 +78,7 @@ class BagSource(Source):
                 if self._swapped(path):
                     info["swapped_left_center"].append(path.name)
         self._check_found(acc, topics_seen, warnings)
-        info["camera_topics"] = {p.name: t for p, t in zip(self.paths, self.selected)}
+        info["camera_topics"] = {p.name: t for p, t in zip(self.paths, self.selected, strict=True)}
         st = np.array(acc["st"], np.int64)
         return Scan(
             frame_t=np.array(acc["ft"], np.int64),
@@ -84,7 +92,7 @@ class BagSource(Source):
 
     def _scan_file(self, path: Path, acc: dict[str, list[Any]], info: dict[str, Any], progress: Progress | None):
         cams = self.camera_topics(path)
-        steer_topic = self.cfg.steering.topic
+        steer_topic = self.steering.topic
         stamps: dict[str, list[int]] = {t: [] for t in cams}
         scanner, last_pos = BagScanner(path), 0
         for conn, rec_t, raw in scanner.messages(lambda c: c.topic in stamps or c.topic == steer_topic):
@@ -105,7 +113,7 @@ class BagSource(Source):
         return stamps, scanner.report
 
     def _steering_sample(self, conn: BagConnection, msg: Any, t: int, acc: dict[str, list[Any]]) -> None:
-        sc = self.cfg.steering
+        sc = self.steering
         try:
             angle, speed = getattr(msg, sc.angle_field), getattr(msg, sc.speed_field)
         except AttributeError:
@@ -128,12 +136,12 @@ class BagSource(Source):
             wanted = sorted({t for p in self.paths for t in self.camera_topics(p)})
             raise InputError(f"no camera frames: none of the topics {wanted} has messages. Topics present: {listing}")
         if not acc["st"]:
-            raise InputError(f"no steering: topic {self.cfg.steering.topic!r} has no messages. Topics present: {listing}")
+            raise InputError(f"no steering: topic {self.steering.topic!r} has no messages. Topics present: {listing}")
 
     def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:
         """Stream the selected camera topic of each file; decode-ready payloads."""
         offset = 0
-        for path, topic, n in zip(self.paths, self.selected, self.frame_counts):
+        for path, topic, n in zip(self.paths, self.selected, self.frame_counts, strict=True):
             if topic is not None and offset + n > start and wanted[offset : offset + n].any():
                 yield from self._file_payloads(path, topic, n, offset, wanted, start)
             offset += n

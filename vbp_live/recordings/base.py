@@ -1,30 +1,30 @@
-"""What every recording source provides: a cheap first pass (times and labels) and payloads.
+"""What every recording reader provides: a cheap first pass (times and labels) and payloads.
 
-Preparation reads its input twice. :meth:`Source.scan` reads only timestamps and vehicle
-measurements (no image decoding), so the synchronization, filters and split are decided
-before any pixel is touched. :meth:`Source.payloads` then streams the encoded images of the
-frames that survived, identified by their *ordinal*: the frame's position in the scan.
+A recording is read twice. :meth:`Recording.scan` reads only timestamps and vehicle
+measurements (no image decoding), so synchronization, filters and splits can be decided
+before any pixel is touched. :meth:`Recording.payloads` then streams the encoded images of the
+wanted frames, identified by their *ordinal*: the frame's position in the scan.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-from data_prep.images import Payload
-from vbp_live.core.errors import InputError
+from vbp_live.recordings.images import Payload
 
 Progress = Callable[[int], None]  # called with an increment (bytes or rows)
 
 
 @dataclass
 class Scan:
-    """Result of a source's first pass; arrays are in ordinal order.
+    """Result of a recording's first pass; arrays are in ordinal order.
 
     Attributes:
         frame_t: (F,) int64 camera timestamps in ns.
@@ -48,7 +48,7 @@ class Scan:
     warnings: list[str] = field(default_factory=list)
 
 
-class Source(ABC):
+class Recording(ABC):
     """A recording: bags, a bag-dump folder, a simulator log or a comma2k19 segment."""
 
     kind: str = "?"
@@ -79,3 +79,16 @@ class Source(ABC):
             st = os.stat(p)
             out.append({"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
         return out
+
+
+class ImageFileRecording(Recording):
+    """A recording whose frames are image files, listed by :meth:`scan` in ``self.files``."""
+
+    def __init__(self, paths: list[Path]):
+        super().__init__(paths)
+        self.files: list[Path] = []
+
+    def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:
+        """Image file paths of wanted frames (read and decoded by the caller)."""
+        for o in np.flatnonzero(wanted[start:]) + start:
+            yield int(o), self.files[o]

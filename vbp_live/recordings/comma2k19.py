@@ -6,19 +6,20 @@ Layout (files are NumPy ``.npy`` without extension)::
     <segment>/processed_log/CAN/steering_angle/{t,v}  (N,) s, steering wheel angle in DEGREES
     <segment>/processed_log/CAN/speed/{t,value}       (M,) s, (M, 1) m/s
 
-The public example segment ships without its video, so this source provides labels only
+The public example segment ships without its video, so this reader provides labels only
 (``vbp-live prep --labels-only``): it exercises the synchronization on real CAN timing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from data_prep.images import Payload
-from data_prep.source import InputError, Progress, Scan, Source
+from vbp_live.core.errors import InputError
+from vbp_live.recordings.base import Progress, Recording, Scan
+from vbp_live.recordings.images import Payload
 
 FRAME_TIMES = Path("global_pose/frame_times")
 STEERING = Path("processed_log/CAN/steering_angle")
@@ -35,7 +36,7 @@ def seconds_to_ns(t: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(t, np.float64) * 1e9).astype(np.int64)
 
 
-class CommaSource(Source):
+class CommaRecording(Recording):
     """One comma2k19 segment folder."""
 
     kind = "comma2k19"

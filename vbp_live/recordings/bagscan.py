@@ -20,11 +20,12 @@ import bz2
 import logging
 import os
 import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import lz4.frame
+
 from vbp_live.core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class BagScanner:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"{self.path}: no such bag file")
+            raise InputError(f"{self.path}: no such bag file")
         self.size = self.path.stat().st_size
         self.report = ScanReport(self.path, self.size)
 
@@ -193,7 +194,8 @@ class BagScanner:
         if head != MAGIC:
             raise BagError(f"{self.path}: not a ROS1 v2.0 bag (starts with {head[:13]!r})")
 
-    def messages(self, want: Callable[[BagConnection], bool] = lambda c: True) -> Iterator[tuple[BagConnection, int, memoryview]]:
+    def messages(self, want: Callable[[BagConnection], bool] = lambda c: True
+                 ) -> Iterator[tuple[BagConnection, int, memoryview]]:
         """Yield ``(connection, record_time_ns, raw_message)`` for wanted connections.
 
         Args:
@@ -220,7 +222,7 @@ class BagScanner:
             op = header.get("op", b"\xff")[0]
             if op == OP_CHUNK:
                 yield from self._chunk(f, header, data_pos, data_len, wanted, want)
-            elif op == OP_MSGDATA or op == OP_CONNECTION:
+            elif op in (OP_MSGDATA, OP_CONNECTION):
                 data = self._read_exact(f, data_pos, data_len, pos)
                 yield from self._inner(((pos, header, memoryview(data)),), wanted, want)
             elif op not in (OP_BAGHEADER, OP_IDXDATA, OP_CHUNK_INFO):
@@ -270,7 +272,8 @@ class BagScanner:
             yield from self._inner(_records(inner, base), wanted, want)
         except _Cut as cut:
             where = cut.offset if comp == "none" else data_pos
-            raise _Cut(where, f"{'chunk' if len(data) == data_len else 'file ends inside a chunk'}: {cut.problem}") from None
+            what = "chunk" if len(data) == data_len else "file ends inside a chunk"
+            raise _Cut(where, f"{what}: {cut.problem}") from None
         if len(data) < data_len:
             raise _Cut(data_pos + len(data) if comp == "none" else data_pos, "file ends inside a chunk")
 

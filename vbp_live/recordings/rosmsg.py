@@ -13,7 +13,7 @@ from typing import Any
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.msg import normalize_msgtype
 
-from data_prep.bagscan import BagConnection, BagError
+from vbp_live.recordings.bagscan import BagConnection, BagError
 
 
 class MessageTypes:

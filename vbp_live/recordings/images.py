@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import cv2
 import numpy as np
+
 from vbp_live.core.errors import InputError
 
 
@@ -34,7 +34,7 @@ class RawImage:
     data: np.ndarray  # (step * height,) uint8
 
 
-Payload = Union[bytes, memoryview, np.ndarray, RawImage, Path]
+Payload = bytes | memoryview | np.ndarray | RawImage | Path
 
 # ROS encoding -> (channels, cv2 conversion to gray, cv2 conversion to BGR); None = as is.
 # Bayer names follow cv_bridge (ROS "rggb" is OpenCV's "BayerBG").

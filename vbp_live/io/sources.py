@@ -1,0 +1,61 @@
+"""Open a frame source from a command-line SOURCE string: :func:`open_source`.
+
+The one dispatcher over the overlay's sources (:mod:`vbp_live.io.video`,
+:mod:`vbp_live.io.bag_source`, :mod:`vbp_live.io.live`); it sits above them so they never import
+each other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vbp_live.io.bag_source import BagFrameSource
+from vbp_live.io.frames import FrameSource, SourceError, VideoInfo
+from vbp_live.io.live import LiveSource, ReconnectPolicy, is_live_spec
+from vbp_live.io.video import DatasetSource, ImageFolderSource, VideoFileSource
+from vbp_live.recordings.formats import bag_files
+
+
+def open_source(
+    spec: str,
+    fps: float | None = None,
+    live: bool | None = None,
+    split: str | None = None,
+    reconnect_s: float = 30.0,
+) -> FrameSource:
+    """Open SOURCE as given on the command line.
+
+    * an integer (``0``): a camera; ``scheme://...``: a stream URL (MJPEG over HTTP, RTSP, ...);
+      a string with ``!``: a GStreamer pipeline -- all live;
+    * ``*.bag``, or a folder of ``.bag`` parts of one drive: Udacity ROS1 bags (ground truth
+      from the steering reports);
+    * a folder with ``manifest.yaml``: a prepared dataset; another folder: its images;
+    * any other file: a video file.
+
+    Args:
+        spec: the SOURCE string.
+        fps: frame rate override (image folders have none; default 20).
+        live: force live (drop stale frames) or file (keep every frame) behaviour.
+        split: for prepared datasets, "train" or "test".
+        reconnect_s: how long a lost live source may stay away before the run ends.
+
+    Raises:
+        SourceError: SOURCE names nothing that exists or cannot be opened.
+    """
+    if is_live_spec(spec):
+        if live is False:
+            raise SourceError(f"{spec}: a camera or stream is always live")
+        return LiveSource(spec, fps=fps, policy=ReconnectPolicy(give_up_s=reconnect_s))
+    p = Path(spec)
+    if not p.exists():
+        raise SourceError(f"{spec}: no such file or folder (and not a camera index, URL or GStreamer pipeline)")
+    bags = bag_files([p])
+    if bags:
+        src: FrameSource = BagFrameSource(bags)
+    elif p.is_dir():
+        src = DatasetSource(p, split) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
+    else:
+        src = VideoFileSource(p, fps)
+    if live:
+        src.info = VideoInfo(**{**src.info.__dict__, "live": True})
+    return src
