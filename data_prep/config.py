@@ -1,24 +1,23 @@
 """Typed configuration of ``vbp-live prep`` (``configs/prep.yaml``).
 
 Every step of the preparation is a section here; the sections the recording readers use
-(camera, steering, sync, simulator) are defined in :mod:`vbp_live.recordings.options`. YAML is
-read with ``yaml.safe_load`` and checked against these dataclasses: unknown keys and wrong types
-are refused with the dotted key path, so a typo never silently falls back to a default.
+(camera, steering, sync, simulator) are defined in :mod:`vbp_live.recordings.options`. YAML files
+and ``--set`` overrides are read by the one config loader (:mod:`vbp_live.core.config`: safe
+YAML, one value rule) and checked against these dataclasses: unknown keys and wrong types are
+refused naming the key and where it came from (``file:line`` or ``--set``), so a typo never
+silently falls back to a default.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from vbp_live.core import config
+from vbp_live.core.config import ConfigValueError
 from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.core.sync import METHODS
 from vbp_live.recordings.options import CameraConfig, RecordingOptions, SimulatorConfig, SteeringConfig, SyncConfig
@@ -55,9 +54,13 @@ class CropConfig:
     def spec(self) -> CropSpec:
         """The resolved crop (preset + overrides)."""
         if self.preset not in CROP_PRESETS:
-            raise ValueError(f"crop.preset must be one of {sorted(CROP_PRESETS)}, got {self.preset!r}")
+            choices = ", ".join(sorted(CROP_PRESETS))
+            raise ConfigValueError("crop.preset", f"crop.preset must be one of {choices}; got {self.preset!r}")
         over = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
-        return CropSpec.from_dict({**CROP_PRESETS[self.preset].to_dict(), **over})
+        try:
+            return CropSpec.from_dict({**CROP_PRESETS[self.preset].to_dict(), **over})
+        except ValueError as e:
+            raise ConfigValueError("crop", f"crop: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -111,18 +114,23 @@ class PrepConfig:
 
     def __post_init__(self) -> None:
         self.crop.spec()
-        if self.sync.method not in METHODS:
-            raise ValueError(f"sync.method must be one of {METHODS}, got {self.sync.method!r}")
-        if self.sync.max_gap_s is not None and self.sync.max_gap_s <= 0:
-            raise ValueError(f"sync.max_gap_s must be positive or null, got {self.sync.max_gap_s}")
-        if not 0.0 <= self.split.test_fraction <= 1.0:
-            raise ValueError(f"split.test_fraction must be in [0, 1], got {self.split.test_fraction}")
-        if self.split.test_count is not None and self.split.test_count < 0:
-            raise ValueError(f"split.test_count must be >= 0, got {self.split.test_count}")
+        sync, split = self.sync, self.split
+        if sync.method not in METHODS:
+            choices = ", ".join(METHODS)
+            raise ConfigValueError("sync.method", f"sync.method must be one of {choices}; got {sync.method!r}")
+        if sync.max_gap_s is not None and sync.max_gap_s <= 0:
+            raise ConfigValueError("sync.max_gap_s", f"sync.max_gap_s must be > 0 or null, got {sync.max_gap_s}")
+        if not 0.0 <= split.test_fraction <= 1.0:
+            raise ConfigValueError("split.test_fraction",
+                                   f"split.test_fraction must be in [0, 1], got {split.test_fraction}")
+        if split.test_count is not None and split.test_count < 0:
+            raise ConfigValueError("split.test_count", f"split.test_count must be >= 0 or null, got {split.test_count}")
         if self.decode.mode not in ("gray", "color"):
-            raise ValueError(f"decode.mode must be 'gray' or 'color', got {self.decode.mode!r}")
-        if self.decode.threads < 1 or self.output.checkpoint_every < 1:
-            raise ValueError("decode.threads and output.checkpoint_every must be >= 1")
+            raise ConfigValueError("decode.mode", f"decode.mode must be one of gray, color; got {self.decode.mode!r}")
+        for key, v in (("decode.threads", self.decode.threads),
+                       ("output.checkpoint_every", self.output.checkpoint_every)):
+            if v < 1:
+                raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
 
     def recording_options(self) -> RecordingOptions:
         """The sections the recording readers use (camera, steering, sync, simulator)."""
@@ -130,90 +138,24 @@ class PrepConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict (tuples become lists)."""
-        return _plain(dataclasses.asdict(self))
+        return config.to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> PrepConfig:
-        """Build from a (partial) dict; missing keys keep their defaults."""
-        return _build(cls, data or {}, "")
+        """Build from a (partial) dict, e.g. a manifest's ``preprocessing``; missing keys keep their defaults."""
+        return config.from_dict(cls, data)
 
 
-def _plain(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return x
-
-
-def _build(cls: type, data: Any, path: str) -> Any:
-    """Instantiate dataclass ``cls`` from ``data``, checking keys and types."""
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path or 'config'}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        where = f"section {path!r}" if path else "the top level"
-        raise ValueError(f"unknown config key(s) {[f'{path}.{k}'.lstrip('.') for k in unknown]} in {where}; known: {sorted(known)}")
-    kwargs = {k: _convert(hints[k], v, f"{path}.{k}".lstrip(".")) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def _convert(hint: Any, value: Any, path: str) -> Any:
-    """Check/convert one value against its annotation."""
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path)
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(inner[0], value, path)
-    if origin is tuple:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            raise ValueError(f"{path}: expected a list, got {value!r}")
-        return tuple(_convert(args[0], v, f"{path}[]") for v in value)
-    return _scalar(hint, value, path)
-
-
-def _scalar(hint: type, value: Any, path: str) -> Any:
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, (int, float)) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }[hint]
-    if not ok:
-        raise ValueError(f"{path}: expected {hint.__name__}, got {value!r}")
-    return float(value) if hint is float else value
-
-
-def load_config(path: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None) -> PrepConfig:
-    """Read a prep config YAML (safe_load) and apply dotted overrides (``{"sync.method": "zoh"}``).
+def load_config(path: str | os.PathLike[str] | None = None, overrides: config.OverridesLike = None) -> PrepConfig:
+    """Read a prep config YAML and apply overrides (:func:`vbp_live.core.config.load`).
 
     Args:
         path: YAML file; None uses the built-in defaults (identical to ``configs/prep.yaml``).
-        overrides: dotted key -> value, applied on top of the file.
+        overrides: applied on top of the file, in order: a ``{dotted key: value}`` dict
+            (``{"sync.method": "zoh"}``), ``--set`` strings (``["sync.method=zoh"]``) or
+            :class:`~vbp_live.core.config.Override` objects.
+
+    Raises:
+        ConfigError: one line naming the origin (``file:line`` or ``--set ...``) and the key.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: config file not found")
-        with open(p, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{p}: expected a YAML mapping at the top level")
-    for key, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {key!r}: {part!r} is not a section")
-        node[leaf] = value
-    try:
-        return PrepConfig.from_dict(data)
-    except ValueError as e:
-        raise ValueError(f"{path or 'config'}: {e}") from None
+    return config.load(PrepConfig, path, overrides)

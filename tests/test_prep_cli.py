@@ -22,6 +22,8 @@ from prep_fixtures import T0, steering_series, write_bag
 
 from data_prep.config import PrepConfig, load_config
 from vbp_live.cli.main import main
+from vbp_live.core.config import Override
+from vbp_live.core.errors import ConfigError
 from vbp_live.io.dataset import DatasetError, PreparedDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,16 +39,21 @@ def test_configs_prep_yaml_is_the_defaults():
 def test_config_errors_name_the_key(tmp_path):
     bad = tmp_path / "p.yaml"
     bad.write_text("sync:\n  methd: zoh\n")
-    with pytest.raises(ValueError, match=r"p.yaml: unknown config key\(s\) \['sync.methd'\]"):
+    with pytest.raises(ConfigError, match=r"p.yaml:2: unknown key 'sync.methd'; known keys: method, max_gap_s$"):
         load_config(bad)
-    with pytest.raises(ValueError, match="filter.min_speed_mps: expected float"):
+    with pytest.raises(ConfigError, match="^override filter.min_speed_mps='fast': filter.min_speed_mps must be a num"):
         load_config(None, {"filter.min_speed_mps": "fast"})
-    with pytest.raises(ValueError, match="sync.method must be one of"):
-        load_config(None, {"sync.method": "cubic"})
-    with pytest.raises(ValueError, match="crop.preset must be one of"):
-        load_config(None, {"crop.preset": "resnet"})
-    with pytest.raises(ValueError, match="crop band needs"):
-        load_config(None, {"crop.top": 0.9, "crop.bottom": 0.5})
+    with pytest.raises(ConfigError, match="^--set sync.method=cubic: sync.method must be one of linear, zoh"):
+        load_config(None, ["sync.method=cubic"])
+    with pytest.raises(ConfigError, match="^--set crop.preset=resnet: crop.preset must be one of nethvf, netsvf"):
+        load_config(None, ["crop.preset=resnet"])
+    with pytest.raises(ConfigError, match="^--set crop.bottom=0.5: crop: crop band needs"):
+        load_config(None, ["crop.top=0.9", "crop.bottom=0.5"])
+    bad.write_text("decode:\n  threads: 0\n")
+    with pytest.raises(ConfigError, match=r"p.yaml:2: decode.threads must be >= 1, got 0$"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"^--max-gap -1.0: sync.max_gap_s must be > 0 or null"):
+        load_config(None, [Override("sync.max_gap_s", -1.0, "--max-gap -1.0")])
 
 
 def test_cli_runs_and_prints_the_summary(tmp_path, capsys):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+
+from vbp_live.core.config import SET_HELP, Override
 
 EPILOG = """\
 inputs: .bag files (several = one drive, merged in time), a folder of bags, a bag-dump folder
@@ -49,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--camera-topic", action="append", metavar="TOPIC", help="camera.topics (repeatable)")
     p.add_argument("--steering-topic", help="steering.topic")
     p.add_argument("--threads", type=int, help="decode.threads")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any config key, YAML value")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
     p.add_argument("--kind", default="auto", choices=["auto", "bag", "dump", "sim", "comma2k19"], help="input kind")
     p.add_argument("--labels-only", action="store_true", help="write the synchronized index only (no frames)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
@@ -59,23 +60,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Dotted config overrides from the command line."""
-    import yaml
+# option -> the config key it sets (its value is already typed by argparse)
+FLAG_KEYS = {"--model": "crop.preset", "--sync": "sync.method", "--max-gap": "sync.max_gap_s",
+             "--min-speed": "filter.min_speed_mps", "--test-fraction": "split.test_fraction",
+             "--test-count": "split.test_count", "--camera-topic": "camera.topics",
+             "--steering-topic": "steering.topic", "--threads": "decode.threads"}
 
-    out: dict[str, Any] = {}
-    for key, value in (("crop.preset", args.model), ("sync.method", args.sync), ("sync.max_gap_s", args.max_gap),
-                       ("filter.min_speed_mps", args.min_speed), ("split.test_fraction", args.test_fraction),
-                       ("split.test_count", args.test_count), ("camera.topics", args.camera_topic),
-                       ("steering.topic", args.steering_topic), ("decode.threads", args.threads)):
+
+def overrides(args: argparse.Namespace) -> list[Override | str]:
+    """Config overrides from the command line: the shortcut options, then every ``--set`` in order."""
+    out: list[Override | str] = []
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None:
-            out[key] = value
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value)
-    return out
+            out.append(Override(key, value, f"{flag} {value}"))
+    return out + list(args.sets)
 
 
 def run(args: argparse.Namespace) -> int:

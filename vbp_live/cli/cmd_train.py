@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
+
+from vbp_live.core.config import SET_HELP, Override
 
 EPILOG = """\
 examples:
@@ -33,22 +36,29 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", required=True, help="YAML config (see configs/netsvf.yaml)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set optim.lr=0.05 (repeatable; values are YAML)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
+    p.add_argument("--device", help="auto (CUDA if available, else CPU), cpu, cuda, cuda:1 "
+                   "(default: train.device of the config, which defaults to auto)")
     p.add_argument("--resume", action="store_true", help="continue from <run_dir>/last.pt")
     p.set_defaults(func=run)
 
 
+def overrides(args: argparse.Namespace) -> list[Override | str]:
+    """Config overrides from the command line: ``--device``, then every ``--set`` in order."""
+    device = [Override("train.device", args.device, f"--device {args.device}")] if args.device else []
+    return device + list(args.sets)
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the config, train, print where everything went."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from vbp_live.cli.main import CliError
     from vbp_live.train.config import load_config
     from vbp_live.train.loop import NonFiniteLossError
     from vbp_live.train.run import train
 
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, overrides(args))
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 talks
     if not main_rank:
         logging.getLogger().setLevel(logging.WARNING)
@@ -64,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{result.status} at step {result.global_step}: {summary or 'no epoch finished yet'}")
     print(f"checkpoint: {result.checkpoint}   run dir: {result.run_dir}")
     if result.status == "interrupted":
-        print(f"resume with: vbp-live train --config {args.config} --resume" + "".join(f" --set {o}" for o in args.overrides))
+        again = "".join(f" --set {shlex.quote(o)}" for o in args.sets)
+        again += f" --device {args.device}" if args.device else ""
+        print(f"resume with: vbp-live train --config {args.config} --resume{again}")
         return 130
     return 0

@@ -1,25 +1,28 @@
-"""The typed training configuration: YAML file + ``key=value`` overrides, checked against dataclasses.
+"""The typed training configuration: YAML file + ``--set key=value`` overrides, checked against dataclasses.
 
-nanoGPT-style: every key has a typed default; an unknown key or a value of the wrong type fails
-with a message naming the key, the expected type and the known keys. The resolved config is a
-plain dict (:func:`config_to_dict`) that goes into the run directory and every checkpoint.
+nanoGPT-style: every key has a typed default. Loading goes through the one config loader
+(:mod:`vbp_live.core.config`): an unknown key or a value of the wrong type fails with one line
+naming where it came from (``file:line`` or ``--set ...``), the key, the expected type and the
+known keys. The resolved config is a plain dict (:func:`config_to_dict`) that goes into the run
+directory and every checkpoint.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Literal
 
-import yaml
+from vbp_live.core import config
+from vbp_live.core.config import ConfigValueError, config_diff
 from vbp_live.core.errors import ConfigError
 
+__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "SnapshotConfig", "TrainConfig",
+           "config_diff", "config_from_dict", "config_to_dict", "load_config"]
 
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -51,7 +54,7 @@ class DataConfig:
         prefetch: batches prepared ahead by the background loader thread (0 = load inline).
     """
 
-    kind: str = "prepared"
+    kind: Literal["prepared", "synthetic_signs"] = "prepared"
     path: str = ""
     train_split: str = "train"
     val_split: str = "test"
@@ -83,7 +86,7 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
-    schedule: str = "constant"
+    schedule: Literal["constant", "step", "cosine"] = "constant"
     milestones: list[float] = field(default_factory=list)
     gamma: float = 0.1
     min_lr_ratio: float = 0.0
@@ -102,7 +105,7 @@ class TrainConfig:
         seed: seeds initialization and the per-epoch shuffle (a function of seed and epoch).
         max_steps: stop after this many optimizer steps in total, saving a resumable checkpoint (0 = off).
         drop_last: drop the last incomplete batch of an epoch.
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
+        device: ``auto`` (CUDA when available, else CPU; the default), ``cpu``, ``cuda`` or ``cuda:N``.
         amp: mixed precision on CUDA: ``auto`` (= ``fp16``), ``fp16`` (autocast + GradScaler),
             ``bf16`` (autocast, no scaler) or ``fp32`` (off). CPU runs always use fp32.
         threads: torch CPU threads (0 = leave torch's default).
@@ -111,12 +114,12 @@ class TrainConfig:
 
     epochs: int = 32
     batch_size: int = 32
-    loss: str = "mse"
+    loss: Literal["mse", "nll"] = "mse"
     seed: int = 0
     max_steps: int = 0
     drop_last: bool = True
     device: str = "auto"
-    amp: str = "auto"
+    amp: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
     threads: int = 0
     progress: bool = True
 
@@ -147,142 +150,47 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
 
-    def validate(self) -> "Config":
-        """Check values that types alone cannot; returns self."""
-        _choice("data.kind", self.data.kind, ("prepared", "synthetic_signs"))
-        _choice("optim.schedule", self.optim.schedule, ("constant", "step", "cosine"))
-        _choice("train.loss", self.train.loss, ("mse", "nll"))
-        _choice("train.amp", self.train.amp, ("auto", "fp16", "bf16", "fp32"))
+    def validate(self) -> Config:
+        """Check what types alone cannot; returns self.
+
+        Raises:
+            ConfigValueError: naming the key (the loader adds where it came from).
+        """
         if self.data.kind == "prepared" and not self.data.path:
-            raise ConfigError("data.path is empty: name a prepared dataset directory (vbp-live prep)")
+            raise ConfigValueError("data.path", "data.path is empty: name a prepared dataset directory (vbp-live prep)")
+        if not _DEVICE.fullmatch(self.train.device):
+            raise ConfigValueError("train.device",
+                                   f"train.device must be auto, cpu, cuda or cuda:N; got {self.train.device!r}")
         for key, v in (("train.epochs", self.train.epochs), ("train.batch_size", self.train.batch_size),
                        ("data.train_stride", self.data.train_stride), ("data.val_stride", self.data.val_stride)):
             if v < 1:
-                raise ConfigError(f"{key} must be >= 1, got {v}")
+                raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
         if self.optim.lr <= 0:
-            raise ConfigError(f"optim.lr must be > 0, got {self.optim.lr}")
+            raise ConfigValueError("optim.lr", f"optim.lr must be > 0, got {self.optim.lr}")
         if any(e < 0 for e in self.snapshot.epochs):
-            raise ConfigError(f"snapshot.epochs must be >= 0, got {self.snapshot.epochs}")
+            raise ConfigValueError("snapshot.epochs", f"snapshot.epochs must be >= 0, got {self.snapshot.epochs}")
         return self
 
 
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key} must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
-    origin = typing.get_origin(tp)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list of {_type_name(typing.get_args(tp)[0])}, got {value!r}")
-        return [_coerce(f"{key}[{i}]", v, typing.get_args(tp)[0]) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
-        return float(value)  # YAML 1.1 reads "1e-3" as a string
-    if tp in (int, float) and isinstance(value, bool) or not isinstance(value, tp):
-        raise ConfigError(f"{key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a nested mapping, rejecting unknown keys."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {data!r}")
-    hints = _hints(cls)
-    unknown = sorted(set(data) - set(hints))
-    if unknown:
-        where = prefix.rstrip(".") or "top level"
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)} ({where} knows: {', '.join(hints)})")
-    kwargs = {}
-    for name, value in data.items():
-        tp = hints[name]
-        kwargs[name] = _build(tp, value, f"{prefix}{name}.") if dataclasses.is_dataclass(tp) else _coerce(prefix + name, value, tp)
-    return cls(**kwargs)
-
-
-def _parse_override(item: str) -> tuple[list[str], Any]:
-    if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like key=value (e.g. optim.lr=0.05)")
-    key, text = item.split("=", 1)
-    try:
-        value = yaml.safe_load(text) if text.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {item!r}: value is not valid YAML ({e})") from e
-    return key.strip().split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``a.b=value`` strings (values parsed as YAML) to a nested dict; returns a new dict."""
-    out = yaml.safe_load(yaml.safe_dump(data))
-    for item in overrides:
-        path, value = _parse_override(item)
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[path[-1]] = value
-    return out
-
-
-def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, overrides: config.OverridesLike = None) -> Config:
     """Read a YAML config (optional), apply overrides, type-check and validate.
 
+    Args:
+        path: YAML file; None starts from the defaults (the paper's protocol).
+        overrides: applied in order: ``--set`` strings (``["optim.lr=0.05"]``), a ``{dotted key: value}``
+            dict or :class:`~vbp_live.core.config.Override` objects.
+
     Raises:
-        ConfigError: naming the file or key that is wrong.
+        ConfigError: one line naming the origin (``file:line`` or ``--set ...``), the key and what is wrong.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: config file not found")
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{p}: not valid YAML: {e}") from e
-    data = apply_overrides(data, overrides or [])
-    try:
-        return _build(Config, data).validate()
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path else str(e)) from None
+    return config.load(Config, path, overrides)
 
 
-def config_from_dict(data: Mapping[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from :func:`config_to_dict` output (e.g. from a checkpoint)."""
-    return _build(Config, data).validate()
+def config_from_dict(data: Mapping[str, Any], origin: str = "") -> Config:
+    """Rebuild a :class:`Config` from :func:`config_to_dict` output (e.g. from a checkpoint named by ``origin``)."""
+    return config.from_dict(Config, data, origin)
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
     """The resolved config as plain data (YAML and checkpoint friendly)."""
-    return dataclasses.asdict(cfg)
-
-
-def config_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two config dicts."""
-    keys = sorted(set(a) | set(b))
-    out: list[str] = []
-    for k in keys:
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict) and k != "args":
-            out += config_diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(prefix + k)
-    return out
-
+    return config.to_dict(cfg)
