@@ -12,6 +12,8 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+from vbp_live.core.errors import VbpLiveError
+
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
 CHECKPOINT_HELP = "vbp_live checkpoint (.pt): the model and its crop (default: the shipped model)"
 
@@ -119,30 +121,18 @@ def add_checkpoint_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, 
 
 
 def resolve_device(text: str) -> str:
-    """The device ``--device`` names, checked here: ``auto`` becomes ``cuda`` or ``cpu``.
+    """The device ``--device`` names, checked here: ``auto`` becomes ``cuda:0`` or ``cpu``.
 
     Raises:
-        UsageError: not a device name torch knows.
+        UsageError: not a device name vbp-live runs on.
         DeviceError: a CUDA device that this machine does not have.
     """
-    import torch
-
-    from vbp_live.core.errors import DeviceError, UsageError
-    from vbp_live.stream.engine import pick_device
+    from vbp_live.models.device import pick_device
 
     try:
-        dev = pick_device(text.strip())
-    except RuntimeError as e:
-        raise UsageError(f"--device {text!r} is not a device (auto, cpu, cuda or cuda:N)") from e
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise DeviceError(f"--device {text}: torch sees no CUDA device here (use --device cpu or auto)")
-        if dev.index is not None and dev.index >= n:
-            raise DeviceError(f"--device {text}: this machine has {n} CUDA device(s), cuda:0..cuda:{n - 1}")
-    elif dev.type != "cpu":
-        raise UsageError(f"--device {text!r}: vbp-live runs on auto, cpu, cuda or cuda:N")
-    return str(dev)
+        return str(pick_device(text))
+    except VbpLiveError as e:
+        raise type(e)(f"--{e}") from e
 
 
 def checkpoint_or_shipped(path: str | None) -> Path:

@@ -20,6 +20,7 @@ from torch import nn
 from vbp_live.attribution import create_method, list_methods
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.models import frames_to_input
+from vbp_live.models.device import pick_device
 from vbp_live.models.fold import inference_copy
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,6 @@ class Prediction:
 
     steering_rad: float
     mask: np.ndarray
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def usable_cores() -> int:

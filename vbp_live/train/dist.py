@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from vbp_live.core.errors import DeviceError
+from vbp_live.models.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,6 @@ class DistInfo:
     def is_main(self) -> bool:
         """Rank 0 writes files (checkpoints, metrics, snapshots)."""
         return self.rank == 0
-
-
-def pick_device(pref: str, local_rank: int = 0) -> torch.device:
-    """``auto`` → ``cuda:<local_rank>`` when CUDA is present, else CPU; otherwise as named."""
-    if pref == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    dev = torch.device(pref)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"train.device={pref!r} but no CUDA device is available")
-    return dev
 
 
 def backend_device(backend: str, local_rank: int = 0) -> torch.device:
