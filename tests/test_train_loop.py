@@ -12,6 +12,7 @@ import torch
 import yaml
 from train_helpers import make_steering_dataset, tiny_registered
 
+from vbp_live.core.errors import UsageError
 from vbp_live.io.checkpoint import CheckpointError, load_checkpoint
 from vbp_live.models import create_model
 from vbp_live.train import NonFiniteLossError, Trainer, load_config, load_data
@@ -148,7 +149,7 @@ def test_resume_refuses_changed_settings_and_missing_runs(tmp_path, dataset):
     train(tiny(tmp_path / "run", dataset, "train.max_steps=3"))
     with pytest.raises(CheckpointError, match="optim.lr"):
         train(tiny(tmp_path / "run", dataset, "optim.lr=0.1"), resume=True)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(UsageError, match="--resume"):
         train(tiny(tmp_path / "run", dataset))
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         train(tiny(tmp_path / "other", dataset), resume=True)

@@ -53,20 +53,15 @@ def run(args: argparse.Namespace) -> int:
     """Load the config, train, print where everything went."""
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from vbp_live.cli.main import CliError
     from vbp_live.train.config import load_config
-    from vbp_live.train.loop import NonFiniteLossError
     from vbp_live.train.run import train
 
     cfg = load_config(args.config, overrides(args))
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 talks
     if not main_rank:
         logging.getLogger().setLevel(logging.WARNING)
-    try:
-        with logging_redirect_tqdm():
-            result = train(cfg, resume=args.resume)
-    except (NonFiniteLossError, FileExistsError) as e:
-        raise CliError(str(e)) from e
+    with logging_redirect_tqdm():
+        result = train(cfg, resume=args.resume)
     if not main_rank:
         return 130 if result.status == "interrupted" else 0
     m = result.metrics

@@ -15,13 +15,11 @@ import traceback
 
 from vbp_live import __version__
 from vbp_live.cli.options import HelpFormatter
-from vbp_live.core.errors import UsageError, VbpLiveError
+from vbp_live.core.errors import VbpLiveError
 
 # Order = order shown in --help. Add a command by adding its module here.
 COMMANDS = ["demo", "run", "bench", "prep", "train", "synth", "explain", "evaluate"]
 
-
-CliError = UsageError  # what command modules raise for contradicting or out-of-range options
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered subcommand."""

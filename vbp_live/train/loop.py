@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vbp_live.core.errors import ConfigError
+from vbp_live.core.errors import ConfigError, VbpLiveError
 from vbp_live.io.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from vbp_live.models import create_model
 from vbp_live.train.callbacks import Callback
@@ -48,8 +48,11 @@ RESUMABLE_CHANGES = {"run_dir", "train.max_steps", "train.progress", "train.devi
                      "train.threads", "data.prefetch", "data.path"}
 
 
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the run stopped and the last good checkpoint was kept."""
+class NonFiniteLossError(VbpLiveError, RuntimeError):
+    """The loss became NaN or infinite; the run stopped and the last good checkpoint was kept.
+
+    A user-facing error: the usual cause is the config (a learning rate too high, bad labels).
+    """
 
 
 def build_model(cfg: Config, data: TrainData) -> nn.Module:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from vbp_live.core.errors import UsageError
 from vbp_live.io.atomic import write_text_atomic
 from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.train.callbacks import Callback, MetricsCSV
@@ -49,7 +50,7 @@ def prepare_run_dir(cfg: Config, resume: bool, dist_info: DistInfo) -> None:
     if resume and not last.is_file():
         raise FileNotFoundError(f"{last}: nothing to resume (no checkpoint in {run_dir})")
     if not resume and last.is_file():
-        raise FileExistsError(f"{run_dir}: already holds a run (last.pt); use --resume, or set run_dir to a new directory")
+        raise UsageError(f"{run_dir}: already holds a run (last.pt); use --resume, or set run_dir to a new directory")
     if dist_info.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
