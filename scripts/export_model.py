@@ -28,7 +28,9 @@ def main() -> None:
     args = p.parse_args()
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model()
-    meta = {"source": str(args.checkpoint), "train_metrics": ck.meta.get("metrics", {}), "data": ck.meta.get("data", {})}
+    meta = {
+        "source": str(args.checkpoint), "train_metrics": ck.meta.get("metrics", {}), "data": ck.meta.get("data", {}),
+    }
     path = save_checkpoint(args.out, model, ck.crop, ck.config, None, meta, half=True)
     if args.test:
         ds = PreparedDataset(args.test)
@@ -36,7 +38,8 @@ def main() -> None:
         m = evaluate_model(shipped, ds.frames, ds.steering, np.arange(len(ds)))
         meta["test"] = {"dataset": str(ds.path), "frames": len(ds), **{k: v for k, v in m.items()}}
         path = save_checkpoint(args.out, model, ck.crop, ck.config, None, meta, half=True)
-        print(f"held-out {ds.path} ({len(ds)} frames): RMSE {m['val_rmse_rad']:.4f} rad = {m['val_rmse_deg']:.2f} deg SWA, "
+        print(f"held-out {ds.path} ({len(ds)} frames): "
+              f"RMSE {m['val_rmse_rad']:.4f} rad = {m['val_rmse_deg']:.2f} deg SWA, "
               f"within 1 deg {m['val_within_1deg']:.1%}, within 5 deg {m['val_within_5deg']:.1%}")
     print(f"train run: {meta['train_metrics']}")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

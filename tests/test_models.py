@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
-import pytest
+
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -71,7 +72,7 @@ def test_relus_are_in_place_and_train_like_out_of_place_ones(name):
     for net in (model, twin):
         net(x).float().pow(2).sum().backward()
     torch.testing.assert_close(model(x), twin(x))
-    for (name_a, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+    for (name_a, a), (_, b) in zip(model.named_parameters(), twin.named_parameters(), strict=True):
         torch.testing.assert_close(a.grad, b.grad, msg=name_a)
 
 

@@ -16,8 +16,8 @@ import pytest
 from stream_util import coded_frame, decode_index, read_video, tiny_checkpoint, write_video
 
 from vbp_live.core.preprocess import CropSpec
-from vbp_live.io.sinks import FrameSink, NullSink, VideoFileSink
 from vbp_live.io.frames import FrameSource
+from vbp_live.io.sinks import FrameSink, NullSink, VideoFileSink
 from vbp_live.io.video import ArraySource
 from vbp_live.models import ConvNet
 from vbp_live.stream import OverlayEngine, OverlayRenderer, Pipeline, PipelineConfig
@@ -88,11 +88,13 @@ def run_with_deadline(pipe: Pipeline):
 @pytest.mark.parametrize("stage", ["reader", "model", "writer"])
 def test_a_failing_stage_stops_everything_and_the_video_is_still_finalized(tmp_path, engine, stage):
     out = tmp_path / "out.mp4"
-    source = FailingSource(12) if stage == "reader" else ArraySource(((coded_frame(i), None) for i in range(400)), fps=10)
+    frames = ((coded_frame(i), None) for i in range(400))
+    source = FailingSource(12) if stage == "reader" else ArraySource(frames, fps=10)
     eng = FailingEngine(engine, fail_at_call=4) if stage == "model" else engine
     video = VideoFileSink(out, 10)
     bad = FailingSink(fail_at=9) if stage == "writer" else NullSink()
-    pipe = Pipeline(source, eng, OverlayRenderer(engine.crop, None), [video, bad], PipelineConfig(batch_size=3, queue_size=4))
+    config = PipelineConfig(batch_size=3, queue_size=4)
+    pipe = Pipeline(source, eng, OverlayRenderer(engine.crop, None), [video, bad], config)
     stats = run_with_deadline(pipe)
     assert stats.end_reason == f"error in {stage}"
     assert "Boom" in stats.error and stage in stats.error

@@ -30,7 +30,8 @@ def xvfb():
     missing = [t for t in ("Xvfb", "xwd") if shutil.which(t) is None]
     if missing:
         pytest.skip(f"needs {', '.join(missing)} for a real window (apt-get install xvfb x11-apps)")
-    display = next(n for n in range(90, 140) if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
+    display = next(n for n in range(90, 140)
+                   if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists())
     proc = subprocess.Popen(["Xvfb", f":{display}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
@@ -124,7 +125,8 @@ def expected_band(frame: np.ndarray, engine: OverlayEngine) -> np.ndarray:
     """The crop band of the expected render (below the HUD: identical in every displayed frame)."""
     pred = engine.infer([frame])[0]
     y0, y1, _, _ = CROP.box(H, W)
-    expected = OverlayRenderer(engine.crop, None).overlay(type("R", (), {"image": frame, "cropped": False})(), pred.mask)
+    record = type("R", (), {"image": frame, "cropped": False})()
+    expected = OverlayRenderer(engine.crop, None).overlay(record, pred.mask)
     return np.ascontiguousarray(expected[y0:y1])
 
 

@@ -112,7 +112,9 @@ def wheel_tip(center: tuple[int, int], radius: float, angle_rad: float) -> tuple
     return (round(center[0] - radius * math.sin(angle_rad)), round(center[1] - radius * math.cos(angle_rad)))
 
 
-def _draw_spokes(frame: np.ndarray, c: tuple[int, int], r: int, angle: float, color: tuple[int, int, int], thick: int) -> None:
+def _draw_spokes(
+    frame: np.ndarray, c: tuple[int, int], r: int, angle: float, color: tuple[int, int, int], thick: int
+) -> None:
     """One wheel position: a crossbar through the hub and a marker at the top of the rim, turned by ``angle``."""
     left, right = wheel_tip(c, r, angle + math.pi / 2), wheel_tip(c, r, angle - math.pi / 2)
     cv2.line(frame, left, right, color, thick, cv2.LINE_AA)

@@ -84,7 +84,7 @@ class MassTally:
     def __init__(self) -> None:
         self.inside = self.total = self.area = self.pixels = 0.0
 
-    def add(self, relevance: np.ndarray, coverage: np.ndarray) -> "MassTally":
+    def add(self, relevance: np.ndarray, coverage: np.ndarray) -> MassTally:
         """Add one image: its map (H, W) and the region's coverage (H, W)."""
         r = np.clip(np.asarray(relevance, np.float64), 0.0, None)
         c = np.asarray(coverage, np.float64)

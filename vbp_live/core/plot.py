@@ -5,7 +5,7 @@ grids and line charts. numpy / OpenCV only; every function returns a new uint8 B
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -96,8 +96,8 @@ def line_chart(series: dict[str, tuple[Sequence[float], Sequence[float]]], title
     cv2.rectangle(img, (left, top), (left + pw, top + ph), INK, 1)
     for k, (label, (xs, ys)) in enumerate(series.items()):
         color = PALETTE[k % len(PALETTE)]
-        pts = [px(x, y) if math.isfinite(y) else None for x, y in zip(map(float, xs), map(float, ys))]
-        for a, b in zip(pts[:-1], pts[1:]):
+        pts = [px(x, y) if math.isfinite(y) else None for x, y in zip(map(float, xs), map(float, ys), strict=True)]
+        for a, b in zip(pts[:-1], pts[1:], strict=False):
             if a is not None and b is not None:
                 cv2.line(img, a, b, color, 2, cv2.LINE_AA)
         ly = top + 14 + 18 * k

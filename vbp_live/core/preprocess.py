@@ -8,8 +8,9 @@ mask computed on the network input back onto the full-resolution frame.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,7 +69,7 @@ class CropSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "CropSpec":
+    def from_dict(cls, d: Mapping[str, Any]) -> CropSpec:
         """Build from a dict, rejecting unknown keys with a clear message."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
@@ -76,7 +77,7 @@ class CropSpec:
             raise ValueError(f"unknown crop keys {unknown}; known: {sorted(names)}")
         return cls(**dict(d))
 
-    def with_height(self, out_height: int) -> "CropSpec":
+    def with_height(self, out_height: int) -> CropSpec:
         """Same field of view per output row, taller output (e.g. the paper's 135-row variant)."""
         band = (self.bottom - self.top) * out_height / self.out_height
         return CropSpec(**{**self.to_dict(), "out_height": out_height, "bottom": min(1.0, self.top + band)})

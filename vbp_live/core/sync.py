@@ -194,4 +194,4 @@ def sync_frames(
 def drop_counts(reason: np.ndarray) -> dict[str, int]:
     """How many frames each non-empty reason dropped, sorted by reason name."""
     names, counts = np.unique(np.asarray(reason, dtype=str), return_counts=True)
-    return {str(n): int(c) for n, c in zip(names, counts) if n}
+    return {str(n): int(c) for n, c in zip(names, counts, strict=True) if n}

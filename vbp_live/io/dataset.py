@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from vbp_live.core.errors import InputError
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.atomic import write_text_atomic
-from vbp_live.core.errors import InputError
 
 FORMAT = "vbp_live/dataset-v1"
 INDEX_FIELDS = ["i", "timestamp_ns", "steering_rad", "speed_mps", "source", "split"]
@@ -49,7 +49,8 @@ class PreparedDataset:
         self.path = Path(path)
         man = self.path / "manifest.yaml"
         if not man.is_file():
-            hint = " (an unfinished run? re-run `vbp-live prep`)" if (self.path.parent / (self.path.name + ".partial")).exists() else ""
+            unfinished = (self.path.parent / (self.path.name + ".partial")).exists()
+            hint = " (an unfinished run? re-run `vbp-live prep`)" if unfinished else ""
             raise DatasetError(f"{self.path}: not a prepared dataset, manifest.yaml is missing{hint}")
         with open(man, encoding="utf-8") as f:
             self.manifest: dict[str, Any] = yaml.safe_load(f) or {}
@@ -122,8 +123,8 @@ class DatasetWriter:
         if self.partial.exists():
             shutil.rmtree(self.partial)
         self.partial.mkdir(parents=True)
-        self._frames = open(self.partial / "frames.u8", "wb")
-        self._rows_file = open(self.partial / _ROWS, "w", newline="", encoding="utf-8") if self.resume_key else None
+        self._frames = open(self.partial / "frames.u8", "wb")  # noqa: SIM115 - open across append() calls; close() ends it
+        self._rows_file = open(self.partial / _ROWS, "w", newline="", encoding="utf-8") if self.resume_key else None  # noqa: SIM115
 
     def _resume(self, key: str) -> bool:
         """Reopen ``<dir>.partial`` at its last checkpoint if it was made with ``key``."""
@@ -145,8 +146,8 @@ class DatasetWriter:
         if len(self.rows) != n:
             self.rows = []
             return False
-        self._frames = open(frames, "ab")
-        self._rows_file = open(rows, "a", newline="", encoding="utf-8")
+        self._frames = open(frames, "ab")  # noqa: SIM115 - open across append() calls; close() ends it
+        self._rows_file = open(rows, "a", newline="", encoding="utf-8")  # noqa: SIM115
         self.resumed_state = p.get("state") or {}
         return True
 
@@ -206,7 +207,7 @@ class DatasetWriter:
         with open(self.partial / "index.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(INDEX_FIELDS)
-            for i, ((t, s, v, src), sp) in enumerate(zip(self.rows, splits)):
+            for i, ((t, s, v, src), sp) in enumerate(zip(self.rows, splits, strict=True)):
                 w.writerow([i, t, repr(s), repr(v), src, sp])
         manifest = {
             "format": FORMAT,

@@ -72,7 +72,7 @@ def _fold_after(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> bool:
 def _fold_sequential(seq: nn.Sequential) -> int:
     """Fold adjacent (BN, Conv) / (Conv, BN) pairs among a Sequential's direct children."""
     names, folded = list(seq._modules), 0
-    for a, b in zip(names, names[1:]):
+    for a, b in zip(names, names[1:], strict=False):
         ma, mb = seq._modules[a], seq._modules[b]
         if _foldable(ma, mb) and _fold_before(ma, mb):
             seq._modules[a] = nn.Identity()
@@ -104,14 +104,16 @@ def fold_batchnorm(model: nn.Module) -> tuple[nn.Module, int]:
 def _inplace_after_conv(seq: nn.Sequential) -> int:
     """Make ReLUs that directly follow a Conv2d in place."""
     kids, n = list(seq.children()), 0
-    for prev, act in zip(kids, kids[1:]):
+    for prev, act in zip(kids, kids[1:], strict=False):
         if isinstance(act, (nn.ReLU, nn.ReLU6, nn.LeakyReLU)) and isinstance(prev, nn.Conv2d) and not act.inplace:
             act.inplace = True
             n += 1
     return n
 
 
-def inference_copy(model: nn.Module, fold_bn: bool = True, inplace_relu: bool = True) -> tuple[nn.Module, dict[str, int]]:
+def inference_copy(
+    model: nn.Module, fold_bn: bool = True, inplace_relu: bool = True
+) -> tuple[nn.Module, dict[str, int]]:
     """An eval-mode copy for fast inference: same outputs (and VisualBackProp masks) up to float rounding.
 
     Args:
@@ -126,5 +128,6 @@ def inference_copy(model: nn.Module, fold_bn: bool = True, inplace_relu: bool = 
         copy_, folded = fold_batchnorm(model)
     else:
         copy_, folded = copy.deepcopy(model).eval(), 0
-    inplace = sum(_inplace_after_conv(m) for m in copy_.modules() if isinstance(m, nn.Sequential)) if inplace_relu else 0
+    seqs = [m for m in copy_.modules() if isinstance(m, nn.Sequential)]
+    inplace = sum(_inplace_after_conv(m) for m in seqs) if inplace_relu else 0
     return copy_, {"bn_folded": folded, "relu_inplace": inplace}

@@ -48,7 +48,9 @@ class DemoResult:
     frames: int
 
 
-def demo_engine(device: str = "auto", checkpoint: str | os.PathLike[str] | None = None) -> tuple[OverlayEngine, bool, str]:
+def demo_engine(
+    device: str = "auto", checkpoint: str | os.PathLike[str] | None = None
+) -> tuple[OverlayEngine, bool, str]:
     """The shipped model (or ``checkpoint``); else an untrained NetSVF with the Udacity crop."""
     ckpt = checkpoint or shipped_checkpoint()
     if ckpt is not None:
@@ -84,10 +86,12 @@ def run_demo(
     engine, trained, model = demo_engine(device, checkpoint)
     configure_threads(engine.device)
     drive = simulate_drive(DriveConfig(seed=seed, frames=frames, start_stopped=False))
-    pairs = ((img, float(t)) for (img, _), t in zip(render_frames(drive), drive.steering))
-    source = ArraySource(pairs, fps=drive.config.fps, total=frames, name=f"synthetic drive (seed {seed})", size=(640, 480))
+    pairs = ((img, float(t)) for (img, _), t in zip(render_frames(drive), drive.steering, strict=True))
+    name = f"synthetic drive (seed {seed})"
+    source = ArraySource(pairs, fps=drive.config.fps, total=frames, name=name, size=(640, 480))
     opts = RunOptions(batch_size=batch_size)
     preds = PredictionLog()
     sink = VideoFileSink(Path(out), drive.config.fps)
-    result = run_source(source, engine, opts, [sink], progress=progress, note="" if trained else UNTRAINED_NOTE, log=preds)
+    note = "" if trained else UNTRAINED_NOTE
+    result = run_source(source, engine, opts, [sink], progress=progress, note=note, log=preds)
     return DemoResult(result, model, trained, preds.rmse_deg(), frames)

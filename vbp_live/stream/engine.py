@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vbp_live.attribution import create_method, list_methods
+from vbp_live.core.errors import InputError, ModelError
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.models import frames_to_input
 from vbp_live.models.device import pick_device
@@ -123,7 +124,7 @@ class OverlayEngine:
             raise ValueError(f"attribution method {self.method_name!r} has no run(x) giving output and mask together")
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", **kwargs: object) -> "OverlayEngine":
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", **kwargs: object) -> OverlayEngine:
         """Rebuild the model and its crop from a checkpoint alone."""
         from vbp_live.io.checkpoint import load_checkpoint
 
@@ -139,7 +140,7 @@ class OverlayEngine:
             return preprocess_frame(image, self.crop)
         want = (self.crop.out_height, self.crop.out_width)
         if image.shape[:2] != want:
-            raise ValueError(f"a cropped frame is {image.shape[:2]}, but the model expects {want}")
+            raise InputError(f"a cropped frame is {image.shape[:2]}, but the model expects {want}")
         if self.crop.grayscale and image.ndim == 3:
             return preprocess_frame(image, CropSpec(0.0, 1.0, *want))
         return image
@@ -152,7 +153,7 @@ class OverlayEngine:
             cropped: per frame, whether it already is the network input.
         """
         cropped = cropped or [False] * len(images)
-        batch = np.stack([self.network_input(im, c) for im, c in zip(images, cropped)])  # (B, h, w[, 3])
+        batch = np.stack([self.network_input(im, c) for im, c in zip(images, cropped, strict=True)])  # (B, h, w[, 3])
         x = frames_to_input(batch, self.device)  # (B, C, h, w)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -160,7 +161,9 @@ class OverlayEngine:
             res = self.method.run(x)
         out = res.output.reshape(len(images), -1)  # (B, n_out)
         if out.shape[1] != 1:
-            raise ValueError(f"vbp-live run shows steering: the model must output 1 value per frame, got {out.shape[1]}")
+            raise ModelError(
+                f"vbp-live run shows steering: the model must output 1 value per frame, got {out.shape[1]}"
+            )
         steer = out[:, 0].float().cpu().numpy()  # (B,)
         masks = res.mask[:, 0].float().cpu().numpy()  # (B, h, w)
-        return [Prediction(float(s), m) for s, m in zip(steer, masks)]
+        return [Prediction(float(s), m) for s, m in zip(steer, masks, strict=True)]

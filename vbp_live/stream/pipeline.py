@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 from vbp_live.io.frames import FrameRecord, FrameSource
 from vbp_live.io.live import SourceLostError
@@ -178,7 +178,7 @@ class Pipeline:
         dt = time.perf_counter() - t0
         self.stats.add(batches=1, frames_in_model=len(batch))
         self.stats.model_s += dt  # only this thread writes it
-        for rec, pred in zip(batch, preds):
+        for rec, pred in zip(batch, preds, strict=True):
             self.stats.record("queue", t0 - rec.t_capture)
             self.stats.record("model", dt)
             self.stats.add(dropped=self.q_out.put((rec, pred)))
@@ -288,7 +288,8 @@ class Pipeline:
             t.join(max(0.0, deadline - time.perf_counter()))
         stuck = [t.name for t in self.threads if t.is_alive()]
         if stuck:
-            self.errors.append(("shutdown", TimeoutError(f"threads did not stop within {self.config.join_timeout_s:.0f} s: {stuck}")))
+            stuck_error = TimeoutError(f"threads did not stop within {self.config.join_timeout_s:.0f} s: {stuck}")
+            self.errors.append(("shutdown", stuck_error))
 
     def _finish_reason(self) -> None:
         if self.errors:

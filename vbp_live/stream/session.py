@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 
+from vbp_live.core.errors import UsageError
 from vbp_live.core.hud import HudStyle
 from vbp_live.io.frames import FrameSource, VideoInfo
 from vbp_live.io.sinks import FrameSink
@@ -68,7 +69,9 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
     """The engine for ``opts.checkpoint`` (or the shipped model) and a line describing it."""
     ckpt = opts.checkpoint or shipped_checkpoint()
     if ckpt is None:
-        raise FileNotFoundError("no --checkpoint given and the shipped model (vbp_live/assets/netsvf_synth.pt) is not installed")
+        raise UsageError(
+            "no --checkpoint given and the shipped model (vbp_live/assets/netsvf_synth.pt) is not installed"
+        )
     engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, method=opts.method)
     configure_threads(engine.device, opts.threads)
     desc = (f"model {engine.model.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "

@@ -113,7 +113,7 @@ class StreamStats:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
-        lat = {s: dict(zip(("p50_ms", "p95_ms"), p)) for s in STAGES if (p := self.percentiles(s))}
+        lat = {s: dict(zip(("p50_ms", "p95_ms"), p, strict=True)) for s in STAGES if (p := self.percentiles(s))}
         return {
             "frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
             "corrupt": self.corrupt, "reconnects": self.reconnects, "batches": self.batches,

@@ -60,7 +60,9 @@ def _lights(uv: np.ndarray, color: tuple[int, int, int]) -> list[tuple[np.ndarra
     return out
 
 
-def _face_polygon(uv: np.ndarray, pts: np.ndarray, idx: list[int], cam: Camera, pitch: float) -> tuple[np.ndarray, bool]:
+def _face_polygon(
+    uv: np.ndarray, pts: np.ndarray, idx: list[int], cam: Camera, pitch: float
+) -> tuple[np.ndarray, bool]:
     """Pixel polygon of a face; clipped at the near plane when part of it is behind the camera."""
     if pts[idx, 0].min() >= _Z_NEAR:
         return uv[idx], False
@@ -94,7 +96,7 @@ def car_polygons(car: Car, s: float, road: Road, cam: Camera, view: _ViewLike
     dx, dy = view.px - x, view.py - y
     cam_local = np.array([dx * c + dy * sn, -dx * sn + dy * c, cam.height_m])
     faces: list[tuple[np.ndarray, tuple[int, int, int]]] = []
-    for k, (box, glass) in enumerate(zip(boxes, (False, True))):
+    for k, (box, glass) in enumerate(zip(boxes, (False, True), strict=True)):
         lo, hi = box.min(axis=0), box.max(axis=0)
         for name, (idx, _) in _FACES.items():
             if not _visible(name, cam_local, lo, hi):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class DriveConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DriveConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> DriveConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
@@ -130,7 +131,7 @@ class Drive:
 def _streams(seed: int) -> dict[str, np.random.Generator]:
     names = ("road", "vehicle", "clock", "steer_clock", "markings", "hmarks", "shadows", "traffic", "light")
     children = np.random.SeedSequence(seed).spawn(len(names))
-    return {n: np.random.default_rng(c) for n, c in zip(names, children)}
+    return {n: np.random.default_rng(c) for n, c in zip(names, children, strict=True)}
 
 
 def _scene(cfg: DriveConfig, rng: dict[str, np.random.Generator], road: Road, trace: SimTrace,

@@ -11,8 +11,8 @@ into its mask with the same call, so masks align with the pixels exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -50,7 +50,7 @@ class GroundTruthMasks:
         return np.stack([getattr(self, n) for n in MASK_NAMES])
 
     @classmethod
-    def from_stack(cls, arr: np.ndarray) -> "GroundTruthMasks":
+    def from_stack(cls, arr: np.ndarray) -> GroundTruthMasks:
         """Inverse of :meth:`stack`."""
         return cls(*(arr[k].astype(bool, copy=False) for k in range(len(MASK_NAMES))))
 
@@ -84,7 +84,7 @@ class Renderer:
         self.bg[: cam.height] = sky
         self.bg[cam.height:] = sc.grass
         self.skyline = tx.skyline_table(sc.texture_seed)
-        self.hill_color = tuple(int(0.55 * g + 0.45 * h) for g, h in zip(sc.grass, sc.sky_horizon))
+        self.hill_color = tuple(int(0.55 * g + 0.45 * h) for g, h in zip(sc.grass, sc.sky_horizon, strict=True))
         self.hood_r0, self.hood_mask, self.hood_img = tx.hood(cam) if cam.hood else (cam.height, None, None)
         self.not_hood = None if self.hood_mask is None else (~self.hood_mask).astype(np.uint8)
         self.hood_u8 = None if self.hood_mask is None else self.hood_mask.astype(np.uint8)
@@ -198,7 +198,9 @@ class Renderer:
         np.bitwise_and(masks[:, r0:], self.not_hood, out=masks[:, r0:])
 
     # -- ground polygons -------------------------------------------------------------------
-    def _strips(self, view: _View, s0: np.ndarray, s1: np.ndarray, d: np.ndarray, width: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    def _strips(
+        self, view: _View, s0: np.ndarray, s1: np.ndarray, d: np.ndarray, width: np.ndarray
+    ) -> tuple[list[np.ndarray], np.ndarray]:
         """Pixel polygons of road-aligned strips clipped to the visible range; returns (polys, piece index)."""
         lo, hi = view.s_cam + 1.0, view.s_cam + FAR_M
         keep = np.nonzero((s1 > lo) & (s0 < hi))[0]
@@ -235,7 +237,9 @@ class Renderer:
         right = np.stack([u[2 * n - last:2 * n - first], v[2 * n - last:2 * n - first]], 1)
         return np.concatenate([left, right])
 
-    def _quads(self, view: _View, s0: np.ndarray, s1: np.ndarray, d: np.ndarray, width: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _quads(
+        self, view: _View, s0: np.ndarray, s1: np.ndarray, d: np.ndarray, width: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Short strips (dashes) as pixel quads (K, 4, 2), all at once; returns (quads, kept mask)."""
         a = np.maximum(s0, view.s_cam + 1.0)
         b = np.minimum(s1, view.s_cam + FAR_M)
@@ -259,7 +263,7 @@ class Renderer:
         strips, keep = self._strips(view, mk.s0[solid], mk.s1[solid], mk.d[solid], mk.width[solid])
         q_col, s_col = self.color_idx[dash][ok], self.color_idx[solid][keep]
         for ci in np.unique(np.concatenate([q_col, s_col])):
-            sel = [p for p, c in zip(strips, s_col) if c == ci] + list(quads[q_col == ci])
+            sel = [p for p, c in zip(strips, s_col, strict=True) if c == ci] + list(quads[q_col == ci])
             tx.fill([(base, tuple(int(x) for x in self.colors[ci])), (masks[0], 1)], sel)
 
     def _ground_polys(self, view: _View, world: list[np.ndarray]) -> list[np.ndarray]:

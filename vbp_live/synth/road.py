@@ -67,7 +67,9 @@ class Road:
         return x - np.sin(h) * d, y + np.cos(h) * d
 
 
-def curvature_profile(rng: np.random.Generator, length: float, ds: float = DS, lead_straight: float = 80.0) -> np.ndarray:
+def curvature_profile(
+    rng: np.random.Generator, length: float, ds: float = DS, lead_straight: float = 80.0
+) -> np.ndarray:
     """Curvature samples (1/m) on a ``ds`` grid covering at least ``length`` metres.
 
     Sections are drawn one after another from ``rng`` (so a longer road starts with the same

@@ -91,7 +91,9 @@ def _dashes(a: float, b: float, phase: float) -> list[tuple[float, float]]:
     return [(s, min(s + DASH_M, b)) for s in np.arange(start, b, DASH_M + GAP_M)]
 
 
-def lane_markings(rng: np.random.Generator, length: float, lane_width: float, asphalt: tuple[int, int, int]) -> MarkingPieces:
+def lane_markings(
+    rng: np.random.Generator, length: float, lane_width: float, asphalt: tuple[int, int, int]
+) -> MarkingPieces:
     """Marking pieces for every boundary, with styles and wear changing every 80-350 m."""
     rows: list[tuple[float, float, float, float, np.ndarray]] = []
     w, a = lane_width, 0.0
@@ -110,11 +112,13 @@ def lane_markings(rng: np.random.Generator, length: float, lane_width: float, as
         else:
             rows.append((a, b, -0.5 * w, 0.15, white))
         a = b
-    arr = list(zip(*rows))
+    arr = list(zip(*rows, strict=True))
     return MarkingPieces(np.array(arr[0]), np.array(arr[1]), np.array(arr[2]), np.array(arr[3]), np.stack(arr[4]))
 
 
-def horizontal_markings(rng: np.random.Generator, stop_s: np.ndarray, length: float, lane_width: float) -> tuple[np.ndarray, np.ndarray]:
+def horizontal_markings(
+    rng: np.random.Generator, stop_s: np.ndarray, length: float, lane_width: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Stop lines (across the ego lane) with a crosswalk behind each, plus some mid-block crosswalks.
 
     Returns:
@@ -193,13 +197,15 @@ def traffic(rng: np.random.Generator, t: np.ndarray, s_ego: np.ndarray, v_ego: n
     while spawn < t[-1] if len(t) else False:  # oncoming traffic, mean one car every 7 s
         v, s0 = rng.uniform(8.0, 17.0), np.interp(spawn, t, s_ego) + 170.0
         s = s0 - v * (t - spawn)
-        cars.append(_new_car(rng, w + rng.normal(0, 0.15), np.where((t >= spawn) & (s > s_ego - 10.0), s, np.nan), True))
+        s_seen = np.where((t >= spawn) & (s > s_ego - 10.0), s, np.nan)
+        cars.append(_new_car(rng, w + rng.normal(0, 0.15), s_seen, True))
         spawn += rng.exponential(7.0)
     spawn = -10.0
     while spawn < t[-1] if len(t) else False:  # same-direction traffic in the right lane
         v, s0 = rng.uniform(6.0, 20.0), np.interp(spawn, t, s_ego) + 165.0
         s = s0 + v * (t - spawn)
-        cars.append(_new_car(rng, -w + rng.normal(0, 0.15), np.where((t >= spawn) & (np.abs(s - s_ego - 75) < 95), s, np.nan)))
+        s_seen = np.where((t >= spawn) & (np.abs(s - s_ego - 75) < 95), s, np.nan)
+        cars.append(_new_car(rng, -w + rng.normal(0, 0.15), s_seen))
         spawn += rng.exponential(12.0)
     s_park = rng.uniform(30.0, 120.0)
     while s_park < road_length:  # parked on the right shoulder

@@ -82,7 +82,9 @@ def to_fixed(points: np.ndarray, shift: int = 2) -> np.ndarray:
     return np.round(np.clip(points, -2e5, 2e5) * (1 << shift)).astype(np.int32)
 
 
-def fill(targets: list[tuple[np.ndarray, object]], polys: list[np.ndarray], disjoint: bool = True, shift: int = 2) -> None:
+def fill(
+    targets: list[tuple[np.ndarray, object]], polys: list[np.ndarray], disjoint: bool = True, shift: int = 2
+) -> None:
     """Fill the same polygons into several images, each with its own value.
 
     ``cv2.fillPoly`` fills several polygons with the even-odd rule, so overlapping polygons

@@ -24,16 +24,16 @@ log = logging.getLogger(__name__)
 class Callback:
     """Base class: override the hook points you need."""
 
-    def before_train(self, trainer: "Trainer") -> None:
+    def before_train(self, trainer: Trainer) -> None:
         """Once, before the first step (also after a resume)."""
 
-    def after_step(self, trainer: "Trainer") -> None:
+    def after_step(self, trainer: Trainer) -> None:
         """After every optimizer step (``trainer.global_step`` already counts it)."""
 
-    def after_epoch(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         """After each epoch's validation and checkpoint; ``metrics`` is that epoch's row."""
 
-    def after_train(self, trainer: "Trainer") -> None:
+    def after_train(self, trainer: Trainer) -> None:
         """Once, when the run ends (finished, interrupted or stopped at max_steps)."""
 
 
@@ -48,7 +48,7 @@ class MetricsCSV(Callback):
         self.path = Path(path)
         self.rows: list[dict[str, Any]] = []
 
-    def before_train(self, trainer: "Trainer") -> None:
+    def before_train(self, trainer: Trainer) -> None:
         """Load rows of a previous (resumed) run up to the checkpoint's epoch."""
         if trainer.epoch > 0 and self.path.is_file():
             with open(self.path, newline="", encoding="utf-8") as f:
@@ -56,7 +56,7 @@ class MetricsCSV(Callback):
         else:
             self.rows = []
 
-    def after_epoch(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+    def after_epoch(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         """Append the epoch's row and rewrite the file."""
         self.rows.append(dict(metrics))
         fields = list(dict.fromkeys(k for r in self.rows for k in r))

@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from vbp_live.core.errors import InputError
 from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.models import frames_to_input
@@ -62,12 +64,16 @@ def load_data(cfg: DataConfig) -> TrainData:
     """Open the data a config names; raises ValueError naming the dataset if a split is empty."""
     if cfg.kind == "synthetic_signs":
 
-        frames, labels = make_sign_dataset(cfg.synthetic_frames, cfg.num_classes, cfg.synthetic_size, cfg.synthetic_seed)
+        frames, labels = make_sign_dataset(
+            cfg.synthetic_frames, cfg.num_classes, cfg.synthetic_size, cfg.synthetic_seed
+        )
         n_val = max(1, len(frames) // 5)
         train_idx, val_idx = np.arange(len(frames) - n_val), np.arange(len(frames) - n_val, len(frames))
         size = cfg.synthetic_size
         crop = CropSpec(**{**CROP_PRESETS["signnet"].to_dict(), "out_height": size, "out_width": size})
-        info = {"kind": "synthetic_signs", "frames": len(frames), "classes": cfg.num_classes, "seed": cfg.synthetic_seed}
+        info = {
+            "kind": "synthetic_signs", "frames": len(frames), "classes": cfg.num_classes, "seed": cfg.synthetic_seed,
+        }
     else:
         ds = PreparedDataset(cfg.path)
         frames, labels, crop = ds.frames, ds.steering, ds.crop
@@ -77,7 +83,7 @@ def load_data(cfg: DataConfig) -> TrainData:
                      _subset(val_idx, cfg.val_stride, cfg.max_val_frames), crop, info)
     for name, idx in (("train", data.train_idx), ("validation", data.val_idx)):
         if len(idx) == 0:
-            raise ValueError(f"{cfg.path or cfg.kind}: the {name} split is empty "
+            raise InputError(f"{cfg.path or cfg.kind}: the {name} split is empty "
                              f"(splits {cfg.train_split!r}/{cfg.val_split!r}, strides, caps)")
     return data
 

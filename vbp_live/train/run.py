@@ -69,6 +69,8 @@ def train(cfg: Config, resume: bool = False, callbacks: list[Callback] | None = 
         if resume:
             trainer.restore(load_checkpoint(trainer.checkpoint_path))
         status = trainer.fit()
-        return TrainResult(status, trainer.checkpoint_path, Path(cfg.run_dir), trainer.global_step, trainer.last_metrics)
+        return TrainResult(
+            status, trainer.checkpoint_path, Path(cfg.run_dir), trainer.global_step, trainer.last_metrics
+        )
     finally:
         cleanup_distributed()

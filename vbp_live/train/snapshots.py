@@ -11,8 +11,9 @@ the latest mask overlaid in red.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -46,7 +47,9 @@ def pick_frames(val_idx: np.ndarray, count: int, explicit: Sequence[int]) -> np.
     if explicit:
         return np.asarray(explicit, dtype=np.int64)
     count = min(count, len(val_idx))
-    return np.asarray(val_idx)[np.linspace(0, len(val_idx) - 1, count).round().astype(int)] if count else np.zeros(0, int)
+    if not count:
+        return np.zeros(0, int)
+    return np.asarray(val_idx)[np.linspace(0, len(val_idx) - 1, count).round().astype(int)]
 
 
 MIN_PANEL_WIDTH = 256  # small frames are enlarged (nearest) so titles and details stay readable
@@ -74,7 +77,7 @@ def render_strip(frame: np.ndarray, masks: Sequence[np.ndarray], labels: Sequenc
         uint8 BGR image: vertical strip for wide frames, horizontal otherwise.
     """
     panels = [_label(to_bgr(frame), "input")]
-    for m, text in zip(masks, labels):
+    for m, text in zip(masks, labels, strict=True):
         gray = (np.clip(m, 0, 1) * 255 + 0.5).astype(np.uint8)  # (H, W)
         panels.append(_label(to_bgr(gray), text))
     if len(masks):
@@ -101,7 +104,7 @@ class VBPSnapshots(Callback):
         self._shadow: torch.nn.Module | None = None
         self._vbp: VisualBackProp | None = None
 
-    def before_train(self, trainer: "Trainer") -> None:
+    def before_train(self, trainer: Trainer) -> None:
         """Compute the step schedule, reload masks of a resumed run, take an epoch-0 snapshot if asked."""
         self.schedule = snapshot_steps(self.epochs, trainer.steps_per_epoch, trainer.total_steps)
         self.taken = self._load() if trainer.global_step > 0 else {}
@@ -109,12 +112,12 @@ class VBPSnapshots(Callback):
         if trainer.global_step == 0 and 0 in self.schedule:
             self.take(trainer, self.schedule[0])
 
-    def after_step(self, trainer: "Trainer") -> None:
+    def after_step(self, trainer: Trainer) -> None:
         """Take a snapshot when the schedule says so."""
         if trainer.global_step in self.schedule:
             self.take(trainer, self.schedule[trainer.global_step])
 
-    def take(self, trainer: "Trainer", epoch: float) -> None:
+    def take(self, trainer: Trainer, epoch: float) -> None:
         """Masks for the fixed rows with the current weights (on a separate eval copy)."""
         vbp = self._shadow_vbp(trainer)
         x = frames_to_input(np.asarray(trainer.data.frames[self.rows]), trainer.device)  # (K, C, H, W)
@@ -125,7 +128,7 @@ class VBPSnapshots(Callback):
         self.write_strips(trainer.data.frames)
         log.info("VBP snapshot at epoch %g (step %d): %d frames", epoch, trainer.global_step, len(self.rows))
 
-    def _shadow_vbp(self, trainer: "Trainer") -> VisualBackProp:
+    def _shadow_vbp(self, trainer: Trainer) -> VisualBackProp:
         """VisualBackProp on an eval-mode copy of the network holding the current weights."""
         raw = trainer.raw_model
         if self._shadow is None or self._vbp is None:
@@ -153,9 +156,8 @@ class VBPSnapshots(Callback):
     def _save(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         arrays = {f"epoch_{e!r}": m for e, m in self.taken.items()}
-        with atomic_path(self.out_dir / "masks.npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, rows=self.rows, **arrays)
+        with atomic_path(self.out_dir / "masks.npz") as tmp, open(tmp, "wb") as f:
+            np.savez_compressed(f, rows=self.rows, **arrays)
 
     def _load(self) -> dict[float, np.ndarray]:
         path = self.out_dir / "masks.npz"
