@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from method_nets import tiny_checkpoint
+from method_nets import eval_tiny_registered, tiny_checkpoint
 from vbp_live.cli.main import main
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.evaluate.figures import describe_output, display_map, overlay_panel
@@ -31,7 +31,8 @@ def road(seed: int, w: int = 96, h: int = 64) -> np.ndarray:
 
 @pytest.fixture
 def ckpt(tmp_path):
-    return tiny_checkpoint(tmp_path / "tiny.pt")
+    with eval_tiny_registered():
+        yield tiny_checkpoint(tmp_path / "tiny.pt")
 
 
 def predicted(ckpt_path, img: np.ndarray) -> float:

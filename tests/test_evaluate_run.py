@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from method_nets import tiny_checkpoint, tiny_steering
+from method_nets import eval_tiny_registered, tiny_checkpoint, tiny_steering
 from vbp_live.cli.main import main
 from vbp_live.core.plot import line_chart
 from vbp_live.evaluate.inputs import Sample
@@ -129,8 +129,13 @@ def _numbers(path):
     return r
 
 
-def test_evaluate_cli_report_reproducible_and_resumable(tmp_path, drive, capsys):
-    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+@pytest.fixture
+def ckpt(tmp_path):
+    with eval_tiny_registered():
+        yield tiny_checkpoint(tmp_path / "tiny.pt")
+
+
+def test_evaluate_cli_report_reproducible_and_resumable(tmp_path, drive, ckpt, capsys):
     args = ["evaluate", "--checkpoint", str(ckpt), "--data", str(drive), "--frames", "2", "--steps", "4",
             "--sanity-frames", "1", "--methods", "vbp,lrp,saliency", "--seed", "5"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods, native
+from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods
 from vbp_live.bench import vbp_pass
 from vbp_live.bench.peers import PEERS, PeerUnavailable
 from vbp_live.models import create_model
@@ -33,7 +33,6 @@ from vbp_live.models import create_model
 log = logging.getLogger(__name__)
 Fn = Callable[[], object]
 LRP_OURS = "lrp (ours, ε=100)"
-VBP_TORCH = "vbp (torch pass)"
 
 
 @dataclass
@@ -152,12 +151,7 @@ def environment(device: torch.device) -> str:
         except importlib.metadata.PackageNotFoundError:
             pass
     when = datetime.date.today().isoformat()
-    cpu_pass = ""
-    if device.type == "cpu":
-        cpu_pass = "; VBP CPU pass: " + (
-            "compiled kernel" if native.library() is not None else f"torch ({native.unavailable_reason()})"
-        )
-    return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}{cpu_pass}"
+    return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}"
 
 
 def _cpu_name() -> str:
@@ -180,9 +174,6 @@ def _ours(model: nn.Module, x: torch.Tensor, cfg: BenchConfig, skipped: dict[str
     fns: dict[str, Fn] = {"forward": lambda: model(x)}
     vbp = VisualBackProp(model)
     fns["vbp"] = lambda: vbp.attribute(x)
-    if x.device.type == "cpu" and native.library() is not None:
-        torch_pass = VisualBackProp(model, compiled=False)
-        fns[VBP_TORCH] = lambda: torch_pass.attribute(x)
     if cfg.reference:
         ref = VisualBackPropReference(model)
         fns["vbp_reference"] = lambda: ref.attribute(x)
