@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from method_nets import eval_tiny_registered, tiny_checkpoint
+
 from vbp_live.cli.main import main
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.evaluate.figures import describe_output, display_map, overlay_panel

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 
 import numpy as np
 import pytest
 import torch
+from method_nets import eval_tiny_registered, tiny_checkpoint, tiny_steering
 from torch import nn
 
-from method_nets import eval_tiny_registered, tiny_checkpoint, tiny_steering
+from vbp_live.attribution import Saliency, VisualBackProp
 from vbp_live.cli.main import main
 from vbp_live.core.plot import line_chart
+from vbp_live.evaluate.figures import compute_maps
 from vbp_live.evaluate.inputs import Sample
 from vbp_live.evaluate.perturb import PerturbSettings, deletion_insertion, frame_context, region_perturbation
 from vbp_live.evaluate.run import mass_on_masks
 from vbp_live.evaluate.sanity import cascading_randomization, randomize_layer
-from vbp_live.evaluate.figures import compute_maps
-from vbp_live.attribution import Saliency, VisualBackProp
 
 
 class LooksAtOneRegion(nn.Module):

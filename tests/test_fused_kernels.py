@@ -30,7 +30,8 @@ from vbp_live.models import create_model, list_models
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
-pytestmark = pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed (pip install triton): fused kernels untested")
+pytestmark = pytest.mark.skipif(
+    not HAS_TRITON, reason="Triton is not installed (pip install triton): fused kernels untested")
 
 # The interpreter run takes the CPU cases, the main process the compiled CUDA ones: neither collects the other's.
 DEVICES = ["cpu"] if INTERPRETING else [pytest.param("cuda", marks=pytest.mark.gpu)]
@@ -69,7 +70,7 @@ def test_ones_gather_equals_ones_deconv(device, seed):
     """Gather form == an all-ones ConvTranspose2d (float64), incl. non-square, dilation, ceil mode."""
     rng = random.Random(seed)
     g = _random_geometry(rng, pool=seed % 3 == 2)
-    target = (rng.randint(g.dilation[0] * (g.kernel[0] - 1) + 1, 30), rng.randint(g.dilation[1] * (g.kernel[1] - 1) + 1, 30))
+    target = tuple(rng.randint(g.dilation[i] * (g.kernel[i] - 1) + 1, 30) for i in range(2))
     n = g.out_size(*target)
     gen = torch.Generator().manual_seed(seed)
     mask = torch.rand(2, 1, *n, generator=gen)  # (2, 1, h, w)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from method_nets import FAST_KWARGS, IN_SHAPE, hooks_left, same_state, state_copy, tiny_steering
+
 from vbp_live.attribution import create_method, list_methods
 
 METHODS = [m for m in list_methods() if m != "vbp_fused"]  # Triton: GPU or interpreter only; tested in its own file

@@ -6,9 +6,9 @@ import threading
 
 import pytest
 import torch
+from method_nets import hooks_left
 from torch import nn
 
-from method_nets import hooks_left
 from vbp_live.attribution import VisualBackProp
 from vbp_live.attribution.capture import StageCapture, module_hooks, trace_conv_chain, trace_leaf_calls
 

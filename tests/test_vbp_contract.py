@@ -8,11 +8,15 @@ import gc
 import pytest
 import torch
 import torch.nn.functional as F
+from method_nets import hooks_left
 from torch import nn
 
-from method_nets import hooks_left
 from vbp_live.attribution import (
-    AttributionResult, UnsupportedModelError, VBPMaps, VisualBackProp, VisualBackPropReference,
+    AttributionResult,
+    UnsupportedModelError,
+    VBPMaps,
+    VisualBackProp,
+    VisualBackPropReference,
 )
 
 
@@ -20,7 +24,8 @@ def tiny(inplace: bool = False, dropout: bool = False) -> nn.Module:
     layers = [nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3), nn.ReLU(inplace=inplace)]
     if dropout:
         layers.append(nn.Dropout2d(0.5))
-    layers += [nn.BatchNorm2d(4), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(inplace=inplace), nn.Flatten(), nn.LazyLinear(1)]
+    layers += [nn.BatchNorm2d(4), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(inplace=inplace)]
+    layers += [nn.Flatten(), nn.LazyLinear(1)]
     model = nn.Sequential(*layers)
     model(torch.zeros(2, 1, 17, 23))
     return model

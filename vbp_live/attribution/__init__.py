@@ -5,13 +5,13 @@
 
 from vbp_live.attribution.base import Attribution, AttributionResult, create_method, list_methods, register_method
 from vbp_live.attribution.capture import ConvChain, Stage, UnsupportedModelError, trace_conv_chain
+from vbp_live.attribution.gradcam import GradCAM
+from vbp_live.attribution.gradients import DeconvNet, GuidedBackprop, Saliency
+from vbp_live.attribution.lrp import EpsilonLRP
+from vbp_live.attribution.pda import PredictionDifference, PredictionDifferenceGrad
 from vbp_live.attribution.vbp import VBPMaps, VisualBackProp
 from vbp_live.attribution.vbp_reference import VisualBackPropReference
 from vbp_live.attribution.vbp_triton import FusedVisualBackProp  # registers 'vbp_fused'; Triton loads lazily
-from vbp_live.attribution.gradients import DeconvNet, GuidedBackprop, Saliency
-from vbp_live.attribution.lrp import EpsilonLRP
-from vbp_live.attribution.gradcam import GradCAM
-from vbp_live.attribution.pda import PredictionDifference, PredictionDifferenceGrad
 
 __all__ = [
     "Attribution", "AttributionResult", "ConvChain", "FusedVisualBackProp", "Stage", "UnsupportedModelError", "VBPMaps",

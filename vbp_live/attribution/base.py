@@ -13,13 +13,14 @@ no hooks.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
-_METHODS: dict[str, type["Attribution"]] = {}
+_METHODS: dict[str, type[Attribution]] = {}
 
 
 @dataclass

@@ -21,8 +21,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -109,7 +109,7 @@ class ConvChain:
         cur = tuple(map_hws[-1])
         for k in range(len(map_hws) - 1, -1, -1):
             base = tuple(in_hw) if k == 0 else tuple(map_hws[k - 1])
-            steps = list(zip(reversed(self.stages[k].ops), reversed(self.op_inputs(k, base, cur))))
+            steps = list(zip(reversed(self.stages[k].ops), reversed(self.op_inputs(k, base, cur)), strict=True))
             for n, (op, target) in enumerate(steps):
                 yield k, op, cur, tuple(target), n == len(steps) - 1
                 cur = tuple(target)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -26,7 +27,13 @@ from torch import nn
 from vbp_live.attribution.base import Attribution, check_input, output_dtype, register_method
 from vbp_live.attribution.capture import module_hooks
 from vbp_live.attribution.grad_common import (
-    Target, apply_sign, autograd_session, channel_sum, check_sign, explained_output, input_gradient,
+    Target,
+    apply_sign,
+    autograd_session,
+    channel_sum,
+    check_sign,
+    explained_output,
+    input_gradient,
 )
 
 log = logging.getLogger(__name__)

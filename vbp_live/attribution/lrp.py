@@ -36,8 +36,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -45,7 +45,13 @@ from torch import nn
 from vbp_live.attribution.base import Attribution, check_input, output_dtype, register_method
 from vbp_live.attribution.capture import module_hooks, trace_leaf_calls
 from vbp_live.attribution.grad_common import (
-    Target, apply_sign, autograd_session, channel_sum, check_sign, explained_output, input_gradient,
+    Target,
+    apply_sign,
+    autograd_session,
+    channel_sum,
+    check_sign,
+    explained_output,
+    input_gradient,
 )
 
 log = logging.getLogger(__name__)

@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from vbp_live.attribution.base import (
-    Attribution, AttributionResult, check_input, output_dtype, preserved_state, register_method,
+    Attribution,
+    AttributionResult,
+    check_input,
+    output_dtype,
+    preserved_state,
+    register_method,
 )
 from vbp_live.attribution.capture import ConvChain, StageCapture, trace_conv_chain
 from vbp_live.attribution.ones_kernel import minmax_normalize, ones_transpose2d

@@ -52,10 +52,11 @@ def fused_available(device: torch.device | str) -> tuple[bool, str]:
         return False, str(e)
     if kernels.interpreted() or torch.device(device).type == "cuda":
         return True, ""
+    late = os.environ.get("TRITON_INTERPRET") == "1"
     return False, (
         "the fused Triton kernels need a CUDA device; on the CPU they run only through Triton's "
         "interpreter (set TRITON_INTERPRET=1 before triton is imported; for tests, not speed)"
-        + (" — TRITON_INTERPRET is set, but triton was imported before it" if os.environ.get("TRITON_INTERPRET") == "1" else "")
+        + (" — TRITON_INTERPRET is set, but triton was imported before it" if late else "")
     )
 
 

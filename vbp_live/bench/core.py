@@ -11,6 +11,7 @@ measured copy bandwidth) and the fastest peer ε-LRP vs VBP.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import importlib.metadata
@@ -18,8 +19,8 @@ import logging
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
@@ -127,7 +128,7 @@ def paired_ratio(samples: list[float], base: list[float]) -> float:
     last seconds to minutes) cancel out of each ratio; the fastest-repeat ratio can pair a fast
     phase with a slow one.
     """
-    return statistics.median(a / b for a, b in zip(samples, base))
+    return statistics.median(a / b for a, b in zip(samples, base, strict=True))
 
 
 def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) -> float:
@@ -140,16 +141,11 @@ def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) ->
 
 def environment(device: torch.device) -> str:
     """Machine, versions and date, one line."""
-    if device.type == "cuda":
-        machine = torch.cuda.get_device_name(device)
-    else:
-        machine = _cpu_name()
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     vers = [f"torch {torch.__version__}"]
     for pkg in ("triton", "captum", "zennit", "grad-cam"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             vers.append(f"{pkg} {importlib.metadata.version(pkg)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
     when = datetime.date.today().isoformat()
     return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}"
 
@@ -188,10 +184,8 @@ def _ours(model: nn.Module, x: torch.Tensor, cfg: BenchConfig, skipped: dict[str
 
 def _our_lrp(model: nn.Module, skipped: dict[str, str]):
     if "lrp" not in list_methods():
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module("vbp_live.attribution.lrp")  # registers "lrp" when present
-        except ImportError:
-            pass
     if "lrp" not in list_methods():
         skipped[LRP_OURS] = "no attribution method 'lrp' is registered in this version"
         return None
@@ -250,7 +244,8 @@ def rows_to_markdown(rows: list[BenchRow]) -> str:
     """A markdown table of bench rows."""
     out = ["| model | batch | method | ms/frame | × forward | × forward, paired |", "|---|---:|---|---:|---:|---:|"]
     out += [
-        f"| {r.model} | {r.batch} | {r.method} | {r.ms_per_frame:.2f} | {r.ratio_to_forward:.3f} | {r.paired_ratio:.3f} |"
+        f"| {r.model} | {r.batch} | {r.method} | {r.ms_per_frame:.2f} | {r.ratio_to_forward:.3f} "
+        f"| {r.paired_ratio:.3f} |"
         for r in rows
     ]
     return "\n".join(out)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -93,7 +93,8 @@ def target_notes(
         e = _best(secs, ("vbp_fused", "vbp"))
         notes.append(
             f"{tag}: CUDA graph: forward + {g[0]} {ms(g[1])} vs {ms(e[1])} without the graph ({e[0]}); forward alone "
-            f"{ms(secs['forward (CUDA graph)'])} with a graph → {g[1] / secs['forward (CUDA graph)']:.3f} × (GPU target ≤ 1.05)"
+            f"{ms(secs['forward (CUDA graph)'])} with a graph → {g[1] / secs['forward (CUDA graph)']:.3f} × "
+            "(GPU target ≤ 1.05)"
         )
     bound = act_bytes / bandwidth
     for row in PASS_ALONE:
