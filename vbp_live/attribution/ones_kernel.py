@@ -51,7 +51,6 @@ def ones_transpose2d(x: torch.Tensor, g: Geometry2d, target: tuple[int, int]) ->
 def minmax_normalize(mask: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """One min-max per image: (B, 1, H, W) -> [0, 1]. A constant image (e.g. all zero) gives zeros."""
     lo, hi = torch.aminmax(mask.flatten(1), dim=1)  # (B,), (B,): one pass
-    lo = lo.view(-1, 1, 1, 1)
-    span = hi.view(-1, 1, 1, 1) - lo
-    scale = torch.where(span > eps, 1.0 / span.clamp_min(torch.finfo(mask.dtype).tiny), torch.zeros_like(span))
-    return (mask - lo) * scale
+    span = hi - lo  # (B,)
+    scale = torch.where(span > eps, 1.0 / span.clamp_min(torch.finfo(mask.dtype).tiny), 0.0)  # (B,)
+    return (mask - lo.view(-1, 1, 1, 1)).mul_(scale.view(-1, 1, 1, 1))  # (B, 1, H, W)
