@@ -126,3 +126,11 @@ def test_unknown_method_is_a_clear_error(tmp_path, ckpt, capsys):
     cv2.imwrite(str(tmp_path / "f.png"), road(0))
     assert main(["explain", str(tmp_path / "f.png"), "--checkpoint", str(ckpt), "--methods", "vbp,magic"]) == 1
     assert "unknown method(s) ['magic']" in capsys.readouterr().err
+
+
+def test_the_tiny_model_is_registered_only_while_needed():
+    from vbp_live.models import list_models
+
+    with eval_tiny_registered() as name:
+        assert name in list_models()
+    assert name not in list_models()
