@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
@@ -39,10 +42,9 @@ def tiny_steering(inplace: bool = False, seed: int = 0, outputs: int = 1, dropou
 
 
 def hooks_left(model: nn.Module) -> int:
-    """Number of hooks of any kind still registered on the model's modules (and capture taps left)."""
+    """Number of hooks of any kind still registered on the model's modules."""
     n = 0
     for m in model.modules():
-        n += "forward" in m.__dict__  # a stand-in forward of StageCapture
         for attr in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
             n += len(getattr(m, attr, {}) or {})
     return n
@@ -59,24 +61,38 @@ def same_state(model: nn.Module, saved: dict[str, torch.Tensor]) -> bool:
     return set(now) == set(saved) and all(torch.equal(now[k], saved[k]) for k in saved)
 
 
-def register_eval_tiny() -> str:
-    """Register (once) a tiny steering ConvNet for checkpoint round trips in CLI tests; returns its name."""
-    from vbp_live.models import ConvNet, list_models, register_model
+@contextlib.contextmanager
+def eval_tiny_registered() -> Iterator[str]:
+    """Register a tiny steering ConvNet for checkpoint round trips in CLI tests; yields its name.
 
-    if "eval_tiny_steer" not in list_models():
-        @register_model
-        def eval_tiny_steer(height: int = 32, width: int = 48) -> ConvNet:
-            return ConvNet((1, height, width), (4, 8, 8), (16, 1))
-    return "eval_tiny_steer"
+    The registry is global, so the model is unregistered on exit: no test leaves it behind.
+    """
+    from vbp_live.models import ConvNet, list_models, register_model
+    from vbp_live.models.registry import _REGISTRY
+
+    name = "eval_tiny_steer"
+    assert name not in list_models(), f"{name} is already registered"
+
+    @register_model
+    def eval_tiny_steer(height: int = 32, width: int = 48) -> ConvNet:
+        return ConvNet((1, height, width), (4, 8, 8), (16, 1))
+
+    try:
+        yield name
+    finally:
+        del _REGISTRY[name]  # TODO: the registry's own unregister helper once it has one
 
 
 def tiny_checkpoint(path, seed: int = 0):
-    """A checkpoint of the tiny registered net with a crop taking the lower half of any frame -> 32x48."""
+    """A checkpoint of the tiny net with a crop taking the lower half of any frame -> 32x48.
+
+    Call it inside ``with eval_tiny_registered():`` (the CLI loads the model by name).
+    """
     from vbp_live.core.preprocess import CropSpec
     from vbp_live.io.checkpoint import save_checkpoint
     from vbp_live.models import create_model
 
     torch.manual_seed(seed)
-    model = create_model(register_eval_tiny())
+    model = create_model("eval_tiny_steer")
     crop = CropSpec(top=0.5, bottom=1.0, out_height=32, out_width=48)
     return save_checkpoint(path, model, crop)

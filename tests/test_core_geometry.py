@@ -36,6 +36,8 @@ def test_pilotnet_fixture_output_paddings():
     model = pilotnet().eval()
     x = torch.rand(2, 3, 66, 200)
     vbp = VisualBackProp(model)
-    pads = [ops[0] for ops in vbp.output_paddings(x)]
+    maps = [tuple(m.shape[-2:]) for m in vbp.explain(x).maps]
+    steps = vbp.chain(x).walk_back(tuple(x.shape[-2:]), maps)  # one step (a conv) per stage, deep to shallow
+    pads = [op.geometry.output_padding(target, size) for _, op, size, target, _ in steps][::-1]
     assert pads == [(1, 1), (0, 1), (1, 0), (0, 0), (0, 0)]
     assert vbp.attribute(x).shape == (2, 1, 66, 200)

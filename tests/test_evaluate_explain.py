@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from method_nets import eval_tiny_registered, tiny_checkpoint
 
-from method_nets import tiny_checkpoint
 from vbp_live.cli.main import main
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.evaluate.figures import describe_output, display_map, overlay_panel
@@ -31,7 +31,8 @@ def road(seed: int, w: int = 96, h: int = 64) -> np.ndarray:
 
 @pytest.fixture
 def ckpt(tmp_path):
-    return tiny_checkpoint(tmp_path / "tiny.pt")
+    with eval_tiny_registered():
+        yield tiny_checkpoint(tmp_path / "tiny.pt")
 
 
 def predicted(ckpt_path, img: np.ndarray) -> float:
@@ -125,3 +126,11 @@ def test_unknown_method_is_a_clear_error(tmp_path, ckpt, capsys):
     cv2.imwrite(str(tmp_path / "f.png"), road(0))
     assert main(["explain", str(tmp_path / "f.png"), "--checkpoint", str(ckpt), "--methods", "vbp,magic"]) == 1
     assert "unknown method(s) ['magic']" in capsys.readouterr().err
+
+
+def test_the_tiny_model_is_registered_only_while_needed():
+    from vbp_live.models import list_models
+
+    with eval_tiny_registered() as name:
+        assert name in list_models()
+    assert name not in list_models()

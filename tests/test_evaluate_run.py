@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
-
 import json
 
 import numpy as np
 import pytest
 import torch
+from method_nets import eval_tiny_registered, tiny_checkpoint, tiny_steering
 from torch import nn
 
-from method_nets import tiny_checkpoint, tiny_steering
+from vbp_live.attribution import Saliency, VisualBackProp
 from vbp_live.cli.main import main
 from vbp_live.core.plot import line_chart
+from vbp_live.evaluate.figures import compute_maps
 from vbp_live.evaluate.inputs import Sample
 from vbp_live.evaluate.perturb import PerturbSettings, deletion_insertion, frame_context, region_perturbation
 from vbp_live.evaluate.run import mass_on_masks
 from vbp_live.evaluate.sanity import cascading_randomization, randomize_layer
-from vbp_live.evaluate.figures import compute_maps
-from vbp_live.attribution import Saliency, VisualBackProp
 
 
 class LooksAtOneRegion(nn.Module):
@@ -129,8 +128,13 @@ def _numbers(path):
     return r
 
 
-def test_evaluate_cli_report_reproducible_and_resumable(tmp_path, drive, capsys):
-    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+@pytest.fixture
+def ckpt(tmp_path):
+    with eval_tiny_registered():
+        yield tiny_checkpoint(tmp_path / "tiny.pt")
+
+
+def test_evaluate_cli_report_reproducible_and_resumable(tmp_path, drive, ckpt, capsys):
     args = ["evaluate", "--checkpoint", str(ckpt), "--data", str(drive), "--frames", "2", "--steps", "4",
             "--sanity-frames", "1", "--methods", "vbp,lrp,saliency", "--seed", "5"]
     assert main(args + ["--out", str(tmp_path / "a")]) == 0

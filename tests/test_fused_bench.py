@@ -29,7 +29,8 @@ def _table(text: str) -> dict[tuple[int, str], tuple[float, float, float]]:
 
 def test_bench_tiny_configuration_has_every_row(tmp_path, capsys):
     out = tmp_path / "bench.md"
-    args = ["bench", "--models", "netsvf", "--size", "125x125", "--batches", "1,2", "--repeats", "1", "--markdown", str(out)]
+    args = ["bench", "--models", "netsvf", "--size", "125x125", "--batches", "1,2", "--repeats", "1",
+            "--markdown", str(out)]
     assert main(args) == 0
     text = out.read_text()
     assert text in capsys.readouterr().out

@@ -1,10 +1,10 @@
 """Fused Triton VisualBackProp == the paper-style reference, kernel by kernel and net by net.
 
 Triton decides at import time whether kernels are compiled or interpreted, from
-``TRITON_INTERPRET``. So on a machine without a GPU, the cases below are skipped in the main
-pytest process and :func:`test_fused_cases_under_triton_interpreter` re-runs this very file in a
-subprocess with ``TRITON_INTERPRET=1`` (CPU tensors, Triton's interpreter). On a GPU machine the
-``cuda`` cases also run natively, compiled (marked ``gpu``).
+``TRITON_INTERPRET``. So the device list is built per process: the main pytest process collects
+only the ``cuda`` cases (compiled, marked ``gpu``: they run on a GPU machine) and
+:func:`test_fused_cases_under_triton_interpreter`, which re-runs this very file in a subprocess
+with ``TRITON_INTERPRET=1``, where only the ``cpu`` cases (Triton's interpreter) are collected.
 """
 
 from __future__ import annotations
@@ -30,14 +30,11 @@ from vbp_live.models import create_model, list_models
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 INTERPRETING = os.environ.get("TRITON_INTERPRET") == "1"
-pytestmark = pytest.mark.skipif(not HAS_TRITON, reason="Triton is not installed (pip install triton): fused kernels untested")
+pytestmark = pytest.mark.skipif(
+    not HAS_TRITON, reason="Triton is not installed (pip install triton): fused kernels untested")
 
-DEVICES = [
-    pytest.param("cpu", marks=pytest.mark.skipif(
-        not INTERPRETING, reason="CPU cases run in the TRITON_INTERPRET=1 subprocess (test_fused_cases_under_triton_interpreter)")),
-    pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
-        INTERPRETING, reason="the cuda cases run compiled, outside the interpreter run")]),
-]
+# The interpreter run takes the CPU cases, the main process the compiled CUDA ones: neither collects the other's.
+DEVICES = ["cpu"] if INTERPRETING else [pytest.param("cuda", marks=pytest.mark.gpu)]
 ACTIVATIONS = [nn.ReLU, lambda: nn.ReLU(inplace=True), nn.ReLU6, nn.ELU, lambda: nn.LeakyReLU(0.1)]
 
 
@@ -45,7 +42,7 @@ ACTIVATIONS = [nn.ReLU, lambda: nn.ReLU(inplace=True), nn.ReLU6, nn.ELU, lambda:
 def test_fused_cases_under_triton_interpreter():
     """Run this file's CPU cases through Triton's interpreter in a fresh process."""
     env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "cpu", __file__]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
     r = subprocess.run(cmd, env=env, cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=600)
     tail = r.stdout[-6000:] + r.stderr[-3000:]
     assert r.returncode == 0, f"interpreter run failed:\n{tail}"
@@ -73,7 +70,7 @@ def test_ones_gather_equals_ones_deconv(device, seed):
     """Gather form == an all-ones ConvTranspose2d (float64), incl. non-square, dilation, ceil mode."""
     rng = random.Random(seed)
     g = _random_geometry(rng, pool=seed % 3 == 2)
-    target = (rng.randint(g.dilation[0] * (g.kernel[0] - 1) + 1, 30), rng.randint(g.dilation[1] * (g.kernel[1] - 1) + 1, 30))
+    target = tuple(rng.randint(g.dilation[i] * (g.kernel[i] - 1) + 1, 30) for i in range(2))
     n = g.out_size(*target)
     gen = torch.Generator().manual_seed(seed)
     mask = torch.rand(2, 1, *n, generator=gen)  # (2, 1, h, w)
@@ -193,10 +190,10 @@ def test_fused_maps_and_masks_match_reference(device):
     torch.manual_seed(3)
     model = create_model("signnet", height=61, width=61).to(device).eval()
     x = torch.rand(2, *model.in_shape, device=device)
-    got = create_method("vbp_fused", model).attribute(x, raw=True, return_maps=True)
-    want = VisualBackPropReference(model).attribute(x, raw=True, return_maps=True)
+    got = create_method("vbp_fused", model).explain(x, raw=True)
+    want = VisualBackPropReference(model).explain(x, raw=True)
     assert len(got.maps) == len(want.maps) == 8 and len(got.masks) == len(want.masks) == 8
-    for a, b in zip(got.maps + got.masks, want.maps + want.masks):
+    for a, b in zip(got.maps + got.masks, want.maps + want.masks, strict=True):
         assert a.shape == b.shape
         torch.testing.assert_close(a.double().cpu(), b.double().cpu(), rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(got.output.cpu(), model(x).cpu())

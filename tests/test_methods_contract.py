@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from method_nets import FAST_KWARGS, IN_SHAPE, hooks_left, same_state, state_copy, tiny_steering
+
 from vbp_live.attribution import create_method, list_methods
 
 METHODS = [m for m in list_methods() if m != "vbp_fused"]  # Triton: GPU or interpreter only; tested in its own file
@@ -45,6 +45,7 @@ def test_no_side_effects(name, training):
     method = make(name, model)
     saved, rng = state_copy(model), torch.get_rng_state()
     method.attribute(x)
+    method.run(x)
     assert model.training == training
     assert [p.requires_grad for p in model.parameters()] == flags
     assert all(p.grad is None for p in model.parameters())
@@ -52,6 +53,17 @@ def test_no_side_effects(name, training):
     assert same_state(model, saved)
     assert torch.equal(torch.get_rng_state(), rng)
     assert torch.equal(x, x0) and x.grad is None
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_run_gives_the_models_output_and_the_map(name):
+    model = tiny_steering()
+    method = make(name, model)
+    x = torch.rand(2, *IN_SHAPE)
+    res = method.run(x)
+    with torch.no_grad():
+        torch.testing.assert_close(res.output, model(x))
+    torch.testing.assert_close(res.mask, method.attribute(x))
 
 
 @pytest.mark.parametrize("name", METHODS)

@@ -59,8 +59,7 @@ def test_bn_before_every_conv_relu_after(name):
 
 @pytest.mark.parametrize("name", list_models())
 def test_relus_are_in_place_and_train_like_out_of_place_ones(name):
-    """In-place ReLUs (as torchvision's nets): one buffer less per layer, and VisualBackProp's
-    compiled CPU path then writes the ReLU and its channel sum in one pass. Autograd is unchanged."""
+    """In-place ReLUs (as torchvision's nets): one buffer less per layer. Autograd is unchanged."""
     model = create_model(name).train()
     relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
     assert relus and all(m.inplace for m in relus)

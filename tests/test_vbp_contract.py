@@ -8,24 +8,31 @@ import gc
 import pytest
 import torch
 import torch.nn.functional as F
+from method_nets import hooks_left
 from torch import nn
 
-from method_nets import hooks_left
-from vbp_live.attribution import UnsupportedModelError, VisualBackProp, VisualBackPropReference
+from vbp_live.attribution import (
+    AttributionResult,
+    UnsupportedModelError,
+    VBPMaps,
+    VisualBackProp,
+    VisualBackPropReference,
+)
 
 
 def tiny(inplace: bool = False, dropout: bool = False) -> nn.Module:
     layers = [nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3), nn.ReLU(inplace=inplace)]
     if dropout:
         layers.append(nn.Dropout2d(0.5))
-    layers += [nn.BatchNorm2d(4), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(inplace=inplace), nn.Flatten(), nn.LazyLinear(1)]
+    layers += [nn.BatchNorm2d(4), nn.Conv2d(4, 6, 3, stride=2), nn.ReLU(inplace=inplace)]
+    layers += [nn.Flatten(), nn.LazyLinear(1)]
     model = nn.Sequential(*layers)
     model(torch.zeros(2, 1, 17, 23))
     return model
 
 
 def no_hooks_left(model: nn.Module) -> bool:
-    """No hooks of any kind and no capture tap remain (see :func:`method_nets.hooks_left`)."""
+    """No hooks of any kind remain (see :func:`method_nets.hooks_left`)."""
     return hooks_left(model) == 0
 
 
@@ -99,14 +106,27 @@ def test_all_zero_map_gives_zero_mask_not_nan():
         assert torch.isfinite(mask).all() and (mask == 0).all()
 
 
-def test_raw_and_maps():
+@pytest.mark.parametrize("cls", [VisualBackProp, VisualBackPropReference])
+def test_raw_and_maps(cls):
     model = tiny().eval()
     x = torch.rand(2, 1, 17, 23)
-    res = VisualBackProp(model).attribute(x, raw=True, return_maps=True)
+    res = cls(model).explain(x, raw=True)
+    assert isinstance(res, VBPMaps)
     assert [tuple(m.shape) for m in res.maps] == [(2, 1, 15, 21), (2, 1, 7, 10)]
     assert [tuple(m.shape) for m in res.masks] == [(2, 1, 15, 21), (2, 1, 7, 10)]
     assert torch.allclose(res.masks[1], res.maps[1]) and res.output.shape == (2, 1)
     assert res.mask.amax() > 1 or res.mask.amax() < 1  # raw: not min-max normalized
+    assert torch.allclose(res.mask, cls(model).attribute(x, raw=True))
+
+
+@pytest.mark.parametrize("cls", [VisualBackProp, VisualBackPropReference])
+def test_run_gives_output_and_mask_of_one_forward(cls):
+    model = tiny().eval()
+    x = torch.rand(3, 1, 17, 23)
+    res = cls(model).run(x)
+    assert type(res) is AttributionResult
+    assert torch.equal(res.output, model(x).detach()) and torch.equal(res.mask, cls(model).attribute(x))
+    assert no_hooks_left(model)
 
 
 def test_no_conv_activation_pair_is_a_clear_error():

@@ -52,7 +52,8 @@ def random_net(rng: random.Random) -> tuple[nn.Module, tuple[int, int, int]]:
         s = (rng.randint(1, 3), rng.randint(1, 3))
         d = (rng.randint(1, 2), rng.randint(1, 2))
         p = (rng.randint(0, (k[0] * d[0]) // 2), rng.randint(0, (k[1] * d[1]) // 2))
-        nxt = [conv_out_size(cur[i], k[i], s[i], p[i], d[i]) if cur[i] + 2 * p[i] >= d[i] * (k[i] - 1) + 1 else 0 for i in range(2)]
+        fits = [cur[i] + 2 * p[i] >= d[i] * (k[i] - 1) + 1 for i in range(2)]
+        nxt = [conv_out_size(cur[i], k[i], s[i], p[i], d[i]) if fits[i] else 0 for i in range(2)]
         if min(nxt) < 2:
             break
         c_out = rng.randint(1, 4)
@@ -66,11 +67,12 @@ def random_net(rng: random.Random) -> tuple[nn.Module, tuple[int, int, int]]:
             cur = list(probe.shape[-2:])
     if not any(isinstance(m, nn.Conv2d) for m in layers):
         layers += [nn.Conv2d(c, 2, 3), nn.ReLU()]
-    return nn.Sequential(*layers, nn.Flatten(), nn.LazyLinear(1)), (layers[0].num_features if isinstance(layers[0], nn.BatchNorm2d) else layers[0].in_channels, h, w)
+    c_in = layers[0].num_features if isinstance(layers[0], nn.BatchNorm2d) else layers[0].in_channels
+    return nn.Sequential(*layers, nn.Flatten(), nn.LazyLinear(1)), (c_in, h, w)
 
 
 def _activation(rng: random.Random) -> nn.Module:
-    return rng.choice([lambda: nn.ReLU(), lambda: nn.ReLU(inplace=True), lambda: nn.LeakyReLU(0.1), lambda: nn.ReLU6()])()
+    return rng.choice([nn.ReLU(), nn.ReLU(inplace=True), nn.LeakyReLU(0.1), nn.ReLU6()])
 
 
 def _pool(rng: random.Random) -> nn.Module:

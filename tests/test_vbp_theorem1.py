@@ -70,7 +70,7 @@ def test_vbp_is_proportional_to_path_sum(seed, bias):
     torch.manual_seed(seed)
     model, convs = small_cnn(rng, bias)
     x = torch.randn(1, 2, 11, 9, dtype=torch.float64)
-    res = VisualBackProp(model).attribute(x, raw=True, return_maps=True)
+    res = VisualBackProp(model).explain(x, raw=True)
     acts = post_relu_maps(convs, x)
     brute = brute_force(acts, convs, (11, 9))
     c = 1.0

@@ -1,22 +1,43 @@
 """The contract every attribution method follows, its registry, and side-effect guards.
 
-Every method is ``Method(model).attribute(x, ...) -> (B, 1, H, W)`` on ``x``'s device, with the
-model left exactly as it was: same train/eval mode, weights, buffers, RNG state and no hooks.
+Every method is ``Method(model)`` with two calls:
+
+* ``attribute(x, ...) -> (B, 1, H, W)`` tensor on ``x``'s device;
+* ``run(x, ...) -> AttributionResult``: the model's output and that map for the same batch
+  (what the streaming engine shows).
+
+Both leave the model exactly as it was: same train/eval mode, weights, buffers, RNG state and
+no hooks.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-_METHODS: dict[str, type["Attribution"]] = {}
+_METHODS: dict[str, type[Attribution]] = {}
+
+
+@dataclass
+class AttributionResult:
+    """The model's output and the attribution map for the same batch.
+
+    Attributes:
+        output: the model's output for the batch, as the model returns it (e.g. (B, 1)).
+        mask: (B, 1, H, W) map on the input's device.
+    """
+
+    output: torch.Tensor
+    mask: torch.Tensor
 
 
 class Attribution:
-    """Base class: holds the model; subclasses implement :meth:`attribute`."""
+    """Base class: holds the model; subclasses implement :meth:`attribute` (and may override :meth:`run`)."""
 
     name: str = ""
 
@@ -26,6 +47,18 @@ class Attribution:
     def attribute(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Map shaped (B, 1, H, W) for input ``x`` shaped (B, C, H, W)."""
         raise NotImplementedError(f"{type(self).__name__} must implement attribute()")
+
+    def run(self, x: torch.Tensor, **kwargs: Any) -> AttributionResult:
+        """The model's output and the map (``attribute(x, **kwargs)``) for the same batch.
+
+        This default runs the model once without gradients and then :meth:`attribute`, which runs
+        it again (a gradient method needs its own forward pass with gradients on). VisualBackProp
+        and the fused VisualBackProp override it to take both from one forward pass.
+        """
+        check_input(x)
+        with torch.no_grad(), preserved_state(self.model):
+            out = self.model(x)
+        return AttributionResult(out, self.attribute(x, **kwargs))
 
 
 def register_method(name: str) -> Callable[[type[Attribution]], type[Attribution]]:

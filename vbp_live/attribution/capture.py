@@ -1,35 +1,40 @@
-"""The one place that pairs convolutions with their activations and owns the forward hooks and taps.
+"""The one tracer and the one owner of every hook the attribution methods use.
 
-:func:`trace_conv_chain` runs one forward pass with hooks on every leaf module and follows the
-*tensors* (not the module order) from the input through convs, pooling and shape-preserving
-layers. It returns a :class:`ConvChain`: the post-activation maps VisualBackProp multiplies
-(stages) and, between consecutive stages, the exact spatial ops (conv / pooling geometry).
-
-Anything the tracer cannot follow (a residual ``+``, a concatenation, an upsample, a functional
-op between two convs) cuts the trace; a conv fed by a cut tensor, or a stage that does not
-consume the previous stage, is refused with :class:`UnsupportedModelError`, never guessed.
-
-:class:`StageCapture` is used on every call: it taps only the stage modules (a stand-in
-``forward``, cheaper per frame than hooks), hands each stage output to a reducer as it is
-produced and restores the modules in ``finally``.
+* :func:`trace_leaf_calls` runs one forward pass with a hook on every leaf module and records
+  each call (module, inputs, output) in order. LRP plans its rules from it; and
+  :func:`trace_conv_chain` follows the *tensors* (not the module order) from the input through
+  convs, pooling and shape-preserving layers and returns a :class:`ConvChain`: the
+  post-activation maps VisualBackProp multiplies (stages) and, between consecutive stages, the
+  exact spatial ops (conv / pooling geometry). Anything the tracer cannot follow (a residual
+  ``+``, a concatenation, an upsample, a functional op between two convs) cuts the trace; a conv
+  fed by a cut tensor, or a stage that does not consume the previous stage, is refused with
+  :class:`UnsupportedModelError`, never guessed.
+* :func:`module_hooks` registers forward hooks, forward pre-hooks and gradient hooks on module
+  outputs for the duration of a ``with`` block (only the calling thread is affected; all are
+  removed in ``finally``). Every method that needs hooks asks for them here.
+* :class:`StageCapture` hands each stage output of a :class:`ConvChain` to a reducer as it is
+  produced (forward hooks on the stage modules, through :func:`module_hooks`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
-from vbp_live.core.geometry import Geometry2d, pair
+from vbp_live.attribution.base import preserved_state
 from vbp_live.core.errors import ModelError
+from vbp_live.core.geometry import Geometry2d, pair
 
 UnsupportedModelError = ModelError  # the name the attribution API exports
+ForwardHook = Callable[[nn.Module, tuple, object], object]
+PreHook = Callable[[nn.Module, tuple], object]
+GradRule = Callable[[nn.Module, torch.Tensor], Callable[[torch.Tensor], torch.Tensor] | None]
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
@@ -104,7 +109,7 @@ class ConvChain:
         cur = tuple(map_hws[-1])
         for k in range(len(map_hws) - 1, -1, -1):
             base = tuple(in_hw) if k == 0 else tuple(map_hws[k - 1])
-            steps = list(zip(reversed(self.stages[k].ops), reversed(self.op_inputs(k, base, cur))))
+            steps = list(zip(reversed(self.stages[k].ops), reversed(self.op_inputs(k, base, cur)), strict=True))
             for n, (op, target) in enumerate(steps):
                 yield k, op, cur, tuple(target), n == len(steps) - 1
                 cur = tuple(target)
@@ -119,19 +124,6 @@ class ConvChain:
         return tuple(
             (module, tuple(calls.get(c) for c in range(max(calls) + 1))) for module, calls in orders.values()
         )
-
-    @functools.cached_property
-    def relu_flags(self) -> tuple[bool, ...]:
-        """Per stage: apply ReLU before reducing (see :class:`Stage`)."""
-        return tuple(st.relu for st in self.stages)
-
-    def describe(self) -> str:
-        """Human-readable summary (one line per stage)."""
-        lines = []
-        for i, st in enumerate(self.stages):
-            ops = ", ".join(f"{o.kind} {o.name} k{o.geometry.kernel} s{o.geometry.stride}" for o in st.ops)
-            lines.append(f"stage {i}: {st.name}[{st.call}] <- {ops}")
-        return "\n".join(lines)
 
 
 def conv_geometry(m: nn.Conv2d) -> Geometry2d:
@@ -170,12 +162,6 @@ class _Origin:
         return any(o.kind == "conv" for o in self.ops)
 
 
-def _leaf_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
-    for name, m in model.named_modules():
-        if not any(True for _ in m.children()):
-            yield name, m
-
-
 def _resolve_layers(model: nn.Module, layers: Sequence[nn.Module | str]) -> set[int]:
     named = dict(model.named_modules())
     ids = set()
@@ -193,11 +179,9 @@ def _resolve_layers(model: nn.Module, layers: Sequence[nn.Module | str]) -> set[
 class _Tracer:
     """Follows tensors through one forward pass (see module docstring)."""
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, explicit: set[int] | None):
-        self.names = {id(m): n for n, m in model.named_modules()}
+    def __init__(self, x: torch.Tensor, explicit: set[int] | None):
         self.explicit = explicit
         self.origin: dict[int, _Origin] = {id(x): _Origin(-1, ())}
-        self.keep: list[torch.Tensor] = [x]  # keeps ids unique while tracing
         self.in_hw = tuple(x.shape[-2:])
         self.stages: list[Stage] = []
         self.modules: dict[str, nn.Module] = {}
@@ -205,14 +189,13 @@ class _Tracer:
         self.errors: list[str] = []
         self.last: tuple[_Origin, tuple[int, ...]] | None = None  # newest traced tensor (explicit mode)
 
-    def hook(self, m: nn.Module, inputs: tuple, out: object) -> None:
-        call = self.calls.get(id(m), 0)
-        self.calls[id(m)] = call + 1
+    def visit(self, call: LeafCall) -> None:
+        """Follow one leaf call (in forward order)."""
+        m, inputs, out, name = call.module, call.inputs, call.output, call.name
+        self.calls[id(m)] = self.calls.get(id(m), 0) + 1
         if not isinstance(out, torch.Tensor) or not inputs or not isinstance(inputs[0], torch.Tensor):
             return
-        self.keep.append(out)
         src = self.origin.get(id(inputs[0]))
-        name = self.names[id(m)]
         if src is None and isinstance(m, nn.Conv2d) and not self.stages and tuple(inputs[0].shape[-2:]) == self.in_hw:
             src = _Origin(-1, ())  # functional preprocessing (e.g. x / 255) before the first conv
         if src is None and self.explicit is not None and self.last and self.last[1] == tuple(inputs[0].shape[-2:]):
@@ -282,20 +265,10 @@ def trace_conv_chain(
     Raises:
         UnsupportedModelError: no usable conv -> activation pair, or a chain that branches.
     """
-    tracer = _Tracer(model, x, _resolve_layers(model, layers) if layers is not None else None)
-    me = threading.get_ident()
-
-    def hook(m: nn.Module, inputs: tuple, out: object) -> None:
-        if threading.get_ident() == me:  # another thread running the same model is not traced
-            tracer.hook(m, inputs, out)
-
-    handles = [m.register_forward_hook(hook) for _, m in _leaf_modules(model)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in handles:
-            h.remove()
+    tracer = _Tracer(x, _resolve_layers(model, layers) if layers is not None else None)
+    calls, _ = trace_leaf_calls(model, x)
+    for call in calls:
+        tracer.visit(call)
     if tracer.errors:
         raise UnsupportedModelError(
             "VisualBackProp cannot follow this network: " + "; ".join(dict.fromkeys(tracer.errors))
@@ -310,172 +283,121 @@ def trace_conv_chain(
 
 
 class StageCapture:
-    """Taps the stage modules of a :class:`ConvChain` for the duration of one forward pass.
+    """Hands each stage output of a :class:`ConvChain` to ``reduce(k, tensor)`` during a forward pass.
 
-    ``reduce(stage_index, tensor)`` is called with each stage's output as soon as it is produced
-    (so in-place layers later in the network cannot corrupt it and nothing large is kept alive).
-    Only the thread that entered :meth:`hooked` is captured, so several threads may attribute
-    with the same model at once. ``seen`` counts the stage outputs captured.
-
-    ``relu(k, x, inplace)``, if given, may take over a plain ``nn.ReLU`` stage: compute the ReLU
-    and the reduction in one pass (see :meth:`_taps`); VisualBackProp's compiled CPU path uses it.
-
-    The tap stands in for each stage module's ``forward`` (an instance attribute, see
-    :func:`_tapped`) instead of registering forward hooks: a registered hook sends every call of
-    that module through torch's slow hook path and registering and removing ten hooks per frame
-    costs more again (measured on NetHVF at batch 1: +0.27 ms per frame with hooks, +0.03 ms with
-    taps, on a forward of about 10 ms). The module's own hooks still run around the tap, and the
-    map is the module's output as its ``forward`` returns it.
+    ``reduce`` is called as soon as stage ``k``'s module returns its output (so in-place layers
+    later in the network cannot corrupt it and nothing large is kept alive); a stage that is a
+    Conv2d named explicitly (``Stage.relu``) is handed over through a ReLU. The hooks sit on the
+    stage modules only while :meth:`hooked` is active and see only the thread that entered it,
+    so several threads may attribute with the same model at once. ``seen`` counts the stage
+    outputs captured by the last (or current) forward.
     """
 
-    def __init__(
-        self,
-        chain: ConvChain,
-        reduce: Callable[[int, torch.Tensor], None],
-        relu: Callable[[int, torch.Tensor, bool], torch.Tensor | None] | None = None,
-    ):
+    def __init__(self, chain: ConvChain, reduce: Callable[[int, torch.Tensor], None]):
         self.chain = chain
         self.reduce = reduce
-        self.relu = relu
-        self._seen = [0]  # a cell the taps count into
-
-    @property
-    def seen(self) -> int:
-        """Stage outputs captured by the last (or current) :meth:`hooked` forward."""
-        return self._seen[0]
-
-    def _taps(self) -> list[tuple[nn.Module, Callable]]:
-        """One tap per stage module; ``order[c]`` is the stage of that module's call ``c`` (or None).
-
-        A stage that is a plain ``nn.ReLU`` (its class's own forward, called with one tensor) is
-        offered to ``relu(k, x, inplace)`` first, which may compute the ReLU itself and reduce it
-        in the same pass (returning the ReLU's output) or decline with None.
-        """
-        self._seen = seen = [0]
-        reduce, relu_flags, fused = self.reduce, self.chain.relu_flags, self.relu
-        taps = []
-        for module, order in self.chain.call_orders:
-            calls = [0]
-
-            def tap(inner: Callable, args: tuple, kwargs: dict, order=order, calls=calls) -> object:
-                c = calls[0]
-                calls[0] = c + 1
-                k = order[c] if c < len(order) else None
-                if k is None:
-                    return inner(*args, **kwargs)
-                seen[0] += 1
-                if fused is not None and len(args) == 1 and not kwargs and getattr(inner, "__func__", None) is _RELU_FORWARD:
-                    out = fused(k, args[0], inner.__self__.inplace)
-                    if out is not None:
-                        return out
-                out = inner(*args, **kwargs)
-                reduce(k, out.clamp(min=0) if relu_flags[k] else out)
-                return out
-
-            taps.append((module, tap))
-        return taps
+        self.seen = 0
 
     @contextlib.contextmanager
-    def hooked(self) -> Iterator["StageCapture"]:
-        """Context in which the stage taps are active for this thread; always removed on exit."""
-        if os.environ.get("VBP_AB_HOOKS") == "1":  # A/B measurement: plain forward hooks
-            with self._hooks():
-                yield self
-            return
-        with _tapped(self._taps()):
+    def hooked(self) -> Iterator[StageCapture]:
+        """Context in which this thread's forward passes are captured; the hooks are always removed."""
+        self.seen = 0
+        with module_hooks(forward=[(module, self._hook(order)) for module, order in self.chain.call_orders]):
             yield self
 
-    @contextlib.contextmanager
-    def _hooks(self) -> Iterator[None]:
-        self._seen = seen = [0]
-        reduce, relu_flags = self.reduce, self.chain.relu_flags
-        me = threading.get_ident()
-        handles = []
-        for module, order in self.chain.call_orders:
-            calls = [0]
+    def _hook(self, order: tuple[int | None, ...]) -> ForwardHook:
+        """The forward hook of one stage module; ``order[c]`` is the stage of its call ``c`` (or None)."""
+        calls = 0
+        relu = [st.relu for st in self.chain.stages]
 
-            def hook(m, inputs, out, order=order, calls=calls):
-                if threading.get_ident() != me:
-                    return
-                c = calls[0]
-                calls[0] = c + 1
-                k = order[c] if c < len(order) else None
-                if k is None:
-                    return
-                seen[0] += 1
-                reduce(k, out.clamp(min=0) if relu_flags[k] else out)
+        def hook(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            nonlocal calls
+            k = order[calls] if calls < len(order) else None
+            calls += 1
+            if k is not None:
+                self.seen += 1
+                self.reduce(k, out.clamp(min=0) if relu[k] else out)
 
-            handles.append(module.register_forward_hook(hook))
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
+        return hook
 
 
-_MISSING = object()
-_RELU_FORWARD = nn.ReLU.forward
-_taps_lock = threading.Lock()
-# id(module) -> (module, the forward it had in its __dict__ or _MISSING, our stand-in, thread id -> tap)
-_installed: dict[int, tuple[nn.Module, object, Callable, dict[int, Callable]]] = {}
+@dataclass(frozen=True)
+class LeafCall:
+    """One call of a leaf module in a traced forward pass (see :func:`trace_leaf_calls`)."""
+
+    name: str
+    module: nn.Module
+    inputs: tuple
+    output: object
 
 
-def _stand_in(inner: Callable, taps: dict[int, Callable]) -> Callable:
-    """The ``forward`` put on a tapped module: the calling thread's tap if it has one, else ``inner``."""
-    get_ident = threading.get_ident
+def trace_leaf_calls(model: nn.Module, x: torch.Tensor) -> tuple[list[LeafCall], object]:
+    """One forward pass without gradients that records every call of a leaf module, in order.
 
-    def forward(*args: object, **kwargs: object) -> object:
-        tap = taps.get(get_ident())
-        return inner(*args, **kwargs) if tap is None else tap(inner, args, kwargs)
+    Returns the calls and the model's output. The records hold on to every tensor they name, so
+    while they live ``id()`` identifies a tensor across calls: the planners follow tensors by
+    identity. The train/eval mode is kept; RNG and buffers are restored (:func:`preserved_state`).
+    """
+    names = {id(m): n for n, m in model.named_modules()}
+    calls: list[LeafCall] = []
 
-    return forward
+    def record(m: nn.Module, inputs: tuple, out: object) -> None:
+        calls.append(LeafCall(names[id(m)], m, inputs, out))
+
+    leaves = [(m, record) for m in model.modules() if next(m.children(), None) is None]
+    with module_hooks(forward=leaves), torch.no_grad(), preserved_state(model):
+        out = model(x)
+    return calls, out
 
 
 @contextlib.contextmanager
-def _tapped(taps: Sequence[tuple[nn.Module, Callable]]) -> Iterator[None]:
-    """Route this thread's calls of each module through its tap, then restore the module exactly.
+def module_hooks(
+    forward: Sequence[tuple[nn.Module, ForwardHook]] = (),
+    pre: Sequence[tuple[nn.Module, PreHook]] = (),
+    output_grad: Sequence[tuple[nn.Module, GradRule]] = (),
+) -> Iterator[None]:
+    """While active, this thread's calls of the given modules run the given hooks.
 
-    The first active capture of a module puts a stand-in ``forward`` into the module's instance
-    dictionary (keeping any ``forward`` the user had put there); the last one to leave restores
-    it. Other threads calling the module meanwhile go straight to the original ``forward``.
+    Args:
+        forward: ``(module, hook(module, inputs, output))``; a hook may return a new output.
+        pre: ``(module, hook(module, inputs))``; a hook may return new inputs (a tuple).
+        output_grad: ``(module, rule(module, output))``: on each call whose output requires grad,
+            ``rule`` may return ``fn(grad) -> grad``, which then transforms the gradient arriving
+            at that output (a hook on that tensor: it lives as long as its autograd graph).
+
+    Other threads calling the same modules meanwhile are not affected. Every hook is removed on
+    exit, also when the block raises.
     """
     me = threading.get_ident()
-    done: list[nn.Module] = []
+    handles = []
     try:
-        with _taps_lock:
-            for module, tap in taps:
-                _tap(module, me, tap)
-                done.append(module)
+        for m, hook in pre:
+            handles.append(m.register_forward_pre_hook(_this_thread(hook, me)))
+        for m, hook in forward:
+            handles.append(m.register_forward_hook(_this_thread(hook, me)))
+        for m, rule in output_grad:
+            handles.append(m.register_forward_hook(_this_thread(_on_output_grad(rule), me)))
         yield
     finally:
-        with _taps_lock:
-            for module in done:
-                _untap(module, me)
+        for h in handles:
+            h.remove()
 
 
-def _tap(module: nn.Module, me: int, tap: Callable) -> None:
-    """Give thread ``me`` the tap ``tap`` on ``module``; the first one in installs the stand-in."""
-    entry = _installed.get(id(module))
-    if entry is None:
-        saved = module.__dict__.get("forward", _MISSING)
-        per_thread: dict[int, Callable] = {}
-        entry = _installed[id(module)] = (module, saved, _stand_in(module.forward, per_thread), per_thread)
-        module.__dict__["forward"] = entry[2]
-    if me in entry[3]:
-        raise RuntimeError(f"{type(module).__name__} is already captured by this thread: captures cannot nest")
-    entry[3][me] = tap
+def _this_thread(hook: Callable[..., object], me: int) -> Callable[..., object]:
+    """``hook`` for calls from thread ``me``; a no-op (None: nothing replaced) for other threads."""
+    get_ident = threading.get_ident
+
+    def call(*args: object) -> object:
+        return hook(*args) if get_ident() == me else None
+
+    return call
 
 
-def _untap(module: nn.Module, me: int) -> None:
-    """Drop this thread's tap of ``module``; the last one out restores the module's ``forward``."""
-    entry = _installed.get(id(module))
-    if entry is None or entry[3].pop(me, None) is None or entry[3]:
-        return  # not ours, or other threads still capture it
-    del _installed[id(module)]
-    _, saved, stand_in, _ = entry
-    if module.__dict__.get("forward") is not stand_in:
-        return  # someone replaced forward while we were tapping: keep theirs
-    if saved is _MISSING:
-        del module.__dict__["forward"]
-    else:
-        module.__dict__["forward"] = saved
+def _on_output_grad(rule: GradRule) -> ForwardHook:
+    def hook(module: nn.Module, inputs: tuple, out: object) -> None:
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            fn = rule(module, out)
+            if fn is not None:
+                out.register_hook(fn)
+
+    return hook

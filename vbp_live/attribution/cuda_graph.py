@@ -9,13 +9,14 @@ what you keep.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
 
-from vbp_live.attribution.base import Attribution
-from vbp_live.attribution.vbp import VBPResult
+from vbp_live.attribution.base import AttributionResult
+from vbp_live.attribution.vbp import VisualBackProp
 
 T = TypeVar("T")
 
@@ -77,18 +78,16 @@ def graph_forward(model: nn.Module, example: torch.Tensor) -> CudaGraphed[torch.
     return CudaGraphed(fwd, example)
 
 
-def graph_vbp(method: Attribution, example: torch.Tensor, raw: bool = False) -> CudaGraphed[VBPResult]:
+def graph_vbp(method: VisualBackProp, example: torch.Tensor, raw: bool = False) -> CudaGraphed[AttributionResult]:
     """Forward + VisualBackProp of ``method`` (``vbp`` or ``vbp_fused``) captured as one graph.
 
-    Each call returns a :class:`VBPResult` whose ``output`` and ``mask`` are the graph's static
-    buffers.
+    Each call returns an :class:`AttributionResult` whose ``output`` and ``mask`` are the
+    graph's static buffers.
 
     Example:
         >>> graphed = graph_vbp(FusedVisualBackProp(model.cuda().eval()), x0.cuda())
         >>> res = graphed(frame_batch)      # res.output (B, 1), res.mask (B, 1, H, W)
     """
     _require_eval(method.model)
-    if not hasattr(method, "run"):
-        raise ValueError(f"{type(method).__name__} has no run(x) returning output and mask together")
     method.chain(example)  # trace outside the capture
     return CudaGraphed(lambda x: method.run(x, raw=raw), example)

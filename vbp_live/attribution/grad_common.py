@@ -22,7 +22,7 @@ Inference mode:
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
@@ -121,7 +121,7 @@ def autograd_session(model: nn.Module) -> Iterator[AutogradSession]:
                 p.requires_grad_(False)
             yield AutogradSession()
         finally:
-            for p, f in zip(params, flags):
+            for p, f in zip(params, flags, strict=True):
                 p.requires_grad_(f)
 
 

@@ -18,14 +18,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from vbp_live.attribution.base import Attribution, check_input, output_dtype, register_method
+from vbp_live.attribution.capture import module_hooks
 from vbp_live.attribution.grad_common import (
-    Target, apply_sign, autograd_session, channel_sum, check_sign, explained_output, input_gradient,
+    Target,
+    apply_sign,
+    autograd_session,
+    channel_sum,
+    check_sign,
+    explained_output,
+    input_gradient,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +64,8 @@ class _RuleReLU(torch.autograd.Function):
 def relu_rules(model: nn.Module, rule: str) -> Iterator[int]:
     """While active, every ``nn.ReLU`` module of ``model`` back-propagates by ``rule``.
 
-    Yields the number of ReLU modules rewired. Hooks are removed in ``finally``.
+    Yields the number of ReLU modules rewired. The hooks (:func:`~.capture.module_hooks`) act on
+    this thread's calls only and are removed on exit.
     """
     if rule not in RELU_RULES:
         raise ValueError(f"unknown ReLU rule {rule!r}; use one of {', '.join(RELU_RULES)}")
@@ -74,15 +83,8 @@ def relu_rules(model: nn.Module, rule: str) -> Iterator[int]:
     def post_hook(m: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor:
         return _RuleReLU.apply(pending[id(m)].pop(), rule)
 
-    handles = []
-    try:
-        for m in relus:
-            handles.append(m.register_forward_pre_hook(pre_hook))
-            handles.append(m.register_forward_hook(post_hook))
+    with module_hooks(pre=[(m, pre_hook) for m in relus], forward=[(m, post_hook) for m in relus]):
         yield len(relus)
-    finally:
-        for h in handles:
-            h.remove()
 
 
 class GradientAttribution(Attribution):

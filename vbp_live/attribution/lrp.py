@@ -36,15 +36,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import nn
 
-from vbp_live.attribution.base import Attribution, check_input, output_dtype, preserved_state, register_method
+from vbp_live.attribution.base import Attribution, check_input, output_dtype, register_method
+from vbp_live.attribution.capture import module_hooks, trace_leaf_calls
 from vbp_live.attribution.grad_common import (
-    Target, apply_sign, autograd_session, channel_sum, check_sign, explained_output, input_gradient,
+    Target,
+    apply_sign,
+    autograd_session,
+    channel_sum,
+    check_sign,
+    explained_output,
+    input_gradient,
 )
 
 log = logging.getLogger(__name__)
@@ -62,36 +69,14 @@ class LRPPlan:
     chain: bool = False  # every call consumes the previous call's output: safe to rescale
 
 
-def _trace_calls(model: nn.Module, x: torch.Tensor) -> tuple[list[tuple[nn.Module, int, int]], int]:
-    """One no-grad forward: (module, id(input), id(output)) per leaf call, and id(model output).
-
-    The id of ``x`` is the input id of a first call that consumes the input directly.
-    """
-    calls: list[tuple[nn.Module, int, int]] = []
-    keep: list[object] = []  # keeps tensor ids unique while tracing
-
-    def hook(m: nn.Module, inputs: tuple, out: object) -> None:
-        keep.extend([inputs, out])
-        if inputs and isinstance(inputs[0], torch.Tensor) and isinstance(out, torch.Tensor):
-            calls.append((m, id(inputs[0]), id(out)))
-
-    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    try:
-        with torch.no_grad(), preserved_state(model):
-            out = model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    keep.append(out)
-    return calls, id(out)
-
-
 def plan_lrp(model: nn.Module, x: torch.Tensor, bn: str = "fold") -> LRPPlan:
     """Decide where the ε-rule applies (see the module docstring) from one traced forward."""
     if bn not in ("fold", "epsilon"):
         raise ValueError(f"bn must be 'fold' or 'epsilon', got {bn!r}")
-    calls, out_id = _trace_calls(model, x)
+    traced, out = trace_leaf_calls(model, x)  # the records keep the tensors alive: ids stay unique
+    calls = [(c.module, id(c.inputs[0]), id(c.output)) for c in traced
+             if c.inputs and isinstance(c.inputs[0], torch.Tensor) and isinstance(c.output, torch.Tensor)]
+    out_id = id(out)
     producer = {o: m for m, _, o in calls}
     consumers: dict[int, list[nn.Module]] = {}
     for m, i, _ in calls:
@@ -132,26 +117,19 @@ def lrp_hooks(plan: LRPPlan, epsilon: float, log_scales: list[torch.Tensor] | No
     (see the module docstring) and the natural logs of the scales are appended to the list.
     """
 
-    def eps_hook(m: nn.Module, inputs: tuple, z: torch.Tensor) -> None:
-        if z.requires_grad:
-            stab = z.detach() + epsilon * torch.where(z.detach() < 0, -1.0, 1.0).to(z.dtype)
-            factor = torch.where(stab != 0, z.detach() / stab, 0.0)  # computed now: later in-place ops can't change it
-            if log_scales is None:
-                z.register_hook(lambda g: g * factor)
-            else:
-                z.register_hook(lambda g: _rescaled(g * factor, log_scales))
+    def eps_rule(m: nn.Module, z: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        stab = z.detach() + epsilon * torch.where(z.detach() < 0, -1.0, 1.0).to(z.dtype)
+        factor = torch.where(stab != 0, z.detach() / stab, 0.0)  # computed now: later in-place ops can't change it
+        if log_scales is None:
+            return lambda g: g * factor
+        return lambda g: _rescaled(g * factor, log_scales)
 
     def skip_softmax(m: nn.Module, inputs: tuple, out: torch.Tensor) -> torch.Tensor:
         return inputs[0]
 
-    handles = [m.register_forward_hook(eps_hook) for m in plan.epsilon_modules]
-    if plan.final_softmax is not None:
-        handles.append(plan.final_softmax.register_forward_hook(skip_softmax))
-    try:
+    skip = [(plan.final_softmax, skip_softmax)] if plan.final_softmax is not None else []
+    with module_hooks(forward=skip, output_grad=[(m, eps_rule) for m in plan.epsilon_modules]):
         yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 @register_method("lrp")

@@ -9,7 +9,6 @@ of a general convolution (which PyTorch runs through slow one-channel conv kerne
 from __future__ import annotations
 
 import torch
-
 import torch.nn.functional as F
 
 from vbp_live.core.geometry import Geometry2d, transposed_full_size
@@ -35,13 +34,14 @@ def ones_transpose_axis(x: torch.Tensor, dim: int, target: int, k: int, s: int, 
 
 
 def ones_transpose2d(x: torch.Tensor, g: Geometry2d, target: tuple[int, int]) -> torch.Tensor:
-    """(B, 1, h, w) -> (B, 1, *target): the all-ones transposed conv of geometry ``g``.
+    """(B, 1, h, w) -> (B, 1, *target): the all-ones transposed conv of geometry ``g`` (a new tensor).
 
     Large maps use separable strided adds (the general one-channel transposed-conv kernels are
     slow there); small maps, where per-op overhead dominates, use one ``conv_transpose2d``.
     """
     adj = g.output_padding(target, (x.shape[2], x.shape[3]))
-    if x.shape[2] * x.shape[3] < SMALL_MAP and all(0 <= a < max(s, d) for a, s, d in zip(adj, g.stride, g.dilation)):
+    adj_ok = all(0 <= a < max(s, d) for a, s, d in zip(adj, g.stride, g.dilation, strict=True))
+    if x.shape[2] * x.shape[3] < SMALL_MAP and adj_ok:
         ones = torch.ones(1, 1, *g.kernel, dtype=x.dtype, device=x.device)  # (1, 1, kh, kw)
         return F.conv_transpose2d(x, ones, stride=g.stride, padding=g.padding, output_padding=adj, dilation=g.dilation)
     x = ones_transpose_axis(x, 2, target[0], g.kernel[0], g.stride[0], g.padding[0], g.dilation[0])
@@ -51,7 +51,6 @@ def ones_transpose2d(x: torch.Tensor, g: Geometry2d, target: tuple[int, int]) ->
 def minmax_normalize(mask: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """One min-max per image: (B, 1, H, W) -> [0, 1]. A constant image (e.g. all zero) gives zeros."""
     lo, hi = torch.aminmax(mask.flatten(1), dim=1)  # (B,), (B,): one pass
-    lo = lo.view(-1, 1, 1, 1)
-    span = hi.view(-1, 1, 1, 1) - lo
-    scale = torch.where(span > eps, 1.0 / span.clamp_min(torch.finfo(mask.dtype).tiny), torch.zeros_like(span))
-    return (mask - lo) * scale
+    span = hi - lo  # (B,)
+    scale = torch.where(span > eps, 1.0 / span.clamp_min(torch.finfo(mask.dtype).tiny), 0.0)  # (B,)
+    return (mask - lo.view(-1, 1, 1, 1)).mul_(scale.view(-1, 1, 1, 1))  # (B, 1, H, W)

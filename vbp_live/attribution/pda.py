@@ -33,7 +33,13 @@ from torch import nn
 
 from vbp_live.attribution.base import Attribution, check_input, output_dtype, preserved_state, register_method
 from vbp_live.attribution.grad_common import (
-    Target, apply_sign, autograd_session, check_sign, explained_output, input_gradient, resolve_target,
+    Target,
+    apply_sign,
+    autograd_session,
+    check_sign,
+    explained_output,
+    input_gradient,
+    resolve_target,
 )
 
 Pair = tuple[int, int]
@@ -87,7 +93,7 @@ class PatchGaussian:
 
     @classmethod
     def fit(cls, images: torch.Tensor, patch: Pair, max_patches: int = 20000,
-            ridge: float = 1e-3, seed: int = 0) -> "PatchGaussian":
+            ridge: float = 1e-3, seed: int = 0) -> PatchGaussian:
         """Estimate from all patches of ``images`` (N, C, H, W), subsampled to ``max_patches`` (seeded).
 
         ``ridge`` (relative to the mean variance) is added to the diagonal so every conditional
@@ -134,7 +140,7 @@ class _PDABase(Attribution):
         self.sign, self.max_patches = check_sign(sign), max_patches
         self.stats: PatchGaussian | None = None
 
-    def fit(self, images: torch.Tensor, seed: int = 0) -> "_PDABase":
+    def fit(self, images: torch.Tensor, seed: int = 0) -> _PDABase:
         """Estimate the patch Gaussian from a representative image set (N, C, H, W); returns self."""
         check_input(images)
         self.stats = PatchGaussian.fit(images, self._sizes(images)[1], self.max_patches, seed=seed)

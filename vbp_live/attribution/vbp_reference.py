@@ -14,7 +14,7 @@ from torch import nn
 
 from vbp_live.attribution.base import check_input, output_dtype, register_method
 from vbp_live.attribution.capture import SpatialOp
-from vbp_live.attribution.vbp import ChainAttribution, VBPResult
+from vbp_live.attribution.vbp import VBPMaps, VisualBackProp
 
 
 def ones_deconv(op: SpatialOp, n: tuple[int, int], target: tuple[int, int]) -> nn.ConvTranspose2d:
@@ -29,11 +29,11 @@ def ones_deconv(op: SpatialOp, n: tuple[int, int], target: tuple[int, int]) -> n
 
 
 @register_method("vbp_reference")
-class VisualBackPropReference(ChainAttribution):
-    """Reference VisualBackProp: same contract as :class:`~vbp_live.attribution.vbp.VisualBackProp`."""
+class VisualBackPropReference(VisualBackProp):
+    """Reference VisualBackProp: same calls and results as :class:`~vbp_live.attribution.vbp.VisualBackProp`."""
 
-    def attribute(self, x: torch.Tensor, raw: bool = False, return_maps: bool = False) -> torch.Tensor | VBPResult:
-        """Same arguments and result as ``VisualBackProp.attribute``."""
+    def _compute(self, x: torch.Tensor, raw: bool, keep: bool) -> VBPMaps:
+        """The paper's steps in float64 (always keeps the maps; ``keep`` is for the fast paths)."""
         check_input(x)
         out, activations = self.forward_capture(x, lambda t: t.detach().double().clone())
         chain = self.chain(x)
@@ -43,7 +43,7 @@ class VisualBackPropReference(ChainAttribution):
             for k in reversed(range(len(averaged))):
                 base = tuple(x.shape[-2:]) if k == 0 else tuple(averaged[k - 1].shape[-2:])
                 targets = chain.op_inputs(k, base, tuple(mask.shape[-2:]))
-                for op, target in zip(reversed(chain.stages[k].ops), reversed(targets)):
+                for op, target in zip(reversed(chain.stages[k].ops), reversed(targets), strict=True):
                     deconv = ones_deconv(op, tuple(mask.shape[-2:]), target).to(mask.device)
                     mask = deconv(mask)[:, :, : target[0], : target[1]]  # scale up
                 if k > 0:
@@ -53,5 +53,4 @@ class VisualBackPropReference(ChainAttribution):
                 lo = mask.amin(dim=(1, 2, 3), keepdim=True)
                 hi = mask.amax(dim=(1, 2, 3), keepdim=True)
                 mask = torch.where(hi > lo, (mask - lo) / (hi - lo).clamp_min(1e-300), torch.zeros_like(mask))
-        mask = mask.to(output_dtype(x))
-        return VBPResult(mask, out, averaged, masks) if return_maps else mask
+        return VBPMaps(out, mask.to(output_dtype(x)), averaged, masks)

@@ -25,7 +25,7 @@ import torch
 from vbp_live.attribution.base import check_input, output_dtype, register_method
 from vbp_live.attribution.capture import ConvChain
 from vbp_live.attribution.ones_kernel import minmax_normalize
-from vbp_live.attribution.vbp import ChainAttribution, VBPResult
+from vbp_live.attribution.vbp import VBPMaps, VisualBackProp
 
 
 class FusedUnavailableError(RuntimeError):
@@ -52,46 +52,41 @@ def fused_available(device: torch.device | str) -> tuple[bool, str]:
         return False, str(e)
     if kernels.interpreted() or torch.device(device).type == "cuda":
         return True, ""
+    late = os.environ.get("TRITON_INTERPRET") == "1"
     return False, (
         "the fused Triton kernels need a CUDA device; on the CPU they run only through Triton's "
         "interpreter (set TRITON_INTERPRET=1 before triton is imported; for tests, not speed)"
-        + (" — TRITON_INTERPRET is set, but triton was imported before it" if os.environ.get("TRITON_INTERPRET") == "1" else "")
+        + (" — TRITON_INTERPRET is set, but triton was imported before it" if late else "")
     )
 
 
 @register_method("vbp_fused")
-class FusedVisualBackProp(ChainAttribution):
-    """VisualBackProp with Triton kernels; same contract and results as ``VisualBackProp``.
+class FusedVisualBackProp(VisualBackProp):
+    """VisualBackProp with Triton kernels; same calls and results as ``VisualBackProp``.
 
     Args:
         model: the network. Its mode, weights, buffers and RNG state are never changed.
         layers: optional explicit stage modules or names (see ``trace_conv_chain``).
+
+    Each call raises :class:`FusedUnavailableError` without Triton, or for a CPU tensor without
+    Triton's interpreter.
 
     Example:
         >>> vbp = FusedVisualBackProp(create_model("netsvf").cuda().eval())
         >>> mask = vbp.attribute(x.cuda())   # (B, 1, 125, 640) in [0, 1]
     """
 
-    def attribute(self, x: torch.Tensor, raw: bool = False, return_maps: bool = False) -> torch.Tensor | VBPResult:
-        """Same arguments and result as ``VisualBackProp.attribute``."""
-        res = self.run(x, raw=raw, keep_maps=return_maps)
-        return res if return_maps else res.mask
-
-    def run(self, x: torch.Tensor, raw: bool = False, keep_maps: bool = False) -> VBPResult:
-        """One forward pass + fused VisualBackProp: the model output and the mask together.
-
-        Raises:
-            FusedUnavailableError: no Triton, or a CPU tensor without Triton's interpreter.
-        """
+    def _compute(self, x: torch.Tensor, raw: bool, keep: bool) -> VBPMaps:
+        """One forward pass with Triton channel means, then the fused deep -> shallow pass."""
         check_input(x)
         ok, why = fused_available(x.device)
         if not ok:
             raise FusedUnavailableError(why)
         kernels = load_kernels()
         out, maps = self.forward_capture(x, kernels.channel_mean)  # maps: (B, 1, h_k, w_k) float32
-        mask, masks = fused_backprop(kernels, self.chain(x), maps, tuple(x.shape[-2:]), keep_maps)
+        mask, masks = fused_backprop(kernels, self.chain(x), maps, tuple(x.shape[-2:]), keep)
         mask = mask if raw else minmax_normalize(mask)
-        return VBPResult(mask.to(output_dtype(x)), out, maps if keep_maps else [], masks)
+        return VBPMaps(out, mask.to(output_dtype(x)), maps if keep else [], masks)
 
 
 def fused_backprop(

@@ -11,6 +11,7 @@ measured copy bandwidth) and the fastest peer ε-LRP vs VBP.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import importlib.metadata
@@ -18,14 +19,14 @@ import logging
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods, native
+from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods
 from vbp_live.bench import vbp_pass
 from vbp_live.bench.peers import PEERS, PeerUnavailable
 from vbp_live.models import create_model
@@ -33,7 +34,6 @@ from vbp_live.models import create_model
 log = logging.getLogger(__name__)
 Fn = Callable[[], object]
 LRP_OURS = "lrp (ours, ε=100)"
-VBP_TORCH = "vbp (torch pass)"
 
 
 @dataclass
@@ -128,7 +128,7 @@ def paired_ratio(samples: list[float], base: list[float]) -> float:
     last seconds to minutes) cancel out of each ratio; the fastest-repeat ratio can pair a fast
     phase with a slow one.
     """
-    return statistics.median(a / b for a, b in zip(samples, base))
+    return statistics.median(a / b for a, b in zip(samples, base, strict=True))
 
 
 def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) -> float:
@@ -141,23 +141,13 @@ def copy_bandwidth(device: torch.device, mbytes: int = 256, repeats: int = 5) ->
 
 def environment(device: torch.device) -> str:
     """Machine, versions and date, one line."""
-    if device.type == "cuda":
-        machine = torch.cuda.get_device_name(device)
-    else:
-        machine = _cpu_name()
+    machine = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
     vers = [f"torch {torch.__version__}"]
     for pkg in ("triton", "captum", "zennit", "grad-cam"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             vers.append(f"{pkg} {importlib.metadata.version(pkg)}")
-        except importlib.metadata.PackageNotFoundError:
-            pass
     when = datetime.date.today().isoformat()
-    cpu_pass = ""
-    if device.type == "cpu":
-        cpu_pass = "; VBP CPU pass: " + (
-            "compiled kernel" if native.library() is not None else f"torch ({native.unavailable_reason()})"
-        )
-    return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}{cpu_pass}"
+    return f"on {machine} ({device.type}, {torch.get_num_threads()} torch threads), {', '.join(vers)}, {when}"
 
 
 def _cpu_name() -> str:
@@ -180,9 +170,6 @@ def _ours(model: nn.Module, x: torch.Tensor, cfg: BenchConfig, skipped: dict[str
     fns: dict[str, Fn] = {"forward": lambda: model(x)}
     vbp = VisualBackProp(model)
     fns["vbp"] = lambda: vbp.attribute(x)
-    if x.device.type == "cpu" and native.library() is not None:
-        torch_pass = VisualBackProp(model, compiled=False)
-        fns[VBP_TORCH] = lambda: torch_pass.attribute(x)
     if cfg.reference:
         ref = VisualBackPropReference(model)
         fns["vbp_reference"] = lambda: ref.attribute(x)
@@ -197,10 +184,8 @@ def _ours(model: nn.Module, x: torch.Tensor, cfg: BenchConfig, skipped: dict[str
 
 def _our_lrp(model: nn.Module, skipped: dict[str, str]):
     if "lrp" not in list_methods():
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module("vbp_live.attribution.lrp")  # registers "lrp" when present
-        except ImportError:
-            pass
     if "lrp" not in list_methods():
         skipped[LRP_OURS] = "no attribution method 'lrp' is registered in this version"
         return None
@@ -259,7 +244,8 @@ def rows_to_markdown(rows: list[BenchRow]) -> str:
     """A markdown table of bench rows."""
     out = ["| model | batch | method | ms/frame | × forward | × forward, paired |", "|---|---:|---|---:|---:|---:|"]
     out += [
-        f"| {r.model} | {r.batch} | {r.method} | {r.ms_per_frame:.2f} | {r.ratio_to_forward:.3f} | {r.paired_ratio:.3f} |"
+        f"| {r.model} | {r.batch} | {r.method} | {r.ms_per_frame:.2f} | {r.ratio_to_forward:.3f} "
+        f"| {r.paired_ratio:.3f} |"
         for r in rows
     ]
     return "\n".join(out)

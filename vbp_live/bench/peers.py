@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -95,7 +95,8 @@ def zennit_lrp(model: nn.Module, x: torch.Tensor, layer: str) -> PeerCall:
     canon, attribution = _need("zennit.canonizers", TV_HINT), _need("zennit.attribution", TV_HINT)
     net = copy.deepcopy(model)
     comp = composites.LayerMapComposite(
-        [(types.Activation, rules.Pass()), (types.BatchNorm, rules.Pass()), (types.Linear, rules.Epsilon(epsilon=100.0))],
+        [(types.Activation, rules.Pass()), (types.BatchNorm, rules.Pass()),
+         (types.Linear, rules.Epsilon(epsilon=100.0))],
         canonizers=[canon.SequentialMergeBatchNorm()],
     )
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from vbp_live.attribution import FusedVisualBackProp, VisualBackProp
 from vbp_live.attribution.ones_kernel import minmax_normalize
+from vbp_live.attribution.vbp import backprop_masks, channel_mean
 from vbp_live.attribution.vbp_triton import fused_available, fused_backprop, load_kernels
 from vbp_live.bench.peers import PEERS
 
@@ -48,8 +49,8 @@ def pass_alone(model: nn.Module, x: torch.Tensor, skipped: dict[str, str]) -> di
     chain, in_hw = vbp.chain(x), tuple(x.shape[-2:])
     _, acts = vbp.forward_capture(x, lambda t: t.detach().clone())  # post-activation maps (B, C_k, h_k, w_k)
 
-    def fast() -> torch.Tensor:  # the same reduction and pass as VisualBackProp.run, on captured maps
-        return vbp.mask_from_reduced(vbp.reduce_activations(acts), in_hw)[0]
+    def fast() -> torch.Tensor:  # the same reduction and pass as VisualBackProp, on captured maps
+        return minmax_normalize(backprop_masks(chain, [channel_mean(a) for a in acts], in_hw)[0])
 
     fns: dict[str, Fn] = {"vbp pass alone": fast}
     if x.device.type == "cuda" and fused_available(x.device)[0]:
@@ -92,7 +93,8 @@ def target_notes(
         e = _best(secs, ("vbp_fused", "vbp"))
         notes.append(
             f"{tag}: CUDA graph: forward + {g[0]} {ms(g[1])} vs {ms(e[1])} without the graph ({e[0]}); forward alone "
-            f"{ms(secs['forward (CUDA graph)'])} with a graph → {g[1] / secs['forward (CUDA graph)']:.3f} × (GPU target ≤ 1.05)"
+            f"{ms(secs['forward (CUDA graph)'])} with a graph → {g[1] / secs['forward (CUDA graph)']:.3f} × "
+            "(GPU target ≤ 1.05)"
         )
     bound = act_bytes / bandwidth
     for row in PASS_ALONE:

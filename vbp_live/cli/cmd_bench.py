@@ -52,8 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="time VisualBackProp against the forward pass, ε-LRP and peer libraries",
         description=(
             "Times, in one run and on the same model, batch, threads and device: the forward pass "
-            "alone; VisualBackProp fast (on CPU with the compiled pass and, for comparison, with the "
-            "pure-torch pass), reference and fused (Triton, CUDA only; with and without a CUDA graph); "
+            "alone; VisualBackProp fast, reference and fused (Triton, CUDA only; with and without a CUDA graph); "
             "the VBP pass alone vs its memory bound; our ε-LRP (ε = 100); Captum LRP / Saliency / "
             "GuidedBackprop / LayerGradCam, zennit ε-LRP and pytorch-grad-cam GradCAM where they "
             "import. Prints ms/frame and two ratios to the forward pass: of the fastest repeats, and "

@@ -3,8 +3,7 @@
 Every conv is preceded by BatchNorm and followed by ReLU; filters are 3x3 with no padding and
 strides alternate 1, 2. Every fully connected layer but the last is followed by ReLU.
 The ReLUs work in place (as torchvision's nets do): no extra buffer per layer, the same values
-and gradients (tested), and VisualBackProp's compiled CPU path writes each ReLU and its channel
-sum in one pass.
+and gradients (tested).
 """
 
 from __future__ import annotations

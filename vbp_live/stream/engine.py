@@ -120,8 +120,6 @@ class OverlayEngine:
         self.checkpoint_meta: dict = {}
         self.method_name = pick_method(self.device, method)
         self.method = create_method(self.method_name, self.model)
-        if not hasattr(self.method, "run"):
-            raise ValueError(f"attribution method {self.method_name!r} has no run(x) giving output and mask together")
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", **kwargs: object) -> OverlayEngine:
