@@ -49,7 +49,11 @@ def child(bag: str, out: str, threads: int, model: str) -> None:
     cfg = load_config(None, {"decode.threads": threads, "crop.preset": model})
     res = prepare([bag], out, cfg, progress=False)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"table": timing_table(res), "decoded": res.decoded, "total": res.timings["total"], "rss_mb": rss_mb}))
+    print(
+        json.dumps(
+            {"table": timing_table(res), "decoded": res.decoded, "total": res.timings["total"], "rss_mb": rss_mb}
+        )
+    )
 
 
 def main() -> int:
@@ -69,12 +73,25 @@ def main() -> int:
             bag = Path(tmp) / f"bench_{n}.bag"
             t = time.perf_counter()
             make_bag(bag, n, args.unique, args.quality)
-            print(f"\n== {n} frames, 640x480 JPEG q{args.quality}, bag {bag.stat().st_size / 1e6:.1f} MB "
-                  f"({bag.stat().st_size / n / 1e3:.1f} KB/frame), written in {time.perf_counter() - t:.1f} s; "
-                  f"{args.threads} threads, {args.model}")
-            cmd = [sys.executable, __file__, "--child", str(bag), str(Path(tmp) / f"out_{n}"),
-                   "--threads", str(args.threads), "--model", args.model]
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            print(
+                f"\n== {n} frames, 640x480 JPEG q{args.quality}, bag {bag.stat().st_size / 1e6:.1f} MB "
+                f"({bag.stat().st_size / n / 1e3:.1f} KB/frame), written in {time.perf_counter() - t:.1f} s; "
+                f"{args.threads} threads, {args.model}"
+            )
+            cmd = [
+                sys.executable,
+                __file__,
+                "--child",
+                str(bag),
+                str(Path(tmp) / f"out_{n}"),
+                "--threads",
+                str(args.threads),
+                "--model",
+                args.model,
+            ]
+            r = json.loads(
+                subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            )
             print(r["table"])
             print(f"peak RSS of the prep process: {r['rss_mb']:.0f} MB")
     return 0

@@ -56,7 +56,10 @@ def write_input(path: Path, frames: list[np.ndarray], n: int, fps: float) -> str
                 w.write(frames[k % len(frames)])
             w.release()
             return fourcc
-        print(f"  fourcc {fourcc!r}: this OpenCV build cannot encode it" + (" (no H.264 encoder in the pip wheel)" if fourcc == "avc1" else ""))
+        print(
+            f"  fourcc {fourcc!r}: this OpenCV build cannot encode it"
+            + (" (no H.264 encoder in the pip wheel)" if fourcc == "avc1" else "")
+        )
     raise SystemExit("no usable video encoder")
 
 
@@ -67,7 +70,9 @@ def make_engine(args: argparse.Namespace):
     from vbp_live.stream import OverlayEngine
 
     if args.checkpoint:
-        return OverlayEngine.from_checkpoint(args.checkpoint, device=args.device, channels_last=not args.no_channels_last)
+        return OverlayEngine.from_checkpoint(
+            args.checkpoint, device=args.device, channels_last=not args.no_channels_last
+        )
     torch.manual_seed(0)
     model = create_model(args.model).eval()
     return OverlayEngine(model, CROP_PRESETS[args.model], args.device, channels_last=not args.no_channels_last)
@@ -89,7 +94,7 @@ def bench_model(engine, frames: list[np.ndarray], batch: int, reps: int) -> dict
     out = {}
     for b in sorted({1, batch, 8}):
         imgs = [frames[k % len(frames)] for k in range(b)]
-        wall, cpu = time_it(lambda: engine.infer(imgs), reps)
+        wall, cpu = time_it(lambda imgs=imgs: engine.infer(imgs), reps)
         out[f"model_step_b{b}_fps"], out[f"model_step_b{b}_cpu_ms"] = b / wall, 1000 * cpu / b
     x = frames_to_input(np.stack([engine.network_input(f) for f in frames[:batch]]), engine.device)
     if engine.channels_last:
@@ -116,14 +121,17 @@ def code(frame: np.ndarray, i: int) -> np.ndarray:
     f = frame.copy()
     for b in range(CODE_BITS):
         x = CODE_X + b * CODE_W
-        f[CODE_ROWS[0]:CODE_ROWS[1], x:x + CODE_W] = 255 if (i >> b) & 1 else 0
+        f[CODE_ROWS[0] : CODE_ROWS[1], x : x + CODE_W] = 255 if (i >> b) & 1 else 0
     return f
 
 
 def decode(frame: np.ndarray) -> int:
     """Read back the index drawn by :func:`code`."""
-    band = frame[CODE_ROWS[0] + 4:CODE_ROWS[1] - 4]
-    return sum(int(band[:, CODE_X + b * CODE_W + 8:CODE_X + (b + 1) * CODE_W - 8].mean() > 128) << b for b in range(CODE_BITS))
+    band = frame[CODE_ROWS[0] + 4 : CODE_ROWS[1] - 4]
+    return sum(
+        int(band[:, CODE_X + b * CODE_W + 8 : CODE_X + (b + 1) * CODE_W - 8].mean() > 128) << b
+        for b in range(CODE_BITS)
+    )
 
 
 def run_live(engine, frames: list[np.ndarray], seconds: float, fps: float, out: Path):
@@ -134,7 +142,10 @@ def run_live(engine, frames: list[np.ndarray], seconds: float, fps: float, out: 
     from vbp_live.stream import OverlayRenderer, Pipeline, PipelineConfig
 
     n = int(seconds * fps)
-    parts = [cv2.imencode(".jpg", code(frames[k % len(frames)], k), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes() for k in range(n)]
+    parts = [
+        cv2.imencode(".jpg", code(frames[k % len(frames)], k), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+        for k in range(n)
+    ]
     glass: list[float] = []
 
     class Probe(FrameSink):
@@ -160,7 +171,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, help="most frames per model step (default: as vbp-live run, 2 on CPU)")
     ap.add_argument("--frames", type=int, default=240, help="frames in the dashcam file (default: %(default)s)")
     ap.add_argument("--unique", type=int, default=40, help="distinct rendered frames, cycled (default: %(default)s)")
-    ap.add_argument("--fps", type=float, default=30.0, help="frame rate of the file and the live stream (default: %(default)s)")
+    ap.add_argument(
+        "--fps", type=float, default=30.0, help="frame rate of the file and the live stream (default: %(default)s)"
+    )
     ap.add_argument("--live-seconds", type=float, default=8.0, help="length of the live stream (default: %(default)s)")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions for the model step (default: %(default)s)")
     ap.add_argument("--no-channels-last", action="store_true", help="use the default memory format")
@@ -176,8 +189,13 @@ def main() -> None:
 
 def measure(args: argparse.Namespace) -> dict:
     """Run the three measurements; returns every figure."""
-    res: dict = {"machine": f"{os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at start", "torch_threads": args.threads,
-                 "cv_threads": args.cv_threads, "batch": args.batch, "channels_last": not args.no_channels_last}
+    res: dict = {
+        "machine": f"{os.cpu_count()} CPUs, load avg {os.getloadavg()[0]:.1f} at start",
+        "torch_threads": args.threads,
+        "cv_threads": args.cv_threads,
+        "batch": args.batch,
+        "channels_last": not args.no_channels_last,
+    }
     print(f"rendering {args.unique} synthetic 960x540 frames ...")
     frames = render_dashcam(args.unique, seed=7)
     engine = make_engine(args)
@@ -197,7 +215,10 @@ def measure(args: argparse.Namespace) -> dict:
         st_live, glass = run_live(engine, frames, args.live_seconds, args.fps, Path(tmp) / "live.mp4")
         res["live"] = st_live.to_dict()
         if glass.size:
-            res["live"]["glass_to_glass_ms"] = {"p50": float(np.percentile(glass, 50)), "p95": float(np.percentile(glass, 95))}
+            res["live"]["glass_to_glass_ms"] = {
+                "p50": float(np.percentile(glass, 50)),
+                "p95": float(np.percentile(glass, 95)),
+            }
     return res
 
 
@@ -207,24 +228,43 @@ def report(args: argparse.Namespace, r: dict) -> None:
     model_fps = r[f"model_step_b{b}_fps"]
     f, lv = r["file"], r["live"]
     lat = lambda d, s: d["latency"].get(s, {"p50_ms": float("nan"), "p95_ms": float("nan")})  # noqa: E731
-    print(f"\n== bench_stream: {r['model']}, {r['machine']}, torch threads {r['torch_threads']}, "
-          f"cv threads {r['cv_threads']}, channels_last {r['channels_last']}")
+    print(
+        f"\n== bench_stream: {r['model']}, {r['machine']}, torch threads {r['torch_threads']}, "
+        f"cv threads {r['cv_threads']}, channels_last {r['channels_last']}"
+    )
     cores = os.cpu_count() or 1
-    steps = sorted(int(k[len("model_step_b"):-len("_fps")]) for k in r if k.startswith("model_step_b") and k.endswith("_fps"))
-    print("model step alone    " + "   ".join(f"batch {n}: {r[f'model_step_b{n}_fps']:5.1f} frames/s "
-                                          f"({r[f'model_step_b{n}_cpu_ms']:.1f} ms CPU/frame)" for n in steps))
-    print(f"    forward alone, batch {b}: {r[f'forward_b{b}_fps']:.1f} frames/s ({r[f'forward_b{b}_cpu_ms']:.1f} ms CPU/frame); "
-          f"model step at batch {b} -> at most {1000 * min(cores, r['torch_threads']) / r[f'model_step_b{b}_cpu_ms']:.1f} "
-          f"frames/s on {min(cores, r['torch_threads'])} otherwise idle core(s)")
-    print(f"file ({r['input_codec']}) -> mp4: {f['fps']:6.1f} frames/s end to end = {f['fps'] / model_fps:.2f} x the model step alone"
-          f"  [{f['frames_out']} frames, {f['batches']} batches; target >= 30]")
-    print(f"    CPU time per frame, all stages: {f['cpu_ms_per_frame']:.1f} ms -> at most "
-          f"{1000 * cores / f['cpu_ms_per_frame']:.1f} frames/s on {cores} otherwise idle cores")
+    steps = sorted(
+        int(k[len("model_step_b") : -len("_fps")]) for k in r if k.startswith("model_step_b") and k.endswith("_fps")
+    )
+    print(
+        "model step alone    "
+        + "   ".join(
+            f"batch {n}: {r[f'model_step_b{n}_fps']:5.1f} frames/s ({r[f'model_step_b{n}_cpu_ms']:.1f} ms CPU/frame)"
+            for n in steps
+        )
+    )
+    print(
+        f"    forward alone, batch {b}: {r[f'forward_b{b}_fps']:.1f} frames/s "
+        f"({r[f'forward_b{b}_cpu_ms']:.1f} ms CPU/frame); model step at batch {b} -> at most "
+        f"{1000 * min(cores, r['torch_threads']) / r[f'model_step_b{b}_cpu_ms']:.1f} "
+        f"frames/s on {min(cores, r['torch_threads'])} otherwise idle core(s)"
+    )
+    print(
+        f"file ({r['input_codec']}) -> mp4: {f['fps']:6.1f} frames/s end to end = "
+        f"{f['fps'] / model_fps:.2f} x the model step alone"
+        f"  [{f['frames_out']} frames, {f['batches']} batches; target >= 30]"
+    )
+    print(
+        f"    CPU time per frame, all stages: {f['cpu_ms_per_frame']:.1f} ms -> at most "
+        f"{1000 * cores / f['cpu_ms_per_frame']:.1f} frames/s on {cores} otherwise idle cores"
+    )
     for s in ("read", "queue", "model", "render", "write", "end_to_end"):
         print(f"    {s:<11} p50 {lat(f, s)['p50_ms']:8.1f} ms   p95 {lat(f, s)['p95_ms']:8.1f} ms")
     e2e = lat(lv, "end_to_end")
-    print(f"live MJPEG {args.fps:g} fps: {lv['frames_out']} shown, {lv['dropped']} stale dropped of {lv['frames_in']}; "
-          f"capture->output p50 {e2e['p50_ms']:.1f} ms p95 {e2e['p95_ms']:.1f} ms [target p95 <= 100]")
+    print(
+        f"live MJPEG {args.fps:g} fps: {lv['frames_out']} shown, {lv['dropped']} stale dropped of {lv['frames_in']}; "
+        f"capture->output p50 {e2e['p50_ms']:.1f} ms p95 {e2e['p95_ms']:.1f} ms [target p95 <= 100]"
+    )
     if "glass_to_glass_ms" in lv:
         g = lv["glass_to_glass_ms"]
         print(f"    server send -> output (glass to glass): p50 {g['p50']:.1f} ms  p95 {g['p95']:.1f} ms")

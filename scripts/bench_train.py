@@ -32,7 +32,9 @@ def make_dataset(path: Path, n: int, model: str) -> Path:
     w = DatasetWriter(path, (crop.out_height, crop.out_width), crop)
     rng = np.random.default_rng(0)
     for i in range(n):
-        w.append(rng.integers(0, 256, (crop.out_height, crop.out_width), dtype=np.uint8), i * 50_000_000, 0.0, 10.0, "bench")
+        w.append(
+            rng.integers(0, 256, (crop.out_height, crop.out_width), dtype=np.uint8), i * 50_000_000, 0.0, 10.0, "bench"
+        )
     return w.finalize(["train"] * (n - n // 10) + ["test"] * (n // 10))
 
 
@@ -69,8 +71,16 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.dataset) if args.dataset else make_dataset(Path(tmp) / "ds", args.frames, args.model)
-        cfg = load_config(None, [f"data.path={path}", f"model.name={args.model}", f"train.batch_size={args.batch}",
-                                 "train.progress=false", f"run_dir={tmp}/run"])
+        cfg = load_config(
+            None,
+            [
+                f"data.path={path}",
+                f"model.name={args.model}",
+                f"train.batch_size={args.batch}",
+                "train.progress=false",
+                f"run_dir={tmp}/run",
+            ],
+        )
         data = load_data(cfg.data)
         batches = epoch_batches(data.train_idx, args.batch, 0, 0)
         loader_rate(data, batches, 0)  # warm the page cache so both loader figures read the same way

@@ -40,8 +40,10 @@ def gt_rows(ds: PreparedDataset, frame_times_ns: np.ndarray, path: Path) -> np.n
     pos = np.searchsorted(frame_times_ns, ds.timestamps_ns).clip(0, len(frame_times_ns) - 1)
     bad = frame_times_ns[pos] != ds.timestamps_ns
     if bad.any():
-        raise ValueError(f"{path}: {bad.sum()} of {len(ds)} frames of {ds.path} have no ground-truth frame "
-                         "with the same timestamp (a different drive?)")
+        raise ValueError(
+            f"{path}: {bad.sum()} of {len(ds)} frames of {ds.path} have no ground-truth frame "
+            "with the same timestamp (a different drive?)"
+        )
     return pos
 
 
@@ -50,17 +52,18 @@ def region_share(mask: np.ndarray, crop: CropSpec) -> np.ndarray:
     return preprocess_frame(mask.astype(np.uint8) * 255, crop).astype(np.float64) / 255.0  # (h, w)
 
 
-def measure(vbp: VisualBackProp, ds: PreparedDataset, gt, rows: np.ndarray, gt_idx: np.ndarray,
-            batch: int = 8) -> tuple[dict[str, MassTally], np.ndarray]:
+def measure(
+    vbp: VisualBackProp, ds: PreparedDataset, gt, rows: np.ndarray, gt_idx: np.ndarray, batch: int = 8
+) -> tuple[dict[str, MassTally], np.ndarray]:
     """VBP on ``rows``: per class the mask mass on it pooled over the frames, and the predictions."""
     sums = {c: MassTally() for c in CLASSES}
     preds = []
     for i in range(0, len(rows), batch):
-        r = rows[i:i + batch]
+        r = rows[i : i + batch]
         with torch.no_grad():
             res = vbp.run(frames_to_input(np.asarray(ds.frames[r])))  # one forward: output + mask
         preds.append(res.output.reshape(-1).double().numpy())
-        for m, g in zip(res.mask[:, 0].double().numpy(), gt_idx[r]):  # (h, w) each
+        for m, g in zip(res.mask[:, 0].double().numpy(), gt_idx[r], strict=True):  # (h, w) each
             gtm = gt.masks(int(g))
             for c in CLASSES:
                 sums[c].add(m, region_share(getattr(gtm, c), ds.crop))
@@ -70,9 +73,12 @@ def measure(vbp: VisualBackProp, ds: PreparedDataset, gt, rows: np.ndarray, gt_i
 def steering_line(pred: np.ndarray, truth: np.ndarray) -> str:
     err = np.degrees(pred - truth)
     rmse = float(np.sqrt(np.mean((pred - truth) ** 2)))
-    zero = float(np.degrees(np.sqrt(np.mean(truth ** 2))))
-    return (f"steering: RMSE {rmse:.4f} rad = {np.degrees(rmse):.2f} deg SWA, within 1 deg {np.mean(np.abs(err) <= 1):.1%}, "
-            f"within 5 deg {np.mean(np.abs(err) <= 5):.1%} (always-0 predictor: {zero:.2f} deg)")
+    zero = float(np.degrees(np.sqrt(np.mean(truth**2))))
+    return (
+        f"steering: RMSE {rmse:.4f} rad = {np.degrees(rmse):.2f} deg SWA, "
+        f"within 1 deg {np.mean(np.abs(err) <= 1):.1%}, "
+        f"within 5 deg {np.mean(np.abs(err) <= 5):.1%} (always-0 predictor: {zero:.2f} deg)"
+    )
 
 
 def report(name: str, model: torch.nn.Module, baseline: torch.nn.Module, ds: PreparedDataset, gt, n: int) -> float:
@@ -96,8 +102,14 @@ def report(name: str, model: torch.nn.Module, baseline: torch.nn.Module, ds: Pre
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default=str(DEFAULT_CKPT), help="default: the shipped NetSVF")
-    p.add_argument("--drive", nargs=2, action="append", required=True, metavar=("DATASET", "GROUND_TRUTH"),
-                   help="a prepared dataset of a synthetic drive and its ground_truth.npz (repeatable)")
+    p.add_argument(
+        "--drive",
+        nargs=2,
+        action="append",
+        required=True,
+        metavar=("DATASET", "GROUND_TRUTH"),
+        help="a prepared dataset of a synthetic drive and its ground_truth.npz (repeatable)",
+    )
     p.add_argument("--frames", type=int, default=200, help="frames per drive for the VBP measure")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()

@@ -67,20 +67,14 @@ def eval_tiny_registered() -> Iterator[str]:
 
     The registry is global, so the model is unregistered on exit: no test leaves it behind.
     """
-    from vbp_live.models import ConvNet, list_models, register_model
-    from vbp_live.models.registry import _REGISTRY
+    from vbp_live.models import ConvNet
+    from vbp_live.models.registry import registered_models
 
-    name = "eval_tiny_steer"
-    assert name not in list_models(), f"{name} is already registered"
-
-    @register_model
     def eval_tiny_steer(height: int = 32, width: int = 48) -> ConvNet:
         return ConvNet((1, height, width), (4, 8, 8), (16, 1))
 
-    try:
+    with registered_models(eval_tiny_steer) as (name,):
         yield name
-    finally:
-        del _REGISTRY[name]  # TODO: the registry's own unregister helper once it has one
 
 
 def tiny_checkpoint(path, seed: int = 0):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from method_nets import tiny_steering
 from torch import nn
 
-from method_nets import tiny_steering
 from vbp_live.attribution import GradCAM, UnsupportedModelError
 from vbp_live.models import create_model
 

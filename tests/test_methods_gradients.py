@@ -6,9 +6,9 @@ import warnings
 
 import pytest
 import torch
+from method_nets import tiny_steering
 from torch import nn
 
-from method_nets import tiny_steering
 from vbp_live.attribution import DeconvNet, GuidedBackprop, Saliency
 
 X = torch.tensor([[[[1.0, 2.0, -1.0]]]])  # (1, 1, 1, 3)

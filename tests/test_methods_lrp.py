@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 import torch
+from method_nets import randomize_bn, tiny_steering
 from torch import nn
 
-from method_nets import randomize_bn, tiny_steering
 from vbp_live.attribution import EpsilonLRP, Saliency
 from vbp_live.attribution.lrp import plan_lrp
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from method_nets import tiny_steering
 from torch import nn
 
-from method_nets import tiny_steering
 from vbp_live.attribution import PredictionDifference, PredictionDifferenceGrad
 from vbp_live.attribution.pda import PatchGaussian, plan_windows, window_starts
 

@@ -50,7 +50,8 @@ def ones_transpose2d(x: torch.Tensor, g: Geometry2d, target: tuple[int, int]) ->
 
 def minmax_normalize(mask: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
     """One min-max per image: (B, 1, H, W) -> [0, 1]. A constant image (e.g. all zero) gives zeros."""
-    lo, hi = torch.aminmax(mask.flatten(1), dim=1)  # (B,), (B,): one pass
+    flat = mask.flatten(1)  # (B, H*W)
+    lo, hi = flat.amin(1), flat.amax(1)  # (B,), (B,); faster on CPU than aminmax over dim 1
     span = hi - lo  # (B,)
     scale = torch.where(span > eps, 1.0 / span.clamp_min(torch.finfo(mask.dtype).tiny), 0.0)  # (B,)
     return (mask - lo.view(-1, 1, 1, 1)).mul_(scale.view(-1, 1, 1, 1))  # (B, 1, H, W)

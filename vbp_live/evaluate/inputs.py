@@ -19,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.core.errors import InputError
+from vbp_live.core.preprocess import CropSpec, preprocess_frame
 
 log = logging.getLogger(__name__)
 GT_MASKS = ("lane", "hmark", "shadow", "car")  # the cues the paper discusses

@@ -29,7 +29,6 @@ from torch import nn
 
 from vbp_live.core.metrics import most_relevant_first, region_scores
 
-
 REGION_FILLS = ("noise", "blur", "mean")
 
 

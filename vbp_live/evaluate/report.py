@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -172,7 +173,8 @@ def markdown(results: dict[str, Any], plot_paths: dict[str, Path]) -> str:
         "device for every method); on a shared CPU they are noisy. Everything else is reproducible for the seed.",
         "\n## Speed\n\n" + _speed(results),
         (f"\n## Region perturbation, deletion and insertion\n\nRegions of {p['patch']}x{p['patch']} pixels ranked "
-         f"by summed relevance, the top {100 * p['region_fraction']:.0f} % replaced by {_FILL_TEXT[_fill(p)]} in {p['steps']} "
+         f"by summed relevance, the top {100 * p['region_fraction']:.0f} % replaced by {_FILL_TEXT[_fill(p)]} "
+         f"in {p['steps']} "
          "steps; AOPC = mean |change of the predicted angle| over the steps (degrees of steering wheel angle). "
          "Deletion/insertion: pixels ranked by relevance, replaced by / restored from a blurred copy.\n\n"
          + _perturbation(results)),

@@ -22,20 +22,26 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from vbp_live.core.metrics import aopc, curve_auc, mass_fraction, mass_ratio, spearman, topk_iou
 from vbp_live.attribution import Attribution
+from vbp_live.core.metrics import aopc, curve_auc, mass_fraction, mass_ratio, spearman, topk_iou
 from vbp_live.evaluate.figures import batches, build_methods, samples_to_input
 from vbp_live.evaluate.inputs import GT_MASKS, Sample
 from vbp_live.evaluate.perturb import (
-    FrameContext, PerturbSettings, deletion_insertion, explained_outputs, frame_context, region_perturbation,
+    FrameContext,
+    PerturbSettings,
+    deletion_insertion,
+    explained_outputs,
+    frame_context,
+    region_perturbation,
 )
 from vbp_live.evaluate.sanity import cascading_randomization, finite_mean, weighted_layers
 from vbp_live.io.atomic import atomic_path, write_text_atomic
@@ -107,7 +113,7 @@ def time_forward(model: nn.Module, x: torch.Tensor, batch: int) -> float:
 def curves(model: nn.Module, contexts: Sequence[FrameContext], maps: np.ndarray, s: PerturbSettings) -> dict[str, Any]:
     """Region perturbation, deletion and insertion for every frame; mean curves and summary numbers."""
     reg, dele, ins = [], [], []
-    for ctx, m in zip(contexts, maps):
+    for ctx, m in zip(contexts, maps, strict=True):
         reg.append(region_perturbation(model, ctx, m, s))
         d, i = deletion_insertion(model, ctx, m, s)
         dele.append(d)
@@ -124,7 +130,7 @@ def mass_on_masks(maps: np.ndarray, samples: Sequence[Sample]) -> dict[str, dict
     """Mean relevance share and share/area ratio per ground-truth class (frames where the class is visible)."""
     out = {}
     for k in GT_MASKS:
-        pairs = [(m, s.masks[k]) for m, s in zip(maps, samples) if k in s.masks and s.masks[k].any()]
+        pairs = [(m, s.masks[k]) for m, s in zip(maps, samples, strict=True) if k in s.masks and s.masks[k].any()]
         if pairs:
             out[k] = {"share": finite_mean([mass_fraction(m, g) for m, g in pairs]),
                       "ratio": finite_mean([mass_ratio(m, g) for m, g in pairs]), "frames": len(pairs)}
@@ -133,11 +139,11 @@ def mass_on_masks(maps: np.ndarray, samples: Sequence[Sample]) -> dict[str, dict
 
 def agreement(a: np.ndarray, b: np.ndarray, fractions: Sequence[float]) -> dict[str, float]:
     """Mean (and std) Spearman ρ and mean top-k IoU between two stacks of maps (N, H, W)."""
-    rho = [spearman(x, y) for x, y in zip(a, b)]
+    rho = [spearman(x, y) for x, y in zip(a, b, strict=True)]
     finite = np.asarray(rho)[np.isfinite(rho)]
     out = {"spearman": finite_mean(rho), "spearman_std": float(finite.std()) if finite.size else float("nan")}
     for f in fractions:
-        out[f"iou_top{round(100 * f)}"] = finite_mean([topk_iou(x, y, f) for x, y in zip(a, b)])
+        out[f"iou_top{round(100 * f)}"] = finite_mean([topk_iou(x, y, f) for x, y in zip(a, b, strict=True)])
     return out
 
 

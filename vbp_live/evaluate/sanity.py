@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,7 +78,7 @@ def cascading_randomization(
         randomize_layer(layer, seed + k)
         for name, method in methods.items():
             maps, _ = compute_maps(method, x, batch, warmup=False)
-            rhos[name].append(finite_mean([spearman(a, b) for a, b in zip(maps, base_maps[name])]))
+            rhos[name].append(finite_mean([spearman(a, b) for a, b in zip(maps, base_maps[name], strict=True)]))
         if progress:
             progress(lname)
     return [f"{n} ({type(m).__name__})" for n, m in layers], rhos
