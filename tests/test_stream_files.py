@@ -152,3 +152,21 @@ def test_opening_errors_are_our_one_line_only(tmp_path, kind):
     assert r.returncode == 1
     lines = r.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"vbp-live run: error: {source}: "), r.stderr
+
+
+def test_a_dataset_prepared_with_another_crop_runs_with_a_warning(tmp_path, engine, caplog):
+    """Same network input size, another band of the frame: the run warns and goes on (it once crashed)."""
+    from vbp_live.core.preprocess import CropSpec
+    from vbp_live.stream.session import RunOptions, run_source
+
+    other = CropSpec(top=0.4, bottom=0.9, out_height=CROP.out_height, out_width=CROP.out_width)
+    w = DatasetWriter(tmp_path / "ds", (125, 160), other)
+    for i in range(4):
+        frame = cv2.cvtColor(cv2.resize(coded_frame(i)[H // 2:], (160, 125)), cv2.COLOR_BGR2GRAY)
+        w.append(frame, timestamp_ns=1_000_000_000 + i * 50_000_000, steering_rad=0.0, speed_mps=10.0, source="t")
+    w.finalize(["test"] * 4)
+    source = open_source(str(tmp_path / "ds"))
+    with caplog.at_level("WARNING", logger="vbp_live.stream.session"):
+        result = run_source(source, engine, RunOptions(), [VideoFileSink(tmp_path / "o.mp4", 20.0)], progress=False)
+    assert result.stats.frames_out == 4
+    assert any("was prepared with crop" in r.getMessage() for r in caplog.records)

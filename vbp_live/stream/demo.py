@@ -93,5 +93,5 @@ def run_demo(
     preds = PredictionLog()
     sink = VideoFileSink(Path(out), drive.config.fps)
     note = "" if trained else UNTRAINED_NOTE
-    result = run_source(source, engine, opts, [sink], progress=progress, note=note, log=preds)
+    result = run_source(source, engine, opts, [sink], progress=progress, note=note, predictions=preds)
     return DemoResult(result, model, trained, preds.rmse_deg(), frames)

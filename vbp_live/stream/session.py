@@ -104,13 +104,13 @@ def run_source(
     sinks: Sequence[FrameSink],
     progress: bool = True,
     note: str = "",
-    log: PredictionLog | None = None,
+    predictions: PredictionLog | None = None,
 ) -> RunResult:
     """Run an open source through ``engine`` into ``sinks``; sinks are always closed (finalized).
 
     Args:
         note: an extra HUD line on every frame.
-        log: collects per-frame predictions (default: a CSV log when ``opts.csv`` is set).
+        predictions: collects per-frame predictions (default: a CSV log when ``opts.csv`` is set).
     """
     ds_crop = getattr(source, "crop", None)
     if ds_crop is not None and ds_crop != engine.crop:
@@ -121,16 +121,17 @@ def run_source(
     batch = opts.batch_size or default_batch(engine.device)
     cfg = PipelineConfig(batch, opts.queue_size, max_frames=opts.max_frames, realtime=opts.realtime)
     bar = _progress_bar(source, opts) if progress else None
-    log = log if log is not None else (PredictionLog(opts.csv) if opts.csv else None)
-    pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=log)
+    if predictions is None and opts.csv:
+        predictions = PredictionLog(opts.csv)
+    pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=predictions)
     try:
         stats = pipe.run()
     finally:
         if bar is not None:
             bar.close()
     outputs = [Path(p) for s in sinks if (p := getattr(s, "finalized", None))]
-    if opts.csv and log is not None and log.path is not None and log.path.is_file():
-        outputs.append(log.path)
+    if opts.csv and predictions is not None and predictions.path is not None and predictions.path.is_file():
+        outputs.append(predictions.path)
     notes = [f"source {source.info.name}: {source.info.width}x{source.info.height} at {source.info.fps:.2f} fps"
              + (" (live: stale frames are dropped)" if source.info.live else "")]
     return RunResult(stats, outputs, notes)
