@@ -79,7 +79,7 @@ def test_file_values_follow_the_same_rule_as_set(tmp_path):
     p.write_text("data:\n  path: d\noptim:\n  lr: -1e-3\n")
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert str(e.value) == f"{p}:4: optim.lr must be > 0, got -0.001"
+    assert str(e.value) == f"{p}:4: optim.lr must be in (0, 10], got -0.001"
 
 
 def test_prepared_data_needs_a_path():
@@ -109,3 +109,25 @@ def test_cli_reports_config_errors_in_one_line(capsys):
     assert main(["train", "--config", str(ROOT / "configs" / "netsvf.yaml"), "--set", "train.epochs=abc"]) == 1
     err = capsys.readouterr().err.strip()
     assert err == "vbp-live train: error: --set train.epochs=abc: train.epochs must be an integer, got 'abc'"
+
+
+@pytest.mark.parametrize("override, words", [
+    ("optim.lr=-0.01", "optim.lr must be in (0, 10]"),
+    ("optim.lr=1e6", "optim.lr must be in (0, 10]"),
+    ("optim.lr=.nan", "optim.lr must be in (0, 10]"),
+    ("optim.gamma=-1", "optim.gamma must be > 0"),
+    ("optim.grad_clip=-1", "optim.grad_clip must be >= 0"),
+    ("optim.warmup_epochs=-2", "optim.warmup_epochs must be >= 0"),
+    ("optim.momentum=1.5", "optim.momentum must be in [0, 1)"),
+    ("optim.milestones=[4, -1]", "optim.milestones must be epochs >= 0"),
+    ("train.max_steps=-5", "train.max_steps must be >= 0"),
+    ("train.threads=-1", "train.threads must be >= 0"),
+    ("snapshot.indices=[3, -2]", "snapshot.indices must be dataset rows >= 0"),
+    ("data.prefetch=-1", "data.prefetch must be >= 0"),
+])
+def test_nonsense_numbers_are_refused_before_any_work(override, words):
+    """Out-of-range settings fail at load time, naming the --set and the key (not after training starts)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["data.path=x", override])
+    msg = str(e.value)
+    assert words in msg and f"--set {override}" in msg and "\n" not in msg

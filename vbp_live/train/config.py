@@ -9,9 +9,10 @@ directory and every checkpoint.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -161,15 +162,42 @@ class Config:
         if not _DEVICE.fullmatch(self.train.device):
             raise ConfigValueError("train.device",
                                    f"train.device must be auto, cpu, cuda or cuda:N; got {self.train.device!r}")
-        for key, v in (("train.epochs", self.train.epochs), ("train.batch_size", self.train.batch_size),
-                       ("data.train_stride", self.data.train_stride), ("data.val_stride", self.data.val_stride)):
-            if v < 1:
-                raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
-        if self.optim.lr <= 0:
-            raise ConfigValueError("optim.lr", f"optim.lr must be > 0, got {self.optim.lr}")
-        if any(e < 0 for e in self.snapshot.epochs):
-            raise ConfigValueError("snapshot.epochs", f"snapshot.epochs must be >= 0, got {self.snapshot.epochs}")
+        for key, value, ok, rule in self._ranges():
+            values = value if isinstance(value, list) else [value]
+            if not all(math.isfinite(v) and ok(v) for v in values):
+                raise ConfigValueError(key, f"{key} must be {rule}, got {value}")
         return self
+
+    def _ranges(self) -> list[tuple[str, Any, Callable[[float], bool], str]]:
+        """(key, value, predicate, rule in words) for every numeric setting; lists are checked item by item."""
+        o, t, d, s = self.optim, self.train, self.data, self.snapshot
+        at_least_1, non_negative = (lambda v: v >= 1), (lambda v: v >= 0)
+        return [
+            ("train.epochs", t.epochs, at_least_1, ">= 1"),
+            ("train.batch_size", t.batch_size, at_least_1, ">= 1"),
+            ("train.max_steps", t.max_steps, non_negative, ">= 0 (0 = no limit)"),
+            ("train.threads", t.threads, non_negative, ">= 0 (0 = torch's default)"),
+            ("train.seed", t.seed, non_negative, ">= 0"),
+            ("data.train_stride", d.train_stride, at_least_1, ">= 1"),
+            ("data.val_stride", d.val_stride, at_least_1, ">= 1"),
+            ("data.max_train_frames", d.max_train_frames, non_negative, ">= 0 (0 = no cap)"),
+            ("data.max_val_frames", d.max_val_frames, non_negative, ">= 0 (0 = no cap)"),
+            ("data.prefetch", d.prefetch, non_negative, ">= 0"),
+            ("data.synthetic_frames", d.synthetic_frames, lambda v: v >= 2, ">= 2"),
+            ("data.synthetic_size", d.synthetic_size, lambda v: v >= 8, ">= 8"),
+            ("data.num_classes", d.num_classes, lambda v: v >= 2, ">= 2"),
+            ("optim.lr", o.lr, lambda v: 0 < v <= 10, "in (0, 10]"),
+            ("optim.momentum", o.momentum, lambda v: 0 <= v < 1, "in [0, 1)"),
+            ("optim.weight_decay", o.weight_decay, non_negative, ">= 0"),
+            ("optim.gamma", o.gamma, lambda v: v > 0, "> 0 (a negative factor would ascend the loss)"),
+            ("optim.min_lr_ratio", o.min_lr_ratio, lambda v: 0 <= v <= 1, "in [0, 1]"),
+            ("optim.warmup_epochs", o.warmup_epochs, non_negative, ">= 0"),
+            ("optim.grad_clip", o.grad_clip, non_negative, ">= 0 (0 = off)"),
+            ("optim.milestones", o.milestones, non_negative, "epochs >= 0"),
+            ("snapshot.epochs", s.epochs, non_negative, "epochs >= 0"),
+            ("snapshot.frames", s.frames, non_negative, ">= 0"),
+            ("snapshot.indices", s.indices, non_negative, "dataset rows >= 0"),
+        ]
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: config.OverridesLike = None) -> Config:
