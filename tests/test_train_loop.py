@@ -12,7 +12,7 @@ import torch
 import yaml
 from train_helpers import make_steering_dataset, tiny_registered
 
-from vbp_live.core.errors import UsageError
+from vbp_live.core.errors import ConfigError, UsageError
 from vbp_live.io.checkpoint import CheckpointError, load_checkpoint
 from vbp_live.models import create_model
 from vbp_live.train import NonFiniteLossError, Trainer, load_config, load_data
@@ -210,3 +210,10 @@ def test_cuda_mixed_precision(tmp_path, dataset):
     ck = load_checkpoint(res.checkpoint)
     assert ck.train_state["scaler"]["scale"] > 0 and res.metrics["val_rmse_rad"] < 1.0
     assert all(v.device.type == "cpu" for v in ck.state_dict.values())
+
+
+def test_snapshot_rows_outside_the_dataset_fail_before_training(tmp_path, dataset):
+    cfg = tiny(tmp_path / "run", dataset, "snapshot.indices=[1, 100000]")
+    with pytest.raises(ConfigError, match=r"snapshot.indices: rows \[100000\] are outside the \d+ rows of "):
+        train(cfg)
+    assert not (tmp_path / "run" / "last.pt").exists()

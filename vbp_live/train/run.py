@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from vbp_live.core.errors import UsageError
+from vbp_live.core.errors import ConfigError, UsageError
 from vbp_live.io.atomic import write_text_atomic
 from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.train.callbacks import Callback, MetricsCSV
@@ -37,6 +37,10 @@ def default_callbacks(cfg: Config, data: TrainData) -> list[Callback]:
     """The metrics CSV and, if any snapshot epochs are set, the VisualBackProp snapshots."""
     run_dir = Path(cfg.run_dir)
     cbs: list[Callback] = [MetricsCSV(run_dir / "metrics.csv")]
+    outside = [i for i in cfg.snapshot.indices if i >= len(data.frames)]
+    if outside:
+        where = data.info.get("path") or cfg.data.path or cfg.data.kind
+        raise ConfigError(f"snapshot.indices: rows {outside} are outside the {len(data.frames)} rows of {where}")
     rows = pick_frames(data.val_idx, cfg.snapshot.frames, cfg.snapshot.indices)
     if cfg.snapshot.epochs and len(rows):
         cbs.append(VBPSnapshots(run_dir / "snapshots", rows, cfg.snapshot.epochs))
