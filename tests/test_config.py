@@ -237,3 +237,32 @@ def test_manifest_and_yaml_roundtrip_through_to_dict(tmp_path):
     cfg = load_prep(None, ["camera.topics=[/a, /b]", "split.test_count=3"])
     again = load_prep(_write(tmp_path, yaml.safe_dump(cfg.to_dict())))
     assert again == cfg and again.camera.topics == ("/a", "/b")
+
+
+def test_nested_aliases_are_refused_before_they_expand(tmp_path):
+    """A few hundred bytes of nested aliases would expand to billions of values: refused at once."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    p = tmp_path / "laughs.yaml"
+    p.write_text("\n".join(lines) + "\n")
+    assert p.stat().st_size < 1000
+    with pytest.raises(ConfigError, match=r"laughs.yaml: expands to more than 100000 values"):
+        config.load(Inner, p)
+
+
+def test_recursive_and_deep_yaml_are_clear_errors(tmp_path):
+    p = tmp_path / "loop.yaml"
+    p.write_text("a: &a [1, *a]\n")
+    with pytest.raises(ConfigError, match=r"loop.yaml: expands to more than"):
+        config.load(Inner, p)
+    p = tmp_path / "deep.yaml"
+    p.write_text("a: " + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(ConfigError, match=r"deep.yaml: nested too deeply"):
+        config.load(Inner, p)
+
+
+def test_anchors_in_a_normal_config_still_work(tmp_path):
+    p = tmp_path / "ok.yaml"
+    p.write_text("base: &b 3\nrate: 0.5\ncount: *b\n")
+    with pytest.raises(ConfigError, match="unknown key 'base'"):
+        config.load(Inner, p)  # the alias itself is fine; the unknown key is what fails

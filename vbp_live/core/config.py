@@ -50,6 +50,7 @@ import yaml
 from vbp_live.core.errors import ConfigError
 
 T = TypeVar("T")
+MAX_VALUES = 100_000  # a config file standing for more values than this (aliases expanded) is refused
 
 SET_HELP = ("override one config key, SECTION.KEY=VALUE (repeatable; the last one wins); VALUE is read as "
             "YAML: 1e-3, true, null, [1, 2], '\"2016\"' for a string of digits")
@@ -204,9 +205,13 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}) > MAX_VALUES:
+            raise ConfigError(f"{p}: expands to more than {MAX_VALUES} values (nested aliases?); refused")
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         raise ConfigError(f"{p}{_yaml_line(e)}: not valid YAML ({_yaml_problem(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a config file") from None
     finally:
         loader.dispose()
     if data is None:
@@ -258,6 +263,25 @@ def _apply(data: dict[str, Any], ov: Override, origins: _Origins) -> None:
         node = nxt
     node[parts[-1]] = copy.deepcopy(ov.value)
     origins.set(ov.key, ov.origin)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values ``node`` stands for once its aliases are expanded (shared nodes counted once each use).
+
+    Linear in the file's size (each distinct node is measured once), so a file of nested aliases
+    that would expand to billions of values is caught before anything expands it.
+    """
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = MAX_VALUES + 1  # a node that contains itself expands without end
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo) for v in node.value)
+    else:
+        size = 1
+    memo[id(node)] = min(size, MAX_VALUES + 1)
+    return memo[id(node)]
 
 
 def _key_lines(node: yaml.Node | None, prefix: str, out: dict[str, int]) -> None:
