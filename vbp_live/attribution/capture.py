@@ -302,13 +302,14 @@ class StageCapture:
     def hooked(self) -> Iterator[StageCapture]:
         """Context in which this thread's forward passes are captured; the hooks are always removed."""
         self.seen = 0
-        with module_hooks(forward=[(module, self._hook(order)) for module, order in self.chain.call_orders]):
+        relu = [st.relu for st in self.chain.stages]
+        with module_hooks(forward=[(module, self._hook(order, relu)) for module, order in self.chain.call_orders]):
             yield self
 
-    def _hook(self, order: tuple[int | None, ...]) -> ForwardHook:
-        """The forward hook of one stage module; ``order[c]`` is the stage of its call ``c`` (or None)."""
+    def _hook(self, order: tuple[int | None, ...], relu: list[bool]) -> ForwardHook:
+        """The forward hook of one stage module; ``order[c]`` is the stage of its call ``c`` (or None),
+        ``relu[k]`` whether stage ``k`` is handed over through a ReLU."""
         calls = 0
-        relu = [st.relu for st in self.chain.stages]
 
         def hook(module: nn.Module, inputs: tuple, out: torch.Tensor) -> None:
             nonlocal calls

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 from vbp_live.core.errors import DeviceError, UsageError
+
+DEVICE_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")  # the device names vbp-live takes
 
 
 def pick_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch.device:
@@ -19,16 +23,13 @@ def pick_device(name: str | torch.device = "auto", local_rank: int = 0) -> torch
         DeviceError: a CUDA device this machine does not have.
     """
     text = str(name).strip()
+    if not DEVICE_NAME.fullmatch(text):
+        raise UsageError(f"device {text!r} is not a device name (auto, cpu, cuda or cuda:N)")
     if text == "auto":
         text = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(text)
-    except RuntimeError as e:
-        raise UsageError(f"device {text!r} is not a device name (auto, cpu, cuda or cuda:N)") from e
+    dev = torch.device(text)
     if dev.type == "cpu":
-        return torch.device("cpu")
-    if dev.type != "cuda":
-        raise UsageError(f"device {text!r}: vbp-live runs on auto, cpu, cuda or cuda:N")
+        return dev
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if n == 0:
         raise DeviceError(f"device {text!r}: torch sees no CUDA device here (use cpu or auto)")

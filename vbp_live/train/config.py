@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,11 +18,11 @@ from typing import Any, Literal
 from vbp_live.core import config
 from vbp_live.core.config import ConfigValueError, config_diff
 from vbp_live.core.errors import ConfigError
+from vbp_live.models.device import DEVICE_NAME
 
 __all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "SnapshotConfig", "TrainConfig",
            "config_diff", "config_from_dict", "config_to_dict", "load_config"]
 
-_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -159,7 +158,7 @@ class Config:
         """
         if self.data.kind == "prepared" and not self.data.path:
             raise ConfigValueError("data.path", "data.path is empty: name a prepared dataset directory (vbp-live prep)")
-        if not _DEVICE.fullmatch(self.train.device):
+        if not DEVICE_NAME.fullmatch(self.train.device):
             raise ConfigValueError("train.device",
                                    f"train.device must be auto, cpu, cuda or cuda:N; got {self.train.device!r}")
         for key, value, ok, rule in self._ranges():
