@@ -6,10 +6,11 @@ fps, model-step fps and the CPU time of the whole ``vbp-live run`` process per f
 the medians per variant and, per variant, the median over rounds of its fps ratio to the
 first variant (paired: both runs of a ratio come from the same round).
 
-Example (the table in docs/benchmarks.md)::
+Example (glibc keeping freed memory against the default; docs/benchmarks.md)::
 
     python scripts/ab_run.py ../shared/data/video/hough-lane-detection_highway.mp4 --rounds 6 \\
-        --variant "plain:" --variant "compiled:VBP_LIVE_NATIVE=1"
+        --variant "default:" \\
+        --variant "tuned:GLIBC_TUNABLES=glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=67108864"
 """
 
 from __future__ import annotations
