@@ -19,7 +19,7 @@ import numpy as np
 from vbp_live.core.errors import InputError
 from vbp_live.recordings.bagscan import BagConnection, BagScanner
 from vbp_live.recordings.base import Progress, Recording, Scan
-from vbp_live.recordings.images import Payload, RawImage
+from vbp_live.recordings.images import Payload, image_payload
 from vbp_live.recordings.options import CameraConfig, SteeringConfig
 from vbp_live.recordings.rosmsg import MessageTypes, stamp_ns
 
@@ -158,10 +158,7 @@ class BagRecording(Recording):
             raise InputError(f"{path}: has {k} frames on {topic} now, the first pass saw {n} (file changed?)")
 
     def _payload(self, conn: BagConnection, raw: memoryview) -> Payload:
-        msg = self.types.deserialize(conn, raw)
-        if conn.msgtype == "sensor_msgs/CompressedImage":
-            return msg.data
-        return RawImage(int(msg.height), int(msg.width), str(msg.encoding), int(msg.step), msg.data)
+        return image_payload(conn.msgtype, self.types.deserialize(conn, raw))
 
 
 def _check_image_type(conn: BagConnection, path: Path) -> None:
