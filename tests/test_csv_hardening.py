@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import csv
 import os
+import random
+import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import yaml
+from fuzzing.csv_mutators import mutate_dump, mutate_simlog
+from fuzzing.reader_cases import outcome, read_recording
 
 from data_prep.config import load_config
 from data_prep.pipeline import prepare
@@ -247,3 +252,18 @@ def test_damaged_and_missing_images_are_counted_and_listed(tmp_path):
     assert dropped == {files[2].stem: "corrupt_image", files[5].stem: "missing_image"}
     man = yaml.safe_load((res.out_dir / "manifest.yaml").read_text())
     assert man["counts"]["dropped"] == {"corrupt_image": 1, "missing_image": 1}
+
+
+# ---------------------------------------------------------------- seeded mutants (fuzz)
+
+@pytest.mark.parametrize("kind", ["dump", "simlog"])
+def test_seeded_csv_mutants_give_one_clear_line_or_counted_drops(tmp_path, kind):
+    seed = make_dump(tmp_path / "seed") if kind == "dump" else make_simlog(tmp_path / "seed").parent
+    mutate = mutate_dump if kind == "dump" else mutate_simlog
+    outcomes: Counter[str] = Counter()
+    for s in range(100):
+        target, what = mutate(seed, tmp_path / f"m{s}", random.Random(s))
+        outcomes[outcome(lambda target=target: read_recording(target), timeout_s=20)] += 1
+        shutil.rmtree(tmp_path / f"m{s}")
+    print(kind, dict(sorted(outcomes.items())))
+    assert sum(outcomes.values()) == 100 and outcomes["clear error"] > 0

@@ -8,15 +8,19 @@ two real ROS bags of ctu-vras/qoi_image_transport hold the same picture as QOI a
 from __future__ import annotations
 
 import os
+import random
 import struct
 import sys
 import zlib
+from collections import Counter
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import qoi
+from fuzzing.image_mutators import mutate_image
+from fuzzing.reader_cases import outcome
 
 from vbp_live.io.video import ImageFolderSource
 from vbp_live.recordings.bagscan import BagScanner
@@ -250,3 +254,26 @@ def test_image_folder_skips_and_counts_damaged_images(tmp_path):
     src = ImageFolderSource(tmp_path)
     assert [r.index for r in src.frames()] == [0, 1, 3]
     assert src.corrupt == 2
+
+
+# ---------------------------------------------------------------- seeded mutants (fuzz)
+
+@pytest.mark.parametrize("kind", ["jpeg", "png", "qoi"])
+def test_seeded_image_mutants_decode_or_are_refused_with_a_reason(kind):
+    img = scene(120, 160, seed=7)
+    base = {"jpeg": jpeg, "png": png, "qoi": lambda im: qoi.encode(im[..., ::-1].copy())}[kind](img)
+    fmt = "qoi; rgb8" if kind == "qoi" else kind
+    outcomes: Counter[str] = Counter()
+    for seed in range(100):
+        data, what = mutate_image(base, random.Random(seed))
+        res = outcome(lambda data=data: decode_payload(CompressedImage(fmt, data), gray=False), timeout_s=10)
+        if res == "read":
+            out = decode_payload(CompressedImage(fmt, data), gray=False)
+            assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+            outcomes["decoded"] += 1
+        else:
+            with pytest.raises(ImageError) as e:
+                decode_payload(CompressedImage(fmt, data), gray=False)
+            outcomes[e.value.reason] += 1
+    print(kind, dict(sorted(outcomes.items())))
+    assert sum(outcomes.values()) == 100 and outcomes["decoded"] < 100

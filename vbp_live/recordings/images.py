@@ -247,9 +247,10 @@ def _has_jpeg_end(data: bytes) -> bool:
 def _decode_png(buf: np.ndarray, gray: bool) -> np.ndarray:
     data = bytes(buf)
     ihdr, idat = _png_chunks(data)
-    w, h, depth, ctype, interlace = struct.unpack(">IIBBxxB", ihdr)
-    if ctype not in _PNG_CHANNELS or depth not in (1, 2, 4, 8, 16) or interlace > 1:
-        raise ImageError(f"PNG header invalid (bit depth {depth}, colour type {ctype}, interlace {interlace})")
+    w, h, depth, ctype, method, filt, interlace = struct.unpack(">IIBBBBB", ihdr)
+    if ctype not in _PNG_CHANNELS or depth not in (1, 2, 4, 8, 16) or interlace > 1 or method or filt:
+        raise ImageError(f"PNG header invalid (bit depth {depth}, colour type {ctype}, compression {method}, "
+                         f"filter {filt}, interlace {interlace})")
     expected = _png_raw_size(w, h, _PNG_CHANNELS[ctype] * depth, interlace)
     z = zlib.decompressobj()
     try:
