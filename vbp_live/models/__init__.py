@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from vbp_live.core.preprocess import INPUT_SCALE, CropSpec
+from vbp_live.models import community as _community  # noqa: F401  (registers the models)
 from vbp_live.models import pilotnet as _pilotnet  # noqa: F401  (registers the models)
 from vbp_live.models.pilotnet import ConvNet
 from vbp_live.models.registry import create_model, list_models, register_model, resolved_args
