@@ -143,6 +143,16 @@ def test_png_header_claiming_huge_size_is_refused():
     assert reason(data) == "image_too_large"
 
 
+@pytest.mark.parametrize("ext,params", [(".bmp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+                                        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]), (".ppm", []), (".pgm", [])])
+def test_other_folder_formats_are_sized_from_their_header(ext, params):
+    img = scene(37, 53)
+    data = cv2.imencode(ext, img[..., 0] if ext == ".pgm" else img, params)[1].tobytes()
+    assert image_size(data)[1:] == (53, 37)
+    assert decode_payload(data, gray=False).shape == (37, 53, 3)
+    assert reason(data, max_pixels=53 * 37 - 1) == "image_too_large"
+
+
 # ---------------------------------------------------------------- raw sensor_msgs/Image
 
 def test_raw_image_size_must_match_header():

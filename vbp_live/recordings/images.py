@@ -11,8 +11,8 @@ The one place where an image of a recording is decoded, and it decodes strictly:
 * Raw ``sensor_msgs/Image``: width, height and step must match the data length exactly;
   16-bit encodings honour ``is_bigendian`` and are reduced to their high byte.
 
-Every size comes from a header and is checked against a pixel cap before anything is
-allocated. Every failure raises :class:`ImageError` with a reason (``corrupt_image``,
+Every size comes from a header (also for BMP, WebP and PNM, which OpenCV decodes; TIFF
+keeps OpenCV's own cap) and is checked against a pixel cap before anything is allocated. Every failure raises :class:`ImageError` with a reason (``corrupt_image``,
 ``image_too_large``, ``unsupported_image``, ``missing_image``, ``not_regular_file``), so the
 caller skips the frame, counts it and reports it. Decoding runs in worker threads (the
 decoders release the GIL).
@@ -21,6 +21,7 @@ decoders release the GIL).
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 import zlib
@@ -166,12 +167,12 @@ def read_image_file(path: Path, follow_symlinks: bool = False, max_bytes: int = 
 
 
 def image_size(buf: np.ndarray | bytes) -> tuple[str, int, int] | None:
-    """``(kind, width, height)`` from a JPEG, PNG or QOI header alone; None for other data.
+    """``(kind, width, height)`` from a JPEG, PNG, QOI, BMP, WebP or PNM header alone; None for other data.
 
     Raises:
         ImageError: the data starts like one of these formats but its header is damaged.
     """
-    head = bytes(buf[:32])
+    head = bytes(buf[:64])
     if head[:3] == b"\xff\xd8\xff":
         if not _has_jpeg_end(bytes(buf[-32:])):
             raise ImageError("JPEG cut short (no end-of-image marker)")
@@ -186,7 +187,31 @@ def image_size(buf: np.ndarray | bytes) -> tuple[str, int, int] | None:
     if head[:4] == b"qoif" and len(head) >= 14:
         w, h = struct.unpack(">II", head[4:12])
         return "qoi", w, h
-    return None
+    return _other_size(head)
+
+
+_PNM = re.compile(rb"P[1-6]\s+(?:#[^\n]*\n\s*)*(\d{1,10})\s+(?:#[^\n]*\n\s*)*(\d{1,10})")
+
+
+def _other_size(head: bytes) -> tuple[str, int, int] | None:
+    """Sizes of the other formats OpenCV reads from image folders (BMP, WebP, PNM); TIFF: OpenCV's own cap."""
+    if head[:2] == b"BM" and len(head) >= 26:
+        if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 core header: 16-bit sizes
+            return ("bmp", *struct.unpack("<HH", head[18:22]))
+        w, h = struct.unpack("<ii", head[18:26])
+        return "bmp", abs(w), abs(h)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP" and len(head) >= 30:
+        chunk = head[12:16]
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", head[26:30])
+            return "webp", w & 0x3FFF, h & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(head[21:25], "little")
+            return "webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return "webp", int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1
+    m = _PNM.match(head)
+    return ("pnm", int(m.group(1)), int(m.group(2))) if m else None
 
 
 def _jpeg_header(buf: np.ndarray | bytes) -> tuple[int, int, str, str]:
@@ -222,7 +247,9 @@ def decode_bytes(buf: np.ndarray, gray: bool, max_pixels: int = MAX_PIXELS, fmt:
         return _decode_jpeg(buf, gray)
     if kind == "png":
         return _decode_png(buf, gray)
-    return _decode_qoi(buf, gray, fmt, max_pixels)
+    if kind == "qoi":
+        return _decode_qoi(buf, gray, fmt, max_pixels)
+    return _decode_other(buf, gray, fmt)
 
 
 def _decode_jpeg(buf: np.ndarray, gray: bool) -> np.ndarray:
