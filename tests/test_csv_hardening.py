@@ -131,6 +131,14 @@ def test_prep_cli_refuses_passwd_with_one_line(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_csv_that_is_a_symlink_is_refused_without_echoing_its_target(tmp_path):
+    d = make_dump(tmp_path / "dump")
+    (d / "camera.csv").unlink()
+    (d / "camera.csv").symlink_to("/etc/passwd")
+    msg = scan_error(d)
+    assert "camera.csv: is a symbolic link" in msg and "/bin/" not in msg
+
+
 @pytest.mark.parametrize("cell", ["..", "IMG/", "C:\\\\sim\\\\IMG\\\\.."])
 def test_sim_row_naming_no_file_is_refused(tmp_path, cell):
     cells = [f"IMG/{sim_name(i)}" for i in range(N)]

@@ -36,7 +36,8 @@ def read_text(path: Path, max_bytes: int = MAX_CSV_BYTES) -> str:
     """The text of a UTF-8 file (a UTF-8 byte-order mark is dropped).
 
     Raises:
-        InputError: not a regular file, larger than ``max_bytes``, or not UTF-8 (naming the encoding problem).
+        InputError: a symbolic link, FIFO, device or folder, larger than ``max_bytes``, or not UTF-8
+            (naming the encoding problem).
     """
     data = _read_regular(path, max_bytes)
     for bom, name in _BOMS:
@@ -54,9 +55,13 @@ def read_text(path: Path, max_bytes: int = MAX_CSV_BYTES) -> str:
 
 
 def _read_regular(path: Path, max_bytes: int) -> bytes:
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        fd = os.open(path, flags)
     except OSError as e:
+        if os.path.islink(path):
+            raise InputError(f"{path}: is a symbolic link; only regular files are read (name its target "
+                             "instead)") from None
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
     try:
         st = os.fstat(fd)
@@ -99,7 +104,8 @@ def read_csv_rows(path: Path, required: tuple[str, ...]) -> list[tuple[int, dict
     cols = records[0][1] if records else []
     missing = [c for c in required if c not in cols]
     if missing:
-        raise InputError(f"{path}: missing column(s) {missing}; columns: {cols}")
+        shown = [c[:40] for c in cols[:12]] + (["..."] if len(cols) > 12 else [])
+        raise InputError(f"{path}: missing column(s) {missing}; columns: {shown}")
     rows = []
     for ln, cells in records[1:]:
         if len(cells) < len(cols) or any(cells[len(cols) :]):
