@@ -131,12 +131,14 @@ def test_prep_cli_refuses_passwd_with_one_line(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_csv_that_is_a_symlink_is_refused_without_echoing_its_target(tmp_path):
+def test_csv_that_is_a_fifo_or_device_is_refused(tmp_path):
     d = make_dump(tmp_path / "dump")
-    (d / "camera.csv").unlink()
-    (d / "camera.csv").symlink_to("/etc/passwd")
-    msg = scan_error(d)
-    assert "camera.csv: is a symbolic link" in msg and "/bin/" not in msg
+    (d / "steering.csv").unlink()
+    os.mkfifo(d / "steering.csv")
+    assert "steering.csv: not a regular file" in scan_error(d)
+    (d / "steering.csv").unlink()
+    (d / "steering.csv").symlink_to("/dev/zero")
+    assert "steering.csv: not a regular file" in scan_error(d)
 
 
 @pytest.mark.parametrize("cell", ["..", "IMG/", "C:\\\\sim\\\\IMG\\\\.."])

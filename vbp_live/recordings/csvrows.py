@@ -35,9 +35,12 @@ _BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (code
 def read_text(path: Path, max_bytes: int = MAX_CSV_BYTES) -> str:
     """The text of a UTF-8 file (a UTF-8 byte-order mark is dropped).
 
+    The CSVs themselves are paths the format defines (a link to one is followed: users link
+    ``camera.csv`` into a folder); they must still be regular files.
+
     Raises:
-        InputError: a symbolic link, FIFO, device or folder, larger than ``max_bytes``, or not UTF-8
-            (naming the encoding problem).
+        InputError: a FIFO, device or folder, larger than ``max_bytes``, or not UTF-8 (naming the
+            encoding problem).
     """
     data = _read_regular(path, max_bytes)
     for bom, name in _BOMS:
@@ -55,13 +58,9 @@ def read_text(path: Path, max_bytes: int = MAX_CSV_BYTES) -> str:
 
 
 def _read_regular(path: Path, max_bytes: int) -> bytes:
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except OSError as e:
-        if os.path.islink(path):
-            raise InputError(f"{path}: is a symbolic link; only regular files are read (name its target "
-                             "instead)") from None
         raise InputError(f"{path}: cannot read ({e.strerror})") from None
     try:
         st = os.fstat(fd)

@@ -9,6 +9,7 @@ a real 0.0 afterwards).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,9 @@ class DumpRecording(ImageFileRecording):
 
     def scan(self, progress: Progress | None = None) -> Scan:
         """Read camera rows and steering samples (or the presynced interpolated rows)."""
+        for p in (self.camera_csv, self.steering_csv, self.interp_csv):
+            if os.path.lexists(p) and not p.is_file():
+                raise InputError(f"{p}: not a regular file (a FIFO, device, folder or broken link); not read")
         if not self.camera_csv.is_file() and not self.interp_csv.is_file():
             raise InputError(f"{self.folder}: neither camera.csv nor interpolated.csv found")
         presynced = not self.steering_csv.is_file()
