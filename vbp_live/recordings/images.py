@@ -12,9 +12,10 @@ The one place where an image of a recording is decoded, and it decodes strictly:
   16-bit encodings honour ``is_bigendian`` and are reduced to their high byte.
 
 Every size comes from a header (also for BMP, WebP and PNM, which OpenCV decodes; TIFF
-keeps OpenCV's own cap) and is checked against a pixel cap before anything is allocated. Every failure raises :class:`ImageError` with a reason (``corrupt_image``,
-``image_too_large``, ``unsupported_image``, ``missing_image``, ``not_regular_file``), so the
-caller skips the frame, counts it and reports it. Decoding runs in worker threads (the
+keeps OpenCV's own cap) and is checked against a pixel cap before anything is allocated.
+Every failure raises :class:`ImageError` with a reason (``corrupt_image``, ``image_too_large``,
+``unsupported_image``, ``missing_image``, ``not_regular_file``), so the caller skips the
+frame, counts it and reports it. Decoding runs in worker threads (the
 decoders release the GIL).
 """
 
