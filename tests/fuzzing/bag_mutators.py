@@ -35,6 +35,7 @@ class Rec:
     data: bytes
     inner: list[Rec] | None = None
     compression: bytes = b"none"
+    pos: int = -1  # offset in the file it was parsed from (top-level records)
 
     def get(self, name: bytes) -> bytes | None:
         return next((v for k, v in self.fields if k == name), None)
@@ -56,9 +57,10 @@ def _header_bytes(fields: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(_U32.pack(len(k) + 1 + len(v)) + k + b"=" + v for k, v in fields)
 
 
-def _parse_records(buf: bytes) -> list[Rec]:
+def _parse_records(buf: bytes, base: int = 0) -> list[Rec]:
     out, pos = [], 0
     while pos < len(buf):
+        start = pos
         (hlen,) = _U32.unpack_from(buf, pos)
         hb, fields, q = buf[pos + 4 : pos + 4 + hlen], [], 0
         while q < len(hb):
@@ -68,7 +70,7 @@ def _parse_records(buf: bytes) -> list[Rec]:
             q += 4 + flen
         pos += 4 + hlen
         (dlen,) = _U32.unpack_from(buf, pos)
-        out.append(Rec(fields, buf[pos + 4 : pos + 4 + dlen]))
+        out.append(Rec(fields, buf[pos + 4 : pos + 4 + dlen], pos=base + start))
         pos += 4 + dlen
     return out
 
@@ -93,7 +95,7 @@ def parse_bag(data: bytes) -> list[Rec]:
     """The top-level records of a valid bag, with every chunk's records parsed too."""
     if not data.startswith(MAGIC):
         raise ValueError("not a ROS1 v2.0 bag")
-    recs = _parse_records(data[len(MAGIC) :])
+    recs = _parse_records(data[len(MAGIC) :], len(MAGIC))
     for r in recs:
         if r.op == 5:
             r.compression = r.get(b"compression") or b"none"
@@ -107,15 +109,27 @@ def _record_bytes(r: Rec) -> bytes:
 
 
 def build_bag(recs: list[Rec], refresh: bool = True) -> bytes:
-    """Serialize records; chunks are rebuilt from their inner records when ``refresh`` (size fixed up)."""
-    out = [MAGIC]
+    """Serialize records; chunks are rebuilt from their inner records when ``refresh`` (size fixed up).
+
+    The bag header's index position and the chunk infos' chunk positions follow the records
+    they pointed to (when those are still there), so only the intended damage is in the result.
+    """
     for r in recs:
         if r.inner is not None and refresh:
             raw = b"".join(_record_bytes(x) for x in r.inner)
             r.data = _compress(r.compression, raw)
             r.set(b"size", _U32.pack(len(raw)))
-        out.append(_record_bytes(r))
-    return b"".join(out)
+    new, pos = {}, len(MAGIC)
+    for r in recs:
+        if r.pos >= 0:
+            new.setdefault(r.pos, pos)
+        pos += len(_record_bytes(r))
+    for r in recs:
+        for name in (b"index_pos", b"chunk_pos"):
+            v = r.get(name)
+            if r.op in (3, 6) and v is not None and len(v) == 8 and struct.unpack("<Q", v)[0] in new:
+                r.set(name, struct.pack("<Q", new[struct.unpack("<Q", v)[0]]))
+    return MAGIC + b"".join(_record_bytes(r) for r in recs)
 
 
 # ---------------------------------------------------------------- blind damage on bytes
@@ -220,11 +234,23 @@ def chunk_size_lie(recs: list[Rec], rng: random.Random) -> bytes:
     return build_bag(recs, refresh=False)
 
 
+_SEP = b"=" * 80 + b"\n"
+_HEADER_DEF = _SEP + b"MSG: std_msgs/Header\nuint32 seq\ntime stamp\nstring frame_id\n"
+
+
+def _deep(n: int) -> bytes:
+    return b"Header header\nfoo/N0 a\n" + b"".join(_SEP + f"MSG: foo/N{i}\nfoo/N{i + 1} a\n".encode()
+                                                  for i in range(n)) + _SEP + f"MSG: foo/N{n}\nint8 x\n".encode()
+
+
+# message definitions that take minutes or gigabytes to parse or use, or do not parse at all
 HOSTILE_DEFS: dict[str, Callable[[], bytes]] = {
-    "wide": lambda: ("Header header\n" + "".join(f"float32 f{i}\n" for i in range(60_000))).encode(),
-    "recursive": lambda: b"Header header\nfoo/Loop next\n" + b"=" * 80 + b"\nMSG: foo/Loop\nfoo/Loop next\n",
-    "deep": lambda: b"Header header\nfoo/N0 a\n" + b"".join(
-        b"=" * 80 + f"\nMSG: foo/N{i}\nfoo/N{i + 1} a\n".encode() for i in range(3000)) + b"=" * 80 + b"\nMSG: foo/N3000\nint8 x\n",
+    "wide": lambda: b"Header header\n" + b"".join(b"float32 f%d\n" % i for i in range(60_000)) + _HEADER_DEF,
+    "many_fields": lambda: b"Header header\n" + b"int8 a\n" * 30_000 + _HEADER_DEF,
+    "recursive": lambda: b"Header header\nfoo/Loop next\n" + _SEP + b"MSG: foo/Loop\nfoo/Loop next\n" + _HEADER_DEF,
+    "deep": lambda: _deep(3000) + _HEADER_DEF,
+    "deep_100": lambda: _deep(100) + _HEADER_DEF,
+    "empty_array": lambda: b"Header header\nfoo/E[] xs\n" + _SEP + b"MSG: foo/E\n" + _HEADER_DEF,
     "garbage": lambda: bytes(random.Random(1).randrange(256) for _ in range(300)),
     "empty": lambda: b"",
 }

@@ -164,7 +164,7 @@ def _connection(h: dict[str, bytes], data: bytes | memoryview, report: ScanRepor
     msgtype, ok_type = text(d["type"])
     cid = u32(h, "conn")
     if not (ok_topic and ok_type):
-        report.note(f"connection {cid}: topic {topic!r} / type {msgtype!r} are not UTF-8 (shown escaped)")
+        report.note(f"connection {cid}: topic '{topic}' / type '{msgtype}' are not UTF-8 (shown escaped)")
     return BagConnection(
         id=cid,
         topic=topic,
@@ -308,7 +308,8 @@ class BagScanner:
         elif op == OP_IDXDATA:
             self._index_data(pos, h, dlen)
         elif op != OP_CHUNK_INFO:
-            self.report.skipped.add("unknown_record", offset=pos, error=f"record type {op}")
+            reason, error = _unknown(op)
+            self.report.skipped.add(reason, offset=pos, error=error)
 
     def _bag_header(self, pos: int, h: dict[str, bytes]) -> None:
         if pos != len(MAGIC) or self._index_pos is not None:
@@ -467,8 +468,7 @@ class BagScanner:
             try:
                 check_fields(h, op)
             except RecordError as e:
-                self._chunk_unattributed += 1
-                self.report.skipped.add("bad_record_header", **_where(where), error=str(e))
+                self._skip_record("bad_record_header", str(e), where)
                 continue
             if op == OP_CONNECTION:
                 self._add_connection(h, data, where)
@@ -478,7 +478,12 @@ class BagScanner:
                     self._offset = where
                     yield msg[0], msg[1], data
             else:
-                self.report.skipped.add("unknown_record", **_where(where), error=f"record type {op}")
+                self._skip_record(*_unknown(op), where)
+
+    def _skip_record(self, reason: str, error: str, where: tuple[int, int | None]) -> None:
+        """Count a skipped record of a chunk; the chunk's index may list it as a message (not lost twice)."""
+        self._chunk_unattributed += 1
+        self.report.skipped.add(reason, **_where(where), error=error)
 
     def _add_connection(self, h: dict[str, bytes], data, where: tuple[int, int | None]) -> None:
         try:
@@ -491,14 +496,14 @@ class BagScanner:
     def _message(self, h: dict[str, bytes], where, want) -> tuple[BagConnection, int] | None:
         cid = u32(h, "conn")
         conns = self.report.connections
-        self.report.counts[cid] = self.report.counts.get(cid, 0) + 1
-        self._chunk_read[cid] = self._chunk_read.get(cid, 0) + 1
         if cid not in conns:
             if cid not in self._fallback:
-                self.report.skipped.add("unknown_connection", **_where(where),
-                                        error=f"message of connection {cid}, which the bag never defines")
+                self._skip_record("unknown_connection", f"message of connection {cid}, which the bag never "
+                                  "defines", where)
                 return None
             conns[cid] = self._fallback[cid]
+        self.report.counts[cid] = self.report.counts.get(cid, 0) + 1
+        self._chunk_read[cid] = self._chunk_read.get(cid, 0) + 1
         if cid not in self._wanted:
             self._wanted[cid] = bool(want(conns[cid]))
         if not self._wanted[cid]:
@@ -513,6 +518,11 @@ def bag_topics(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]:
     for _ in scanner.messages(lambda c: False):
         pass
     return scanner.report.topics()
+
+
+def _unknown(op: int) -> tuple[str, str]:
+    """Reason and error for a record of an unknown type (op -1: none readable)."""
+    return ("unknown_record", f"record type {op}") if op >= 0 else ("bad_record_header", "no one-byte op field")
 
 
 def _in_chunk(chunk: tuple[int, bool], off: int) -> tuple[int, int | None]:
