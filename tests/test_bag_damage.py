@@ -259,6 +259,7 @@ def test_damaged_chunk_loses_only_its_messages_and_says_how_many(tmp_path, compr
     assert counts.get("damaged_chunk", 0) + counts.get("damaged_record", 0) == 1
 
 
+@pytest.mark.slow
 def test_cli_prep_and_run_on_a_damaged_bag_show_no_traceback(tmp_path):
     bag = _bag(tmp_path / "a.bag")
     blob = bytearray(bag.read_bytes())
