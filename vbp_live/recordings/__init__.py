@@ -8,6 +8,7 @@ readers and never read a recording format themselves.
 kind                       module                          reader
 =========================  ==============================  ======================================
 ``bag``                    :mod:`.bag` (+ :mod:`.bagscan`,  :class:`~.bag.BagRecording`
+                           :mod:`.bagrecords`,
                            :mod:`.rosmsg`)
 ``dump``                   :mod:`.dump`                    :class:`~.dump.DumpRecording`
 ``sim``                    :mod:`.simlog`                  :class:`~.simlog.SimLogRecording`

@@ -134,6 +134,7 @@ def run_source(
         outputs.append(predictions.path)
     notes = [f"source {source.info.name}: {source.info.width}x{source.info.height} at {source.info.fps:.2f} fps"
              + (" (live: stale frames are dropped)" if source.info.live else "")]
+    notes += [f"source warning: {w}" for w in getattr(source, "warnings", [])]
     return RunResult(stats, outputs, notes)
 
 
