@@ -147,8 +147,10 @@ def report(result, args: argparse.Namespace) -> int:
         stats = {**st.to_dict(), "outputs": [str(p) for p in result.outputs]}
         write_text_atomic(args.stats_json, json.dumps(stats, indent=2))
         print(f"stats: {args.stats_json}")
-    print(f"ended: {st.end_reason}" + (f": {st.error}" if st.error else ""),
+    print(f"ended: {st.end_reason}" + (f" ({st.signal})" if st.signal else "") + (f": {st.error}" if st.error else ""),
           file=sys.stderr if st.error else sys.stdout)
     if st.end_reason == "interrupted":
-        return 130
+        from vbp_live.core.signals import exit_code
+
+        return exit_code(st.signal)  # 130 for Ctrl-C, 143 for SIGTERM
     return 1 if st.error else 0

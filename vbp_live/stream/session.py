@@ -90,9 +90,16 @@ def run_overlay(
     Args:
         make_sinks: builds the sinks once the source is known (its fps, size, live or not).
     """
-    with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s) as source:
+    source = open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s)
+    result = None
+    try:
         engine, desc = load_engine(opts)
         result = run_source(source, engine, opts, make_sinks(source.info), progress=progress)
+    finally:
+        if result is None or not result.stats.stuck:
+            source.close()  # never under a reader thread that is still inside the decoder
+        else:
+            log.error("not releasing %s: threads %s are still running", source.info.name, result.stats.stuck)
     result.notes.insert(0, desc)
     return result
 
@@ -123,9 +130,12 @@ def run_source(
     bar = _progress_bar(source, opts) if progress else None
     if predictions is None and opts.csv:
         predictions = PredictionLog(opts.csv)
-    pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=predictions)
     try:
+        pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=predictions)
         stats = pipe.run()
+    except BaseException:
+        _discard(sinks)  # interrupted before the writer took the sinks over: leave no temporary files
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -136,6 +146,15 @@ def run_source(
              + (" (live: stale frames are dropped)" if source.info.live else "")]
     notes += [f"source warning: {w}" for w in getattr(source, "warnings", [])]
     return RunResult(stats, outputs, notes)
+
+
+def _discard(sinks: Sequence[FrameSink]) -> None:
+    """Abort every sink (finalized ones keep their files; temporary files are removed)."""
+    for sink in sinks:
+        try:
+            sink.abort()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            log.debug("aborting %s failed", sink, exc_info=True)
 
 
 class _Bar:
