@@ -35,6 +35,8 @@ import numpy as np
 import torch
 
 from vbp_live.core.errors import CheckpointError, ModelError
+from vbp_live.models import create_model
+from vbp_live.models.blocks import geometry_ceil, symmetric
 
 log = logging.getLogger(__name__)
 IDENTITY_LAYERS = ("Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout")
@@ -81,8 +83,13 @@ def load_keras_h5(
         conv.set_input(_input_shape(layers, path))
         for cls, cfg in layers:
             conv.add(cls, cfg, _layer_weights(weights, cfg, path))
+    args = {"in_shape": list(conv.in_shape), "layers": conv.specs}
+    try:
+        create_model("layer_stack", **args).load_state_dict(conv.state)  # the specs build and the weights fit
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from e
     log.info("converted %s: %d Keras layers -> %d layer_stack layers", path, len(layers), len(conv.specs))
-    return "layer_stack", {"in_shape": list(conv.in_shape), "layers": conv.specs}, conv.state
+    return "layer_stack", args, conv.state
 
 
 def _attr_str(v: Any) -> str:
@@ -190,6 +197,12 @@ def _same_pads(size: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
+def _ceil(pad: tuple[int, int, int, int], hw: tuple[int, int], k: tuple[int, int], s: tuple[int, int],
+          d: tuple[int, int] = (1, 1)) -> dict[str, bool]:
+    """``geometry_ceil`` for a layer padded per side (nothing for symmetric padding)."""
+    return {} if symmetric(pad) else {"geometry_ceil": geometry_ceil(hw, k, s, pad, d)}
+
+
 def _out_size(size: int, k: int, s: int, before: int, after: int, d: int = 1) -> int:
     return (size + before + after - (k - 1) * d - 1) // s + 1
 
@@ -287,7 +300,7 @@ class _Converter:
         kernel = self.conv_kernel(cfg, weights[0], (out_ch, c, *k))
         use_bias = bool(cfg.get("use_bias", cfg.get("bias", True)))
         spec = {"type": "conv2d", "in_channels": c, "out_channels": out_ch, "kernel": list(k), "stride": list(s),
-                "dilation": list(d), "pad": list(pad), "bias": use_bias}
+                "dilation": list(d), "pad": list(pad), "bias": use_bias} | _ceil(pad, (h, w), k, s, d)
         self.push(spec, weight=kernel, **({"bias": weights[1]} if use_bias else {}))
         self.shape = (out_ch, _out_size(h, k[0], s[0], pad[0], pad[1], d[0]),
                       _out_size(w, k[1], s[1], pad[2], pad[3], d[1]))
@@ -366,8 +379,10 @@ class _Converter:
         k = _pair(cfg.get("pool_size"), (2, 2))
         s = _pair(cfg.get("strides"), k)
         pad = self.pads(cfg, cfg.get("padding", cfg.get("border_mode", "valid")), (h, w), k, s)
-        spec = {"type": kind, "kernel": list(k), "stride": list(s), "pad": list(pad)}
+        spec = {"type": kind, "kernel": list(k), "stride": list(s), "pad": list(pad)} | _ceil(pad, (h, w), k, s)
         if kind == "avgpool2d":
+            if not symmetric(pad):
+                raise self.fail(cfg, f"average pooling padded per side {pad} (TF 'same' here) is not supported")
             spec["count_include_pad"] = False
         self.push(spec)
         self.shape = (c, _out_size(h, k[0], s[0], pad[0], pad[1]), _out_size(w, k[1], s[1], pad[2], pad[3]))

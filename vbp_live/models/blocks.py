@@ -5,9 +5,10 @@ VisualBackProp's tracer finds the conv -> activation chain of a converted net as
 
 Asymmetric padding (TensorFlow's ``same`` with a stride, ONNX ``pads`` that differ per side) pads
 explicitly in ``forward``; the module's ``padding`` then holds the *leading* (top, left) padding and
-``ceil_mode`` is set, which is the geometry VisualBackProp's ones-kernel inverse needs: windows start
-at ``i*s - top`` and the one extra trailing row/column gives ``ceil`` output sizes (the tracer checks
-the sizes it computes against the sizes seen, so a geometry it cannot express is refused, never guessed).
+``ceil_mode`` the rounding under which that padding gives the real output size (the converter picks
+it from the input size, :func:`geometry_ceil`). That is the geometry VisualBackProp's ones-kernel
+inverse needs: windows start at ``i*s - top``, and the tracer checks the sizes it computes against
+the sizes seen, so a geometry it cannot express is refused, never guessed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vbp_live.core.errors import ModelError
+from vbp_live.core.geometry import conv_out_size
 
 Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
 
@@ -42,19 +44,37 @@ def symmetric(p: Pads) -> bool:
     return p[0] == p[1] and p[2] == p[3]
 
 
+def geometry_ceil(hw: Sequence[int], kernel: Sequence[int], stride: Sequence[int], pad: Sequence[int],
+                  dilation: Sequence[int] = (1, 1)) -> bool:
+    """The ``ceil_mode`` under which the leading (top, left) padding alone gives the output size of an
+    op padded (top, bottom, left, right) on an ``hw`` input (True when neither rounding does)."""
+    p = pads4(pad)
+    real = [(n + a + b - d * (k - 1) - 1) // s + 1
+            for n, a, b, k, s, d in zip(hw, p[0::2], p[1::2], kernel, stride, dilation, strict=True)]
+    for ceil in (False, True):
+        try:
+            if [conv_out_size(n, k, s, a, d, ceil) for n, a, k, s, d
+                    in zip(hw, p[0::2], kernel, stride, dilation, strict=True)] == real:
+                return ceil
+        except ValueError:  # the leading padding alone leaves the kernel no room
+            continue
+    return True
+
+
 class PaddedConv2d(nn.Conv2d):
     """A Conv2d with padding that differs per side, padded explicitly with zeros in ``forward``.
 
-    ``padding`` (read by the tracer) is the leading (top, left) padding and ``ceil_mode`` is True
-    (see the module docstring); the convolution itself runs unpadded on the padded input.
+    ``padding`` and ``ceil_mode`` (read by the tracer) are its geometry (see the module docstring);
+    the convolution itself runs unpadded on the padded input.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: Sequence[int], stride: Sequence[int],
-                 pad: Pads, dilation: Sequence[int] = (1, 1), groups: int = 1, bias: bool = True):
+                 pad: Pads, dilation: Sequence[int] = (1, 1), groups: int = 1, bias: bool = True,
+                 ceil_mode: bool = True):
         super().__init__(in_channels, out_channels, tuple(kernel), tuple(stride), 0, tuple(dilation), groups, bias)
         self.pad = tuple(pad)
         self.padding = (pad[0], pad[2])
-        self.ceil_mode = True
+        self.ceil_mode = ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, O, h, w)
         """Pad (top, bottom, left, right) with zeros, then convolve without padding."""
@@ -72,11 +92,12 @@ class PaddedMaxPool2d(nn.MaxPool2d):
     ``padding``/``ceil_mode`` hold the tracer's geometry, as for :class:`PaddedConv2d`.
     """
 
-    def __init__(self, kernel: Sequence[int], stride: Sequence[int], pad: Pads, dilation: Sequence[int] = (1, 1)):
+    def __init__(self, kernel: Sequence[int], stride: Sequence[int], pad: Pads, dilation: Sequence[int] = (1, 1),
+                 ceil_mode: bool = True):
         super().__init__(tuple(kernel), tuple(stride), 0, tuple(dilation))
         self.pad = tuple(pad)
         self.padding = (pad[0], pad[2])
-        self.ceil_mode = True
+        self.ceil_mode = ceil_mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, h, w)
         """Pad with -inf, then pool without padding."""
@@ -123,24 +144,25 @@ class Crop2d(nn.Module):
 
 def conv2d(in_channels: int, out_channels: int, kernel: Sequence[int], stride: Sequence[int] = (1, 1),
            pad: Sequence[int] | None = None, dilation: Sequence[int] = (1, 1), groups: int = 1,
-           bias: bool = True) -> nn.Conv2d:
-    """A plain ``nn.Conv2d`` for symmetric padding, else a :class:`PaddedConv2d`."""
+           bias: bool = True, geometry_ceil: bool = True) -> nn.Conv2d:
+    """A plain ``nn.Conv2d`` for symmetric padding, else a :class:`PaddedConv2d` (``ceil_mode=geometry_ceil``)."""
     p = pads4(pad)
     if symmetric(p):
         return nn.Conv2d(in_channels, out_channels, tuple(kernel), tuple(stride), (p[0], p[2]), tuple(dilation),
                          groups, bias)
-    return PaddedConv2d(in_channels, out_channels, kernel, stride, p, dilation, groups, bias)
+    return PaddedConv2d(in_channels, out_channels, kernel, stride, p, dilation, groups, bias, geometry_ceil)
 
 
 def max_pool2d(kernel: Sequence[int], stride: Sequence[int], pad: Sequence[int] | None = None,
-               dilation: Sequence[int] = (1, 1), ceil_mode: bool = False) -> nn.MaxPool2d:
-    """A plain ``nn.MaxPool2d`` for symmetric padding of at most half the kernel, else :class:`PaddedMaxPool2d`."""
+               dilation: Sequence[int] = (1, 1), ceil_mode: bool = False, geometry_ceil: bool = True) -> nn.MaxPool2d:
+    """A plain ``nn.MaxPool2d`` for symmetric padding of at most half the kernel, else :class:`PaddedMaxPool2d`
+    (whose ``ceil_mode`` is ``geometry_ceil``)."""
     p = pads4(pad)
     if symmetric(p) and 2 * p[0] <= kernel[0] and 2 * p[2] <= kernel[1]:
         return nn.MaxPool2d(tuple(kernel), tuple(stride), (p[0], p[2]), tuple(dilation), ceil_mode=ceil_mode)
     if ceil_mode:
         raise ModelError(f"max pooling with ceil_mode and per-side padding {p} is not supported")
-    return PaddedMaxPool2d(kernel, stride, p, dilation)
+    return PaddedMaxPool2d(kernel, stride, p, dilation, geometry_ceil)
 
 
 def avg_pool2d(kernel: Sequence[int], stride: Sequence[int], pad: Sequence[int] | None = None,

@@ -13,11 +13,13 @@ The network takes NCHW input; every layer is one module (``layers.<i>`` in the s
 
 Layer types: ``affine`` (scale, offset), ``conv2d`` (in_channels, out_channels, kernel, stride,
 dilation, pad = [top, bottom, left, right], bias), ``dense`` (in_features, out_features, bias),
-``flatten``, ``dropout`` (p), ``crop`` / ``zero_pad`` ([top, bottom, left, right]), ``maxpool2d`` /
-``avgpool2d`` (kernel, stride, pad; avgpool also count_include_pad), ``batchnorm`` (num_features,
-eps, dims = 1 or 2) and the activations of :func:`~vbp_live.models.blocks.activation` (elu and
-leaky_relu take alpha). The layers live in an ``nn.ModuleList``, not an ``nn.Sequential``, so
-inference copies never fold a BatchNorm into a conv that pads per side.
+``flatten``, ``dropout`` (p), ``identity``, ``crop`` / ``zero_pad`` ([top, bottom, left, right]),
+``maxpool2d`` / ``avgpool2d`` (kernel, stride, pad, ceil_mode; maxpool also dilation, avgpool
+count_include_pad), ``batchnorm`` (num_features, eps, dims = 1 or 2) and the activations of
+:func:`~vbp_live.models.blocks.activation` (elu and leaky_relu take alpha). A conv2d or maxpool2d
+that pads per side may state ``geometry_ceil``, the tracer's rounding
+(:func:`~vbp_live.models.blocks.geometry_ceil`). The layers live in an ``nn.ModuleList``, not an
+``nn.Sequential``, so inference copies never fold a BatchNorm into a conv that pads per side.
 """
 
 from __future__ import annotations
@@ -42,16 +44,19 @@ _BUILDERS: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
     "affine": lambda s: blocks.Affine(s["scale"], s["offset"]),
     "conv2d": lambda s: blocks.conv2d(
         s["in_channels"], s["out_channels"], s["kernel"], s.get("stride", (1, 1)), s.get("pad"),
-        s.get("dilation", (1, 1)), s.get("groups", 1), s.get("bias", True)),
+        s.get("dilation", (1, 1)), s.get("groups", 1), s.get("bias", True), s.get("geometry_ceil", True)),
     "dense": lambda s: nn.Linear(s["in_features"], s["out_features"], bias=s.get("bias", True)),
     "flatten": lambda s: nn.Flatten(),
     "dropout": lambda s: nn.Dropout(float(s.get("p", 0.5))),
     "crop": lambda s: blocks.Crop2d(blocks.pads4(s["crop"])),
     "zero_pad": lambda s: nn.ZeroPad2d(blocks.lrtb(blocks.pads4(s["pad"]))),
-    "maxpool2d": lambda s: blocks.max_pool2d(s["kernel"], s.get("stride", s["kernel"]), s.get("pad")),
+    "maxpool2d": lambda s: blocks.max_pool2d(s["kernel"], s.get("stride", s["kernel"]), s.get("pad"),
+                                             s.get("dilation", (1, 1)), bool(s.get("ceil_mode", False)),
+                                             s.get("geometry_ceil", True)),
     "avgpool2d": lambda s: blocks.avg_pool2d(s["kernel"], s.get("stride", s["kernel"]), s.get("pad"),
-                                             bool(s.get("count_include_pad", False))),
+                                             bool(s.get("count_include_pad", False)), bool(s.get("ceil_mode", False))),
     "batchnorm": _batchnorm,
+    "identity": lambda s: nn.Identity(),
 }
 
 
