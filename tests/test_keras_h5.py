@@ -157,7 +157,8 @@ def test_real_file_vbp_matches_float64_reference(real_net, shared_data):
 
 def test_real_file_round_trips_through_a_checkpoint(real_net, shared_data, tmp_path):
     _, model, conv = real_net
-    crop = CropSpec(top=60 / 160, bottom=135 / 160, out_height=66, out_width=200, grayscale=False)
+    crop = CropSpec(top=60, bottom=-25, out_height=66, out_width=200, units="pixel", color="yuv",
+                    interpolation="linear", scale=(1.0,), offset=(0.0,))  # the Lambda in the net scales
     save_checkpoint(tmp_path / "model.pt", model, crop)
     again = load_checkpoint(tmp_path / "model.pt").build_model()
     x = nchw(simulator_like_frames(shared_data)[:2])

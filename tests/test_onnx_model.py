@@ -151,7 +151,7 @@ def test_elu_net_vbp_matches_float64_reference(exported):
 
 def test_converted_net_round_trips_through_a_checkpoint(exported, tmp_path):
     model = exported("pilotnet")[2]
-    save_checkpoint(tmp_path / "m.pt", model, CropSpec(0.375, 0.84375, 66, 200, grayscale=False))
+    save_checkpoint(tmp_path / "m.pt", model, CropSpec(0.375, 0.84375, 66, 200, color="rgb", scale=(1.0,)))
     again = load_checkpoint(tmp_path / "m.pt").build_model()
     x = NETS["pilotnet"][1]()
     torch.testing.assert_close(VisualBackProp(again).attribute(x), VisualBackProp(model).attribute(x), atol=0, rtol=0)
