@@ -337,3 +337,13 @@ def test_bad_files_are_one_line_checkpoint_errors(tmp_path):
         f.attrs["layer_names"] = [b"dense_1"]
     with pytest.raises(CheckpointError, match="no model_config"):
         load_keras_h5(tmp_path / "weights.h5", {})
+
+
+@pytest.mark.parametrize("layers,match", [
+    ([{"type": "bogus"}], "unknown layer type 'bogus'"),
+    ([{"type": "conv2d", "in_channels": -1, "out_channels": 2, "kernel": [3, 3]}], "layer 0 \\(conv2d\\): bad spec"),
+    ([{"type": "dense", "in_features": 4}], "layer 0 \\(dense\\): bad spec"),
+])
+def test_bad_layer_stack_args_are_one_line_model_errors(layers, match):
+    with pytest.raises(ModelError, match=match):
+        create_model("layer_stack", in_shape=[1, 4, 4], layers=layers)
