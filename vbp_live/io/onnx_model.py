@@ -70,6 +70,8 @@ def load_onnx(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any], dict[s
         create_model("op_graph", **args).load_state_dict(conv.state)  # the specs build and the weights fit
     except ModelError as e:
         raise ModelError(f"{path}: {e}") from e
+    except RuntimeError as e:  # a file whose shapes contradict each other (e.g. kernel_shape vs. weights)
+        raise ModelError(f"{path}: the converted weights do not fit: {str(e).splitlines()[0]}") from e
     log.info("converted %s: %d ONNX nodes -> %d op_graph nodes", path, len(model.graph.node), len(conv.specs))
     return "op_graph", args, conv.state
 
@@ -180,6 +182,8 @@ class _Converter:
         if name in self.defined:
             return name
         if name in self.consts:
+            if self.consts[name].dtype not in _DTYPES:
+                raise self.fail(node, f"constant {name!r} of type {self.consts[name].dtype} is not supported")
             self.used[name] = None
             return name
         raise self.fail(node, f"input {name!r} is not produced by any supported node")
