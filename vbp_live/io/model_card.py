@@ -35,7 +35,7 @@ from vbp_live.core import config
 from vbp_live.core.config import ConfigValueError
 from vbp_live.core.errors import CheckpointError, ConfigError, ModelError
 from vbp_live.core.preprocess import CropSpec, affine_scaling
-from vbp_live.io.checkpoint import Checkpoint, load_checkpoint, load_weights, read_weights_only
+from vbp_live.io.checkpoint import Checkpoint, load_checkpoint, load_weights, read_weights_only, save_checkpoint
 from vbp_live.models import create_model, list_models
 from vbp_live.models.output import OutputMap, steering_scale
 from vbp_live.models.script import eager_chain
@@ -379,3 +379,41 @@ def _converted(ctx: _Ctx) -> Checkpoint:
         lambdas = {k: (v.scale, v.offset) for k, v in ctx.card.keras.lambdas.items()}
         name, args, sd = load_keras_h5(ctx.weights, lambdas)
     return ctx.registered(name, args, sd)
+
+
+# -- import-model ---------------------------------------------------------------------------------
+
+
+def import_checkpoint(card_path: str | os.PathLike[str], out: str | os.PathLike[str],
+                      trust_pickle: bool = False) -> tuple[Path, Checkpoint]:
+    """Convert a card's model into one vbp_live checkpoint (weights only, atomic); nothing is written on error.
+
+    A checkpoint rebuilds a *registered* architecture, so the card must lead to one: a state dict or
+    TorchScript file with ``model.architecture``, an ONNX or Keras file (the converters give one), a
+    pickle of a registry-built model, or a vbp_live checkpoint.
+
+    Returns:
+        The written path and the checkpoint as it was loaded from the card.
+
+    Raises:
+        CheckpointError: the card's model has no registered architecture (says what to do instead).
+    """
+    ck = load_card_model(card_path, trust_pickle)
+    net = ck.module if ck.module is not None else ck.registered_model()
+    if getattr(net, "model_name", None) not in list_models():
+        raise CheckpointError(f"{card_path}: {_not_importable(ck)}")
+    meta = {**ck.meta, "imported_from": str(card_path)}
+    path = save_checkpoint(out, net, ck.crop, config=ck.config, meta=meta, output=ck.output)
+    return path, ck
+
+
+def _not_importable(ck: Checkpoint) -> str:
+    why = {
+        "state_dict": "model.class_path names your own class; a checkpoint never imports code, so name a registered "
+                      "architecture (model.architecture) that fits the weights",
+        "torchscript": "a TorchScript model becomes a checkpoint only through the registered architecture whose "
+                       "weights it holds: set model.architecture",
+        "pickle": "this pickled model is not a registered architecture: set model.architecture to one whose "
+                  "weights it holds",
+    }.get(str(ck.meta.get("format")), "no registered architecture")
+    return f"cannot import: {why}; or use --checkpoint CARD.yaml directly (registered: {', '.join(list_models())})"
