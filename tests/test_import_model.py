@@ -74,13 +74,27 @@ def test_torchscript_and_pickle_import_through_the_registered_architecture(tmp_p
 
 
 @pytest.mark.slow
-def test_a_chain_without_architecture_is_refused_and_nothing_is_written(tmp_path, pilot):
+def test_a_torchscript_chain_imports_as_a_layer_stack(tmp_path, pilot):
     torch.jit.save(torch.jit.trace(pilot, torch.rand(1, 3, 66, 200)), tmp_path / "model.ts")
     card = write_card(tmp_path, "format: torchscript\nweights: model.ts\n")
-    assert open_model(card).build_model() is not None  # usable directly with --checkpoint card.yaml
-    with pytest.raises(CheckpointError, match=r"card\.yaml: cannot import: a TorchScript model becomes a checkpoint "
-                                              r"only through the registered architecture .*--checkpoint CARD\.yaml"):
-        import_checkpoint(card, tmp_path / "out.pt")
+    path, _ = import_checkpoint(card, tmp_path / "out.pt")
+    ck = load_checkpoint(path)
+    assert ck.model_name == "layer_stack" and ck.model_args["in_shape"] == [3, 66, 200]
+    assert [layer["type"] for layer in ck.model_args["layers"]][:3] == ["conv2d", "elu", "identity"]
+    same_predictions(card, path)
+    x = torch.rand(2, 3, 66, 200)
+    with torch.no_grad():
+        torch.testing.assert_close(ck.build_model()(x), pilot(x) * SIM_SCALE)
+
+
+def test_a_pickle_of_an_unregistered_class_is_refused_and_nothing_is_written(tmp_path):
+    torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                                   torch.nn.Linear(2 * 64 * 198, 1)), tmp_path / "seq.pt")
+    card = write_card(tmp_path, "format: pickle\nweights: seq.pt\n")
+    assert open_model(card, trust_pickle=True).build_model() is not None  # usable with --checkpoint card.yaml
+    with pytest.raises(CheckpointError, match=r"card\.yaml: cannot import: this pickled model is not a registered "
+                                              r"architecture: set model\.architecture .*--checkpoint CARD\.yaml"):
+        import_checkpoint(card, tmp_path / "out.pt", trust_pickle=True)
     assert not (tmp_path / "out.pt").exists()
 
 

@@ -38,7 +38,7 @@ from vbp_live.core.preprocess import CropSpec, affine_scaling
 from vbp_live.io.checkpoint import Checkpoint, load_checkpoint, load_weights, read_weights_only, save_checkpoint
 from vbp_live.models import create_model, list_models
 from vbp_live.models.output import OutputMap, steering_scale
-from vbp_live.models.script import eager_chain
+from vbp_live.models.script import script_layer_stack
 
 CARD_SUFFIXES = (".yaml", ".yml")
 FORMATS = ("checkpoint", "state_dict", "torchscript", "onnx", "keras_h5", "pickle")
@@ -175,7 +175,7 @@ class ModelCard:
         if self.format == "state_dict" and not (m.architecture or m.class_path):
             raise ConfigValueError("model", "format state_dict needs model.architecture (a registered net: "
                                    f"{', '.join(list_models())}) or model.class_path (package.module:Class)")
-        if m.architecture and m.architecture not in list_models():
+        if m.architecture and m.architecture not in list_models(generic=True):
             raise ConfigValueError("model.architecture", f"model.architecture: unknown {m.architecture!r}; "
                                    f"registered: {', '.join(list_models())}")
         if m.class_path and (m.class_path.count(":") != 1 or not all(m.class_path.split(":"))):
@@ -339,10 +339,10 @@ def _torchscript(ctx: _Ctx) -> Checkpoint:
     if m.architecture:
         return ctx.registered(m.architecture, m.args, sd)
     try:
-        chain = eager_chain(script, ctx.example())
+        args, stack_sd = script_layer_stack(script, ctx.example())
     except ModelError as e:
         raise ModelError(f"{ctx.weights}: {e}") from None
-    return ctx.checkpoint("torchscript", {}, sd, chain)
+    return ctx.registered("layer_stack", args, stack_sd)
 
 
 def _pickle(ctx: _Ctx) -> Checkpoint:
@@ -362,7 +362,7 @@ def _pickle(ctx: _Ctx) -> Checkpoint:
     if m.architecture:
         return ctx.registered(m.architecture, m.args, sd)
     name, args = getattr(obj, "model_name", None), getattr(obj, "model_args", None)
-    if name in list_models() and isinstance(args, dict):
+    if name in list_models(generic=True) and isinstance(args, dict):
         return ctx.registered(name, args, sd)  # a model built by vbp_live's registry
     return ctx.checkpoint(f"pickle:{type(obj).__module__}.{type(obj).__qualname__}", {}, sd, obj.float().eval())
 
@@ -388,9 +388,10 @@ def import_checkpoint(card_path: str | os.PathLike[str], out: str | os.PathLike[
                       trust_pickle: bool = False) -> tuple[Path, Checkpoint]:
     """Convert a card's model into one vbp_live checkpoint (weights only, atomic); nothing is written on error.
 
-    A checkpoint rebuilds a *registered* architecture, so the card must lead to one: a state dict or
-    TorchScript file with ``model.architecture``, an ONNX or Keras file (the converters give one), a
-    pickle of a registry-built model, or a vbp_live checkpoint.
+    A checkpoint rebuilds a *registered* architecture, so the card must lead to one: a state dict
+    with ``model.architecture``, a TorchScript file (its architecture, or its layer chain as a
+    ``layer_stack``), an ONNX or Keras file (the converters give one), a pickle with
+    ``model.architecture`` or of a registry-built model, or a vbp_live checkpoint.
 
     Returns:
         The written path and the checkpoint as it was loaded from the card.
@@ -400,7 +401,7 @@ def import_checkpoint(card_path: str | os.PathLike[str], out: str | os.PathLike[
     """
     ck = load_card_model(card_path, trust_pickle)
     net = ck.module if ck.module is not None else ck.registered_model()
-    if getattr(net, "model_name", None) not in list_models():
+    if getattr(net, "model_name", None) not in list_models(generic=True):
         raise CheckpointError(f"{card_path}: {_not_importable(ck)}")
     meta = {**ck.meta, "imported_from": str(card_path)}
     path = save_checkpoint(out, net, ck.crop, config=ck.config, meta=meta, output=ck.output)
@@ -411,8 +412,6 @@ def _not_importable(ck: Checkpoint) -> str:
     why = {
         "state_dict": "model.class_path names your own class; a checkpoint never imports code, so name a registered "
                       "architecture (model.architecture) that fits the weights",
-        "torchscript": "a TorchScript model becomes a checkpoint only through the registered architecture whose "
-                       "weights it holds: set model.architecture",
         "pickle": "this pickled model is not a registered architecture: set model.architecture to one whose "
                   "weights it holds",
     }.get(str(ck.meta.get("format")), "no registered architecture")

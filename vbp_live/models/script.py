@@ -1,24 +1,24 @@
-"""An eager copy of a TorchScript model, so VisualBackProp can hook its layers.
+"""A TorchScript model as a generic ``layer_stack`` net, so VisualBackProp can hook its layers.
 
 TorchScript modules take no forward hooks, and VisualBackProp needs the post-activation maps and
 the conv geometry. When a scripted or traced model's ``forward`` only calls its layers one after
 the other (the usual steering net: convs, activations, pooling, a flatten, dense layers), the
-same layers with the same weights, rebuilt as eager modules in the order ``forward`` calls them,
-are the same function. :func:`eager_chain` rebuilds them and checks that on an example input;
+same layers with the same weights, rebuilt as a ``layer_stack`` (:mod:`vbp_live.models.layer_stack`)
+in the order ``forward`` calls them, are the same function, and a checkpoint can store it.
+:func:`script_layer_stack` rebuilds them and checks that on an example input;
 anything else (a layer type it does not know, a residual ``+`` between layers, a different
 result) is refused with a :class:`~vbp_live.core.errors.ModelError` naming it.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
 from vbp_live.core.errors import ModelError
+from vbp_live.models.registry import create_model
 
 # graph ops a top-level forward may use besides calling its layers (shape bookkeeping, flattening)
 _GLUE = {"prim::Constant", "prim::GetAttr", "prim::CallMethod", "prim::ListConstruct", "prim::NumToTensor",
@@ -56,49 +56,67 @@ _MAXPOOL = ("aten::max_pool2d",)
 _AVGPOOL = ("aten::avg_pool2d",)
 
 
-def _conv(m: Any) -> nn.Module:
+def _pair(v: Any) -> list[int]:
+    return [int(x) for x in v] if isinstance(v, tuple | list) else [int(v), int(v)]
+
+
+def _pads(v: Any) -> list[int]:
+    if isinstance(v, str):
+        raise ModelError(f"TorchScript layer with padding={v!r} is not supported (give numbers)")
+    ph, pw = _pair(v)
+    return [ph, ph, pw, pw]
+
+
+def _conv(m: Any) -> dict[str, Any]:
     w = m.weight  # (out, in/groups, kh, kw)
     if hasattr(m, "stride"):  # scripted: the module keeps its settings
         stride, padding, dilation, groups = m.stride, m.padding, m.dilation, m.groups
     else:  # traced: read them from the op (_convolution has transposed and output_padding before groups)
         kind, a = _op_args(m, _CONV)
         stride, padding, dilation, groups = a[3], a[4], a[5], a[8] if kind == "aten::_convolution" else a[6]
-    if isinstance(padding, str):
-        raise ModelError(f"TorchScript Conv2d with padding={padding!r} is not supported")
-    return nn.Conv2d(w.shape[1] * groups, w.shape[0], tuple(w.shape[2:]), stride=tuple(stride),
-                     padding=tuple(padding), dilation=tuple(dilation), groups=groups, bias=m.bias is not None)
+    return {"type": "conv2d", "in_channels": int(w.shape[1]) * int(groups), "out_channels": int(w.shape[0]),
+            "kernel": [int(w.shape[2]), int(w.shape[3])], "stride": _pair(stride), "pad": _pads(padding),
+            "dilation": _pair(dilation), "groups": int(groups), "bias": m.bias is not None}
 
 
-def _pool(kind: type[nn.Module], ops: tuple[str, ...]) -> Callable[[Any], nn.Module]:
-    def make(m: Any) -> nn.Module:
+def _pool(kind: str, ops: tuple[str, ...]) -> Callable[[Any], dict[str, Any]]:
+    def spec(m: Any) -> dict[str, Any]:
         k, s, p = (_attr(m, n, ops, i) for n, i in (("kernel_size", 1), ("stride", 2), ("padding", 3)))
-        if kind is nn.MaxPool2d:
-            return nn.MaxPool2d(k, s, p, dilation=_attr(m, "dilation", ops, 4), ceil_mode=_attr(m, "ceil_mode", ops, 5))
-        return nn.AvgPool2d(k, s, p, ceil_mode=_attr(m, "ceil_mode", ops, 4))
-    return make
+        out = {"type": kind, "kernel": _pair(k), "stride": _pair(s if s not in (None, [], ()) else k),
+               "pad": _pads(p)}
+        if kind == "maxpool2d":
+            return {**out, "dilation": _pair(_attr(m, "dilation", ops, 4)),
+                    "ceil_mode": bool(_attr(m, "ceil_mode", ops, 5))}
+        return {**out, "ceil_mode": bool(_attr(m, "ceil_mode", ops, 4)),
+                "count_include_pad": bool(_attr(m, "count_include_pad", ops, 5))}
+    return spec
 
 
-def _bn(m: Any) -> nn.Module:
-    eps = _attr(m, "eps", ("aten::batch_norm",), 7)
-    return nn.BatchNorm2d(m.running_mean.shape[0], eps=eps, affine=getattr(m, "weight", None) is not None)
+def _bn(m: Any) -> dict[str, Any]:
+    if getattr(m, "weight", None) is None:
+        raise ModelError("TorchScript BatchNorm2d without affine weights is not supported")
+    return {"type": "batchnorm", "num_features": int(m.running_mean.shape[0]),
+            "eps": float(_attr(m, "eps", ("aten::batch_norm",), 7)), "dims": 2}
 
 
-_LEAVES: dict[str, Callable[[Any], nn.Module]] = {
+_LEAVES: dict[str, Callable[[Any], dict[str, Any]]] = {
     "Conv2d": _conv,
-    "Linear": lambda m: nn.Linear(m.weight.shape[1], m.weight.shape[0], bias=m.bias is not None),
+    "Linear": lambda m: {"type": "dense", "in_features": int(m.weight.shape[1]),
+                         "out_features": int(m.weight.shape[0]), "bias": m.bias is not None},
     "BatchNorm2d": _bn,
-    "ReLU": lambda m: nn.ReLU(),
-    "ReLU6": lambda m: nn.ReLU6(),
-    "ELU": lambda m: nn.ELU(_attr(m, "alpha", ("aten::elu",), 1)),
-    "LeakyReLU": lambda m: nn.LeakyReLU(_attr(m, "negative_slope", ("aten::leaky_relu",), 1)),
-    "Tanh": lambda m: nn.Tanh(),
-    "Sigmoid": lambda m: nn.Sigmoid(),
-    "Dropout": lambda m: nn.Identity(),
-    "Dropout2d": lambda m: nn.Identity(),
-    "Identity": lambda m: nn.Identity(),
-    "Flatten": lambda m: nn.Flatten(getattr(m, "start_dim", 1), getattr(m, "end_dim", -1)),
-    "MaxPool2d": _pool(nn.MaxPool2d, _MAXPOOL),
-    "AvgPool2d": _pool(nn.AvgPool2d, _AVGPOOL),
+    "ReLU": lambda m: {"type": "relu"},
+    "ReLU6": lambda m: {"type": "relu6"},
+    "ELU": lambda m: {"type": "elu", "alpha": float(_attr(m, "alpha", ("aten::elu",), 1))},
+    "LeakyReLU": lambda m: {"type": "leaky_relu", "alpha": float(_attr(m, "negative_slope", ("aten::leaky_relu",), 1))},
+    "SELU": lambda m: {"type": "selu"},
+    "Tanh": lambda m: {"type": "tanh"},
+    "Sigmoid": lambda m: {"type": "sigmoid"},
+    "Dropout": lambda m: {"type": "identity"},
+    "Dropout2d": lambda m: {"type": "identity"},
+    "Identity": lambda m: {"type": "identity"},
+    "Flatten": lambda m: {"type": "flatten"},
+    "MaxPool2d": _pool("maxpool2d", ("aten::max_pool2d",)),
+    "AvgPool2d": _pool("avgpool2d", ("aten::avg_pool2d",)),
 }
 
 
@@ -128,37 +146,41 @@ def _calls(module: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
                              "card (model.architecture) to load its weights into a traceable net")
 
 
-def eager_chain(script: torch.jit.ScriptModule, example: torch.Tensor) -> nn.Sequential:
-    """The scripted/traced model's layers as an eager ``nn.Sequential`` with the same weights.
+def script_layer_stack(script: torch.jit.ScriptModule, example: torch.Tensor
+                       ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The scripted/traced model as ``layer_stack`` args and state dict (the same layers and weights).
 
     Args:
         script: a ``torch.jit.load``-ed model whose forward calls its layers one after the other.
-        example: an input batch (B, C, H, W): the copy must give the model's output on it.
+        example: an input batch (B, C, H, W): the rebuilt net must give the model's output on it.
+
+    Returns:
+        ``(args, state_dict)`` for ``create_model("layer_stack", **args)``.
 
     Raises:
         ModelError: a layer type that is not supported (named, with the list of supported ones),
-            an operation between layers, or a copy whose output differs.
+            an operation between layers, or a rebuilt net whose output differs.
     """
-    layers: list[nn.Module] = []
-    names: list[str] = []
+    layers: list[dict[str, Any]] = []
+    sd: dict[str, torch.Tensor] = {}
     for name, sub in _calls(script):
-        if sub.original_name == "Linear" and layers and not any(isinstance(m, nn.Flatten) for m in layers):
-            layers.append(nn.Flatten())  # the x.view(B, -1) before the first dense layer
-            names.append("flatten")
+        if sub.original_name == "Linear" and not any(s["type"] == "flatten" for s in layers):
+            layers.append({"type": "flatten"})  # the x.view(B, -1) before the first dense layer
         if sub.original_name not in _LEAVES:
             raise ModelError(f"TorchScript layer {name} ({sub.original_name}) is not supported; supported: "
                              f"{', '.join(sorted(_LEAVES))}")
-        eager = _LEAVES[sub.original_name](sub)
-        eager.load_state_dict({k: v.detach().clone() for k, v in sub.state_dict().items()})
-        layers.append(eager)
-        names.append(name.replace(".", "_"))
-    if not layers:
-        raise ModelError("TorchScript model: forward calls no layers VisualBackProp could follow")
-    chain = nn.Sequential(OrderedDict(zip(names, layers, strict=True))).eval()
+        i = len(layers)
+        layers.append(_LEAVES[sub.original_name](sub))
+        sd.update({f"layers.{i}.{k}": v.detach().clone() for k, v in sub.state_dict().items()})
+    if not any(s["type"] == "conv2d" for s in layers):
+        raise ModelError("TorchScript model: forward calls no conv layers VisualBackProp could follow")
+    args = {"in_shape": [int(v) for v in example.shape[1:]], "layers": layers}
+    net = create_model("layer_stack", **args)
+    net.load_state_dict(sd)
     with torch.no_grad():
-        want, got = script.eval()(example), chain(example)
+        want, got = script.eval()(example), net.eval()(example)
     if not isinstance(want, torch.Tensor) or want.shape != got.shape or not torch.allclose(got, want, 1e-4, 1e-5):
         raise ModelError("TorchScript model: its layers called one after the other do not give its output "
                          "(forward does more than chain them); name a registered architecture in the card "
                          "(model.architecture) to load its weights into a traceable net")
-    return chain
+    return args, sd
