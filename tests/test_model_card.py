@@ -284,3 +284,56 @@ def test_run_and_explain_take_a_card(tmp_path, sd_card, pilot, capsys):
     capsys.readouterr()
     assert main(["explain", str(frames), "--checkpoint", str(tmp_path / "missing.yaml")]) == 1
     assert "missing.yaml: config file not found" in capsys.readouterr().err
+
+
+EXAMPLE_CARD = Path(__file__).resolve().parents[1] / "configs" / "cards" / "car-behavioral-cloning.yaml"
+
+
+@pytest.fixture
+def keras_card(tmp_path, shared_data) -> Path:
+    """The example card of configs/cards/, pointing at the real Keras 1.2.1 file in shared data."""
+    h5 = shared_data / "keras-h5" / "car-behavioral-cloning" / "model.h5"
+    card = tmp_path / "car-behavioral-cloning.yaml"
+    card.write_text(EXAMPLE_CARD.read_text().replace("weights: model.h5", f"weights: {h5}"))
+    return card
+
+
+def test_example_keras_card_loads_the_real_file(keras_card):
+    ck = open_model(keras_card)
+    assert ck.model_name == "layer_stack" and ck.crop.box(160, 320) == (60, 135, 0, 320)
+    assert ck.output.scale == pytest.approx(SIM_SCALE)
+    frames = sim_frames(2)
+    x = frames_to_input(np.stack([preprocess_frame(f, ck.crop) for f in frames]), spec=ck.crop)  # (2, 3, 66, 200)
+    net = create_model(ck.model_name, **ck.model_args).eval()
+    net.load_state_dict(ck.state_dict)
+    with torch.no_grad():
+        want = net(x)[:, 0].double().numpy() * SIM_SCALE  # the converted net, its output in rad SWA
+        got = ck.build_model()(x)[:, 0].double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert np.all(np.abs(got) < math.radians(25) * 14.8)
+
+
+@pytest.mark.slow
+def test_run_explain_evaluate_and_import_the_keras_card_on_a_dashcam_clip(tmp_path, keras_card, shared_data, capsys):
+    from vbp_live.cli.main import main
+
+    clip = shared_data / "video" / "openCV_LaneDetection_road.mp4"
+    assert main(["run", str(clip), "--checkpoint", str(keras_card), "--device", "cpu", "--max-frames", "4",
+                 "--out", str(tmp_path / "overlay.mp4"), "--csv", str(tmp_path / "pred.csv")]) == 0
+    assert (tmp_path / "overlay.mp4").stat().st_size > 0
+    assert main(["explain", str(clip), "--checkpoint", str(keras_card), "--device", "cpu", "--methods", "vbp,saliency",
+                 "--frames", "2", "--out", str(tmp_path / "ex")]) == 0
+    assert len(list((tmp_path / "ex").glob("*.png"))) == 2
+    assert main(["evaluate", "--data", str(clip), "--checkpoint", str(keras_card), "--device", "cpu",
+                 "--methods", "vbp", "--frames", "2", "--steps", "2", "--sanity-frames", "0",
+                 "--out", str(tmp_path / "ev")]) == 0
+    assert main(["import-model", str(keras_card), "-o", str(tmp_path / "bc.pt")]) == 0
+    capsys.readouterr()
+    from vbp_live.stream.engine import OverlayEngine
+
+    frames = sim_frames(2)
+    a = OverlayEngine.from_checkpoint(keras_card, device="cpu").infer(frames)
+    b = OverlayEngine.from_checkpoint(tmp_path / "bc.pt", device="cpu").infer(frames)
+    for x, y in zip(a, b, strict=True):
+        assert x.steering_rad == y.steering_rad
+        np.testing.assert_array_equal(x.mask, y.mask)
