@@ -153,6 +153,9 @@ def test_real_file_vbp_matches_float64_reference(real_net, shared_data):
     assert min(float(m.min()) for m in ref.maps) < 0  # negative ELU outputs pull some channel means below 0
     torch.testing.assert_close(fast.mask.double(), ref.mask, atol=1e-4, rtol=0)
     assert float(fast.mask.min()) == 0.0 and float(fast.mask.max()) == 1.0
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    positive = VisualBackProp(model, layers=convs).explain(x, raw=True)  # named convs: max(ELU(x), 0)
+    assert len(positive.maps) == 5 and min(float(m.min()) for m in positive.maps) >= 0
 
 
 def test_real_file_round_trips_through_a_checkpoint(real_net, shared_data, tmp_path):
@@ -334,3 +337,13 @@ def test_bad_files_are_one_line_checkpoint_errors(tmp_path):
         f.attrs["layer_names"] = [b"dense_1"]
     with pytest.raises(CheckpointError, match="no model_config"):
         load_keras_h5(tmp_path / "weights.h5", {})
+
+
+@pytest.mark.parametrize("layers,match", [
+    ([{"type": "bogus"}], "unknown layer type 'bogus'"),
+    ([{"type": "conv2d", "in_channels": -1, "out_channels": 2, "kernel": [3, 3]}], "layer 0 \\(conv2d\\): bad spec"),
+    ([{"type": "dense", "in_features": 4}], "layer 0 \\(dense\\): bad spec"),
+])
+def test_bad_layer_stack_args_are_one_line_model_errors(layers, match):
+    with pytest.raises(ModelError, match=match):
+        create_model("layer_stack", in_shape=[1, 4, 4], layers=layers)

@@ -235,3 +235,14 @@ def test_missing_onnx_package_is_one_clear_line(tmp_path):
             "try:\n    load_onnx('m.onnx')\nexcept CheckpointError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "loading ONNX models needs the onnx package: pip install 'vbp-live[onnx]'"
+
+
+@pytest.mark.parametrize("args,match", [
+    ({"nodes": [{"op": "relu", "inputs": ["q"], "outputs": ["y"]}]}, "inputs \\['q'\\] are not computed"),
+    ({"nodes": [{"op": "relu", "inputs": ["x"], "outputs": ["z"]}]}, "outputs \\['y'\\] are not computed"),
+    ({"nodes": [{"op": "lstm", "inputs": ["x"], "outputs": ["y"]}]}, "unknown op 'lstm'"),
+    ({"nodes": [], "constants": [{"name": "a", "shape": [-2]}]}, "constant 0: bad spec"),
+])
+def test_bad_op_graph_args_are_one_line_model_errors(args, match):
+    with pytest.raises(ModelError, match=match):
+        create_model("op_graph", in_shape=[1, 4, 4], **args)

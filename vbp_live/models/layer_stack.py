@@ -72,7 +72,9 @@ def build_layer(i: int, spec: Mapping[str, Any]) -> nn.Module:
             return _BUILDERS[kind](spec)
         if kind in blocks.ACTIVATION_KINDS:
             return blocks.activation(kind, spec.get("alpha"))
-    except (KeyError, TypeError) as e:
+    except ModelError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # a field missing or out of range
         raise ModelError(f"layer_stack layer {i} ({kind}): bad spec {dict(spec)}: {e!r}") from e
     known = sorted(_BUILDERS) + list(blocks.ACTIVATION_KINDS)
     raise ModelError(f"layer_stack layer {i}: unknown layer type {kind!r}; known: {', '.join(known)}")

@@ -80,6 +80,16 @@ FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
+def _check_node(i: int, spec: Mapping[str, Any], known: set[str]) -> set[str]:
+    """The outputs of node ``i``, after checking that its inputs exist by then."""
+    ins, outs = spec.get("inputs"), spec.get("outputs")
+    if not isinstance(ins, list) or not isinstance(outs, list) or len(outs) != 1:
+        raise ModelError(f"op_graph node {i} ({spec.get('name')!r}): needs an inputs list and one output")
+    if missing := [n for n in ins if n not in known]:
+        raise ModelError(f"op_graph node {i} ({spec.get('name')!r}): inputs {missing} are not computed before it")
+    return {str(outs[0])}
+
+
 class Constants(nn.Module):
     """The graph's constant tensors as buffers ``c0, c1, ...`` (values come with the state dict)."""
 
@@ -89,8 +99,11 @@ class Constants(nn.Module):
         for j, spec in enumerate(specs):
             if spec.get("dtype", "float32") not in DTYPES:
                 raise ModelError(f"op_graph constant {spec.get('name')!r}: unsupported dtype {spec.get('dtype')!r}")
-            self.register_buffer(f"c{j}", torch.zeros([int(v) for v in spec["shape"]],
-                                                      dtype=DTYPES[spec.get("dtype", "float32")]))
+            try:
+                value = torch.zeros([int(v) for v in spec["shape"]], dtype=DTYPES[spec.get("dtype", "float32")])
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise ModelError(f"op_graph constant {j}: bad spec {dict(spec)}: {e!r}") from e
+            self.register_buffer(f"c{j}", value)
             self.index[str(spec["name"])] = f"c{j}"
 
 
@@ -113,6 +126,7 @@ class OpGraph(nn.Module):
         self.specs = [dict(n) for n in nodes]
         self.consts = Constants(constants)
         self.nodes = nn.ModuleDict()
+        known = {self.input_name, *self.consts.index}
         for i, spec in enumerate(self.specs):
             op = spec.get("op")
             if op in MODULE_OPS:
@@ -120,6 +134,9 @@ class OpGraph(nn.Module):
             elif op not in FUNCTIONS:
                 raise ModelError(f"op_graph node {i} ({spec.get('name')!r}): unknown op {op!r}; "
                                  f"known: {', '.join(sorted(MODULE_OPS + tuple(FUNCTIONS)))}")
+            known |= _check_node(i, spec, known)
+        if missing := [o for o in self.output_names if o not in known]:
+            raise ModelError(f"op_graph outputs {missing} are not computed by any node")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:  # (B, C, H, W) -> outputs
         """Run the graph."""
