@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import POSITIVE, HelpFormatter, add_device_option, resolve_device
+from vbp_live.cli.options import POSITIVE, HelpFormatter, add_device_option, add_trust_pickle_option, resolve_device
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=POSITIVE, default=120,
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
-    p.add_argument("--checkpoint", help="use this checkpoint instead of the shipped model")
+    p.add_argument("--checkpoint", help="use this checkpoint or model card (.yaml) instead of the shipped model")
+    add_trust_pickle_option(p)
     add_device_option(p)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from vbp_live.stream.demo import run_demo
 
     res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device), args.checkpoint,
-                   progress=not args.quiet)
+                   progress=not args.quiet, trust_pickle=args.trust_pickle)
     st = res.run.stats
     untrained = " -- the overlay shows the pipeline, not a trained network's attention"
     print(f"model: {res.model}" + ("" if res.trained else untrained))

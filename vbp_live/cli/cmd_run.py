@@ -12,6 +12,7 @@ from vbp_live.cli.options import (
     POSITIVE,
     HelpFormatter,
     add_device_option,
+    add_trust_pickle_option,
     checkpoint_or_shipped,
     float_in,
     resolve_device,
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="SOURCE",
                    help="video file, image folder, .bag, dataset folder, camera index, URL or pipeline")
     p.add_argument("--checkpoint", "-c", help=CHECKPOINT_HELP)
+    add_trust_pickle_option(p)
     out = p.add_argument_group("outputs (default: --out <source name>_overlay.mp4)")
     out.add_argument("--out", "-o", metavar="FILE",
                      help="write an overlay video (.mp4 with mp4v, or .avi with MJPG) at the source's fps")
@@ -116,7 +118,8 @@ def run_cmd(args: argparse.Namespace) -> int:
     from vbp_live.stream.session import RunOptions, run_overlay
 
     opts = RunOptions(
-        checkpoint=checkpoint_or_shipped(args.checkpoint), device=resolve_device(args.device), method=args.method,
+        checkpoint=checkpoint_or_shipped(args.checkpoint), trust_pickle=args.trust_pickle,
+        device=resolve_device(args.device), method=args.method,
         batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,

@@ -39,6 +39,7 @@ class RunOptions:
     """Everything ``vbp-live run`` can be told (see its ``--help``)."""
 
     checkpoint: str | os.PathLike[str] | None = None
+    trust_pickle: bool = False
     device: str = "auto"
     method: str = "auto"
     batch_size: int | None = None  # None: default_batch(device)
@@ -72,9 +73,10 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
         raise UsageError(
             "no --checkpoint given and the shipped model (vbp_live/assets/netsvf_synth.pt) is not installed"
         )
-    engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, method=opts.method)
+    engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, trust_pickle=opts.trust_pickle,
+                                           method=opts.method)
     configure_threads(engine.device, opts.threads)
-    desc = (f"model {engine.model.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
+    desc = (f"model {engine.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
             f"{torch.get_num_threads()} torch threads")
     return engine, desc
 
