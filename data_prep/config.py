@@ -20,7 +20,28 @@ from vbp_live.core import config
 from vbp_live.core.config import ConfigValueError
 from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.core.sync import METHODS
-from vbp_live.recordings.options import CameraConfig, RecordingOptions, SimulatorConfig, SteeringConfig, SyncConfig
+from vbp_live.recordings.options import (
+    ANGLE_UNITS,
+    CameraConfig,
+    FolderConfig,
+    RecordingOptions,
+    SimulatorConfig,
+    SteeringConfig,
+    SyncConfig,
+    TubConfig,
+)
+
+# Crops for the cameras of donkeycar tubs and frame folders, beside the paper's (CROP_PRESETS).
+# donkey: the lower two thirds of a 160x120 donkeycar frame at its own resolution, in colour
+# (what donkeycar's KerasLinear sees after its default ROI crop of the sky).
+CAMERA_PRESETS: dict[str, dict[str, Any]] = {
+    "donkey": {"top": 40 / 120, "bottom": 1.0, "out_height": 80, "out_width": 160, "grayscale": False},
+}
+
+
+def crop_presets() -> dict[str, CropSpec]:
+    """Every crop preset ``crop.preset`` may name: the paper's and the camera presets."""
+    return {**CROP_PRESETS, **{k: CropSpec.from_dict(v) for k, v in CAMERA_PRESETS.items()}}
 
 
 @dataclass(frozen=True)
@@ -35,7 +56,8 @@ class CropConfig:
     """Steps 4-5: grayscale, crop band and network input size.
 
     Attributes:
-        preset: ``netsvf`` (640x125) or ``nethvf`` (351x125), see ``CROP_PRESETS``.
+        preset: ``netsvf`` (640x125), ``nethvf`` (351x125), ``signnet``, or a camera preset
+            (``donkey``: 160x80 colour, the lower part of a donkeycar frame), see :func:`crop_presets`.
         top, bottom, left, right, out_height, out_width, grayscale, interpolation: optional
             overrides of the preset's :class:`~vbp_live.core.preprocess.CropSpec` fields
             (band edges are fractions of the frame height/width).
@@ -53,12 +75,13 @@ class CropConfig:
 
     def spec(self) -> CropSpec:
         """The resolved crop (preset + overrides)."""
-        if self.preset not in CROP_PRESETS:
-            choices = ", ".join(sorted(CROP_PRESETS))
+        presets = crop_presets()
+        if self.preset not in presets:
+            choices = ", ".join(sorted(presets))
             raise ConfigValueError("crop.preset", f"crop.preset must be one of {choices}; got {self.preset!r}")
         over = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
         try:
-            return CropSpec.from_dict({**CROP_PRESETS[self.preset].to_dict(), **over})
+            return CropSpec.from_dict({**presets[self.preset].to_dict(), **over})
         except ValueError as e:
             raise ConfigValueError("crop", f"crop: {e}") from None
 
@@ -109,6 +132,8 @@ class PrepConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    tub: TubConfig = field(default_factory=TubConfig)
+    folder: FolderConfig = field(default_factory=FolderConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -127,14 +152,29 @@ class PrepConfig:
             raise ConfigValueError("split.test_count", f"split.test_count must be >= 0 or null, got {split.test_count}")
         if self.decode.mode not in ("gray", "color"):
             raise ConfigValueError("decode.mode", f"decode.mode must be one of gray, color; got {self.decode.mode!r}")
+        self._check_recordings()
         for key, v in (("decode.threads", self.decode.threads),
                        ("output.checkpoint_every", self.output.checkpoint_every)):
             if v < 1:
                 raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
 
+    def _check_recordings(self) -> None:
+        tub, folder = self.tub, self.folder
+        if folder.angle_unit not in ANGLE_UNITS:
+            units = ", ".join(ANGLE_UNITS)
+            raise ConfigValueError("folder.angle_unit", f"folder.angle_unit must be one of {units}; "
+                                   f"got {folder.angle_unit!r}")
+        if folder.time_unit not in ("s", "ms", "us", "ns"):
+            raise ConfigValueError("folder.time_unit", f"folder.time_unit must be one of s, ms, us, ns; "
+                                   f"got {folder.time_unit!r}")
+        for key, v in (("tub.full_scale_deg", tub.full_scale_deg), ("tub.frame_period_s", tub.frame_period_s),
+                       ("folder.full_scale_deg", folder.full_scale_deg), ("folder.fps", folder.fps)):
+            if not v > 0 or v == float("inf"):
+                raise ConfigValueError(key, f"{key} must be a finite number > 0, got {v}")
+
     def recording_options(self) -> RecordingOptions:
-        """The sections the recording readers use (camera, steering, sync, simulator)."""
-        return RecordingOptions(self.camera, self.steering, self.sync, self.simulator)
+        """The sections the recording readers use (camera, steering, sync, simulator, tub, folder)."""
+        return RecordingOptions(self.camera, self.steering, self.sync, self.simulator, self.tub, self.folder)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict (tuples become lists)."""
