@@ -28,6 +28,7 @@ IMAGE_COLUMNS = ("image", "filename", "frame", "path", "file", "image_path")
 ANGLE_COLUMNS = ("angle", "steering", "steering_angle", "steer", "angle_deg")
 TIME_COLUMNS = ("time", "timestamp", "t")
 SPEED_COLUMNS = ("speed", "speed_mps")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 OTHER_CSV = ("driving_log.csv", "camera.csv", "steering.csv", "interpolated.csv")  # other readers' files
 TIME_UNITS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 
@@ -38,11 +39,16 @@ def natural_key(name: str) -> list[int | str]:
 
 
 def find_label_file(folder: Path) -> Path | None:
-    """``data.txt``, or the one CSV in ``folder`` whose header names an image and an angle column."""
+    """``data.txt``, the one CSV in ``folder`` whose header names an image and an angle column, or
+    the only CSV there beside images (whose reading then says what its header lacks)."""
     if (folder / DATA_TXT).is_file():
         return folder / DATA_TXT
-    found = [p for p in sorted(folder.glob("*.csv")) if p.name not in OTHER_CSV and is_label_csv(p)]
-    return found[0] if len(found) == 1 else None
+    csvs = [p for p in sorted(folder.glob("*.csv")) if p.name not in OTHER_CSV]
+    found = [p for p in csvs if is_label_csv(p)]
+    if len(found) == 1:
+        return found[0]
+    has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir())
+    return csvs[0] if not found and len(csvs) == 1 and has_images else None
 
 
 def is_label_csv(path: Path, config: FolderConfig | None = None) -> bool:
@@ -124,13 +130,15 @@ class FolderRecording(ImageFileRecording):
         if cfg.time_unit not in TIME_UNITS:
             raise InputError(f"folder.time_unit must be one of {list(TIME_UNITS)}, got {cfg.time_unit!r}")
         idx = [None if c is None else header.index(c) for c in cols]
-        return [self._csv_row(ln, cells, idx) for ln, cells in lines]
+        return [self._csv_row(ln, cells, idx, header) for ln, cells in lines]
 
-    def _csv_row(self, ln: int, cells: list[str], idx: list[int | None]) -> _Row:
+    def _csv_row(self, ln: int, cells: list[str], idx: list[int | None], header: list[str]) -> _Row:
         p = self.labels
-        if len(cells) < max(i for i in idx if i is not None) + 1:
-            raise InputError(f"{p}:{ln}: expected {len(idx)} columns or more, got {len(cells)}")
-        values = [None if i is None else _finite(p, ln, number(p, ln, cells[i], str(i + 1))) for i in idx[1:]]
+        need = max(i for i in idx if i is not None) + 1
+        if len(cells) < need:
+            raise InputError(f"{p}:{ln}: expected at least {need} columns ({', '.join(header[:need])}), "
+                             f"got {len(cells)}")
+        values = [None if i is None else _finite(p, ln, number(p, ln, cells[i], header[i])) for i in idx[1:]]
         angle, t, speed = values
         t_ns = None if t is None else round(t * TIME_UNITS[self.config.time_unit])
         return _Row(ln, _image_name(p, ln, cells[idx[0]]), angle, t_ns, speed)  # type: ignore[arg-type]

@@ -114,4 +114,6 @@ def _single(p: Path, options: RecordingOptions, kind: str) -> Recording:
             return FolderRecording(labels, options.folder)
         if not any(p.iterdir()):
             raise InputError(f"{p}: the folder is empty; {_HELP}")
+        if any(p.glob("*.catalog")):
+            raise InputError(f"{p}: has donkeycar catalogs but no {MANIFEST} (a tub v2 needs its manifest)")
     raise InputError(f"{p}: cannot tell what this recording is; {_HELP}")
