@@ -56,7 +56,7 @@ def even_indices(total: int, n: int) -> list[int]:
 
 def mask_to_input(mask: np.ndarray, crop: CropSpec) -> np.ndarray:
     """A full-frame bool mask -> network-input resolution, through the same crop and resize as frames."""
-    spec = dataclasses.replace(crop, grayscale=True, interpolation="area")
+    spec = dataclasses.replace(crop, color="gray", channel_order="", interpolation="area")
     return preprocess_frame(mask.astype(np.uint8) * 255, spec) >= 128
 
 

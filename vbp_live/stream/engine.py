@@ -152,7 +152,7 @@ class OverlayEngine:
         """
         cropped = cropped or [False] * len(images)
         batch = np.stack([self.network_input(im, c) for im, c in zip(images, cropped, strict=True)])  # (B, h, w[, 3])
-        x = frames_to_input(batch, self.device)  # (B, C, h, w)
+        x = frames_to_input(batch, self.device, self.crop)  # (B, C, h, w)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
