@@ -32,10 +32,14 @@ from vbp_live.recordings.options import (
 )
 
 # Crops for the cameras of donkeycar tubs and frame folders, beside the paper's (CROP_PRESETS).
-# donkey: the lower two thirds of a 160x120 donkeycar frame at its own resolution, in colour
-# (what donkeycar's KerasLinear sees after its default ROI crop of the sky).
+# donkey: the lower two thirds of a 160x120 donkeycar frame at its own resolution, RGB, x/255
+# (what donkeycar's KerasLinear sees after an ROI crop of the sky); train it with donkeycar_linear.
+# pilotnet: NVIDIA PilotNet's 66x200 YUV input, from the band below the horizon (rows 60:-25 of
+# the 160-row simulator frame, as the Keras behavioral-cloning projects cut it), x/127.5 - 1.
 CAMERA_PRESETS: dict[str, dict[str, Any]] = {
-    "donkey": {"top": 40 / 120, "bottom": 1.0, "out_height": 80, "out_width": 160, "grayscale": False},
+    "donkey": {"top": 40 / 120, "bottom": 1.0, "out_height": 80, "out_width": 160, "color": "rgb"},
+    "pilotnet": {"top": 60 / 160, "bottom": 135 / 160, "out_height": 66, "out_width": 200, "color": "yuv",
+                 "interpolation": "linear", "scale": [1 / 127.5], "offset": [-1.0]},
 }
 
 
@@ -58,9 +62,10 @@ class CropConfig:
     Attributes:
         preset: ``netsvf`` (640x125), ``nethvf`` (351x125), ``signnet``, or a camera preset
             (``donkey``: 160x80 colour, the lower part of a donkeycar frame), see :func:`crop_presets`.
-        top, bottom, left, right, out_height, out_width, grayscale, interpolation: optional
+        top, bottom, left, right, out_height, out_width, color, interpolation: optional
             overrides of the preset's :class:`~vbp_live.core.preprocess.CropSpec` fields
-            (band edges are fractions of the frame height/width).
+            (band edges are fractions of the frame height/width; color: gray, bgr, rgb, yuv, hsv).
+        grayscale: the older spelling of ``color``: true = ``gray``, false = ``bgr`` (``color`` wins).
     """
 
     preset: str = "netsvf"
@@ -70,6 +75,7 @@ class CropConfig:
     right: float | None = None
     out_height: int | None = None
     out_width: int | None = None
+    color: str | None = None
     grayscale: bool | None = None
     interpolation: str | None = None
 
@@ -79,7 +85,9 @@ class CropConfig:
         if self.preset not in presets:
             choices = ", ".join(sorted(presets))
             raise ConfigValueError("crop.preset", f"crop.preset must be one of {choices}; got {self.preset!r}")
-        over = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
+        over = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("preset", "grayscale") and v is not None}
+        if self.grayscale is not None and self.color is None:
+            over["color"] = "gray" if self.grayscale else "bgr"
         try:
             return CropSpec.from_dict({**presets[self.preset].to_dict(), **over})
         except ValueError as e:

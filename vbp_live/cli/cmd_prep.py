@@ -10,7 +10,7 @@ from vbp_live.core.config import SET_HELP, Override
 # Kept here so `vbp-live --help` imports no reader; tests check they equal recordings.formats.KINDS,
 # data_prep.config.crop_presets() and recordings.options.ANGLE_UNITS.
 KINDS = ("auto", "bag", "dump", "sim", "comma2k19", "tub", "folder")
-PRESETS = ("donkey", "nethvf", "netsvf", "signnet")
+PRESETS = ("donkey", "nethvf", "netsvf", "pilotnet", "signnet")
 ANGLE_UNITS = ("deg", "rad", "normalized")
 
 EPILOG = """\
