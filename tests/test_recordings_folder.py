@@ -95,3 +95,31 @@ def test_comma_without_video_is_labels_only(shared_data):
     assert not open_recording([seg]).has_images
     with pytest.raises(InputError, match="no images to play"):
         open_source(str(seg))
+
+
+def test_image_folder_with_another_csv_stays_an_image_folder(tmp_path):
+    d = write_data_txt_folder(tmp_path / "f", n=3)
+    (d / "data.txt").unlink()
+    (d / "notes.csv").write_text("a,b\n1,2\n")
+    assert detect_kind(d) is None
+    with open_source(str(d)) as src:
+        assert type(src).__name__ == "ImageFolderSource"
+
+
+def test_prep_cli_lists_and_flags():
+    import argparse
+
+    from data_prep.config import crop_presets, load_config
+    from vbp_live.cli import cmd_prep
+    from vbp_live.recordings import formats, options
+
+    assert cmd_prep.KINDS == formats.KINDS and cmd_prep.ANGLE_UNITS == options.ANGLE_UNITS
+    assert sorted(cmd_prep.PRESETS) == sorted(crop_presets())
+    parser = argparse.ArgumentParser()
+    cmd_prep.register(parser.add_subparsers())
+    args = parser.parse_args(["prep", "x", "-o", "y", "--positive", "left", "--fps", "30", "--angle-unit", "rad",
+                              "--full-scale-deg", "20", "--mode", "user", "--min-throttle", "0.1"])
+    cfg = load_config(None, cmd_prep.overrides(args))
+    assert cfg.folder == FolderConfig(angle_unit="rad", positive_right=False, fps=30.0, full_scale_deg=20.0)
+    assert (cfg.tub.positive_right, cfg.tub.full_scale_deg, cfg.tub.modes, cfg.tub.min_throttle) == \
+        (False, 20.0, ("user",), 0.1)

@@ -65,11 +65,15 @@ def open_recording(inputs: list[str | os.PathLike[str]], options: RecordingOptio
 def detect_kind(p: Path) -> str | None:
     """The recording kind of one file or folder (never ``bag``), or None when it is none of them.
 
-    Cheap: looks at names and CSV headers only.
+    Cheap: looks at names and CSV headers only. A folder counts as a frame folder only when its
+    label file is ``data.txt`` or a CSV whose header names an image and an angle column (an image
+    folder with some other CSV stays an image folder).
     """
     try:
         rec = _single(p, RecordingOptions(), "auto")
     except InputError:
+        return None
+    if isinstance(rec, FolderRecording) and rec.labels.name != DATA_TXT and not is_label_csv(rec.labels):
         return None
     return rec.kind
 
