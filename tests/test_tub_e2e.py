@@ -1,6 +1,6 @@
 """Done-when of issue 17: a real donkeycar tub, a data.txt frame folder and a comma2k19 segment with
 an HEVC video encoded here each go ``prep`` -> ``train`` (a few steps) -> ``run`` with the ground truth
-(``true_deg`` in the CSV) -> ``evaluate``, through the real CLI. Also: an interrupted prep of a tub
+(``true_deg`` in the CSV) -> ``explain`` (actual angle in the caption) -> ``evaluate``, through the real CLI. Also: an interrupted prep of a tub
 resumes to a byte-identical dataset.
 """
 
@@ -69,6 +69,9 @@ def test_prep_train_run_evaluate(tmp_path, shared_data, name):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 12 and all(r["true_deg"] not in ("", "nan") for r in rows)
     assert all(abs(float(r["error_deg"]) - (float(r["true_deg"]) - float(r["pred_deg"]))) < 1e-3 for r in rows)
+    explained = cli("explain", str(rec), "--checkpoint", str(ckpt), "--frames", "2", "--methods", "vbp",
+                    "--out", str(tmp_path / "ex"), "--device", "cpu")
+    assert "actual" in explained.stdout and len(list((tmp_path / "ex").glob("*.png"))) == 2
     cli("evaluate", "--data", str(rec), "--checkpoint", str(ckpt), "--frames", "2", "--methods", "vbp",
         "--steps", "2", "--sanity-frames", "0", "--out", str(tmp_path / "ev"), "--device", "cpu")
     assert (tmp_path / "ev" / "report.md").is_file()
