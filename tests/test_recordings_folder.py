@@ -123,3 +123,18 @@ def test_prep_cli_lists_and_flags():
     assert cfg.folder == FolderConfig(angle_unit="rad", positive_right=False, fps=30.0, full_scale_deg=20.0)
     assert (cfg.tub.positive_right, cfg.tub.full_scale_deg, cfg.tub.modes, cfg.tub.min_throttle) == \
         (False, 20.0, ("user",), 0.1)
+
+
+@pytest.mark.parametrize("damage", ["cut", "garbage", "empty"])
+def test_damaged_video_is_counted_or_one_line(tmp_path, damage):
+    seg = write_comma_segment(tmp_path / "seg", n=20)
+    data = (seg / "video.hevc").read_bytes()
+    (seg / "video.hevc").write_bytes({"cut": data[: len(data) // 2], "garbage": bytes(range(256)) * 8,
+                                      "empty": b""}[damage])
+    cfg = PrepConfig.from_dict({"crop": {"preset": "donkey"}})
+    try:
+        res = prepare([seg], tmp_path / "ds", cfg, progress=False)
+    except InputError as e:
+        assert "\n" not in str(e)
+        return
+    assert damage == "cut" and res.counts["read"] == 20 and res.counts["kept"] < 20

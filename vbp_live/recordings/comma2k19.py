@@ -93,6 +93,8 @@ class CommaRecording(Recording):
     def _pair_video(self, scan: Scan) -> None:
         """Count the video's frames (packets, no decoding) and drop frame times it lacks."""
         n = count_video_frames(self.video)
+        if n == 0:
+            raise InputError(f"{self.video}: no video frames")
         f = len(scan.frame_t)
         scan.info["video_frames"] = n
         scan.reason = np.where(np.arange(f) < n, "", "no_video_frame").astype(object)
