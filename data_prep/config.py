@@ -175,10 +175,13 @@ class PrepConfig:
         if folder.time_unit not in ("s", "ms", "us", "ns"):
             raise ConfigValueError("folder.time_unit", f"folder.time_unit must be one of s, ms, us, ns; "
                                    f"got {folder.time_unit!r}")
-        for key, v in (("tub.full_scale_deg", tub.full_scale_deg), ("tub.frame_period_s", tub.frame_period_s),
-                       ("folder.full_scale_deg", folder.full_scale_deg), ("folder.fps", folder.fps)):
-            if not v > 0 or v == float("inf"):
-                raise ConfigValueError(key, f"{key} must be a finite number > 0, got {v}")
+        for key, v, top in (("tub.full_scale_deg", tub.full_scale_deg, 360.0),
+                            ("tub.frame_period_s", tub.frame_period_s, 3600.0),
+                            ("folder.full_scale_deg", folder.full_scale_deg, 360.0), ("folder.fps", folder.fps, 1e6)):
+            if not 0 < v <= top:
+                raise ConfigValueError(key, f"{key} must be in (0, {top:g}], got {v}")
+        if folder.fps < 1e-3:
+            raise ConfigValueError("folder.fps", f"folder.fps must be at least 0.001, got {folder.fps}")
 
     def recording_options(self) -> RecordingOptions:
         """The sections the recording readers use (camera, steering, sync, simulator, tub, folder)."""

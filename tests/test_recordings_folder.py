@@ -51,6 +51,14 @@ def test_label_csv_with_time_and_speed(tmp_path):
     assert plan.dropped() == {"slow": 4}  # speeds 6, 7, 8, 6, ...: the 6 m/s frames
 
 
+def test_csv_time_out_of_range(tmp_path):
+    d = write_label_csv_folder(tmp_path / "c", n=3)
+    text = (d / "labels.csv").read_text().replace("100.050", "1e300")
+    (d / "labels.csv").write_text(text)
+    with pytest.raises(InputError, match=r"labels.csv:3: time 1e\+300 s is out of range"):
+        open_recording([d]).scan()
+
+
 def test_prep_and_source_with_truth(tmp_path):
     d = write_data_txt_folder(tmp_path / "sully", n=16)
     res = prepare([d], tmp_path / "ds", PrepConfig.from_dict({"crop": {"preset": "donkey"}}), progress=False)

@@ -112,6 +112,7 @@ def _edit_record(tub, k: int, **changes) -> None:
     (lambda t: _catalog_line(t, 4, '{"_index": 4, "cam/ima'), r"catalog_0.catalog:5: not valid JSON"),
     (lambda t: _edit_record(t, 2, user__angle="left"), r"catalog_0.catalog:3: 'user/angle' must be a number"),
     (lambda t: _edit_record(t, 2, user__angle=float("nan")), r"catalog_0.catalog:3: 'user/angle' is nan"),
+    (lambda t: _edit_record(t, 2, _timestamp_ms=1e300), r"catalog_0.catalog:3: time 1e\+300 ms is out of range"),
     (lambda t: _edit_record(t, 6, _index=2), r"catalog_0.catalog:7: duplicated _index 2 \(first at .*:3\)"),
     (lambda t: _edit_record(t, 1, cam__image_array="../../etc/passwd"), r"catalog_0.catalog:2: 'cam/image_array'"),
     (lambda t: _catalog_line(t, 0, "[1, 2]"), r"catalog_0.catalog:1: a record must be a JSON object"),
@@ -132,3 +133,12 @@ def test_cut_last_line_is_left_out_with_a_warning(tmp_path):
     cat.write_bytes(cat.read_bytes()[:-30])  # power lost mid-write
     scan = TubRecording([tub]).scan()
     assert len(scan.frame_t) == 9 and "cut short" in scan.warnings[0]
+
+
+@pytest.mark.parametrize("key, value", [("tub.full_scale_deg", 0.0), ("tub.frame_period_s", 1e9),
+                                        ("folder.fps", 0.0), ("folder.angle_unit", "grad"), ("folder.time_unit", "h")])
+def test_config_errors_name_the_key(key, value):
+    from vbp_live.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        PrepConfig.from_dict({key.split(".")[0]: {key.split(".")[1]: value}})

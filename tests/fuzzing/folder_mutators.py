@@ -13,7 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-ODD_CELLS = ["nan", "inf", "-inf", "1e999", "", "abc", "0x10", "1,5", "١٢", "--1", "1e-400", "  ", "None",
+ODD_CELLS = ["nan", "inf", "-inf", "1e999", "1e300", "-9e18", "", "abc", "0x10", "1,5", "١٢", "--1", "1e-400", "  ", "None",
              "/etc/passwd", "../0.jpg", "C:\\x.jpg", "a" * 3000, "\x00", '"', "0.jpg 1.0"]
 
 
@@ -86,7 +86,7 @@ def _images(folder: Path, rng: random.Random) -> None:
             img.write_bytes(b"")
         elif op == 2:
             data = img.read_bytes()
-            img.write_bytes(data[: rng.randrange(len(data))])
+            img.write_bytes(data[: rng.randrange(len(data) + 1)])
         else:
             img.write_bytes(bytes(rng.randrange(256) for _ in range(40)))
 

@@ -143,7 +143,7 @@ def _images(tub: Path, rng: random.Random) -> None:
             img.write_bytes(b"")
         elif op == 2:
             data = img.read_bytes()
-            img.write_bytes(data[: rng.randrange(len(data))])
+            img.write_bytes(data[: rng.randrange(len(data) + 1)])
         else:
             img.write_bytes(bytes(rng.randrange(256) for _ in range(64)))
 

@@ -140,8 +140,10 @@ class FolderRecording(ImageFileRecording):
                              f"got {len(cells)}")
         values = [None if i is None else _finite(p, ln, number(p, ln, cells[i], header[i])) for i in idx[1:]]
         angle, t, speed = values
-        t_ns = None if t is None else round(t * TIME_UNITS[self.config.time_unit])
-        return _Row(ln, _image_name(p, ln, cells[idx[0]]), angle, t_ns, speed)  # type: ignore[arg-type]
+        t_ns = None if t is None else t * TIME_UNITS[self.config.time_unit]
+        if t_ns is not None and not abs(t_ns) < 9.2e18:
+            raise InputError(f"{p}:{ln}: time {t} {self.config.time_unit} is out of range (int64 ns ends in 2262)")
+        return _Row(ln, _image_name(p, ln, cells[idx[0]]), angle, None if t_ns is None else round(t_ns), speed)
 
 
 class _Row:
@@ -176,6 +178,8 @@ def _csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 def _image_name(path: Path, line: int, cell: str) -> str:
     """A relative image path inside the label file's folder (no ``..``, not absolute)."""
     name = cell.strip().replace("\\", "/")
+    if any(ord(c) < 32 for c in name):
+        raise InputError(f"{path}:{line}: image name {cell[:60]!r} contains control characters")
     if not name or name.startswith("/") or ".." in Path(name).parts or re.match(r"^[A-Za-z]:", name):
         raise InputError(f"{path}:{line}: image {cell[:60]!r} must be a path relative to {path.parent}")
     return name

@@ -33,6 +33,7 @@ from vbp_live.recordings.options import TubConfig, angle_to_rad
 
 MANIFEST, META = "manifest.json", "meta.json"
 IMAGE_KEY, ANGLE_KEY, THROTTLE_KEY, MODE_KEY = "cam/image_array", "user/angle", "user/throttle", "user/mode"
+MAX_TIME_MS = 9.2e12  # int64 ns ends in 2262
 _RECORD_V1 = re.compile(r"record_(\d+)\.json$")
 
 
@@ -186,7 +187,7 @@ def _manifest(man: Path) -> tuple[list[str], set[int]]:
 def _v2_record(tub: Path, path: Path, line: int, rec: Any, position: int) -> TubRecord:
     where = f"{path}:{line}"
     index = number_field(path, line, rec, "_index", required=False)
-    t_ms = number_field(path, line, rec, "_timestamp_ms", required=False)
+    t_ms = _time_ms(path, line, number_field(path, line, rec, "_timestamp_ms", required=False))
     session = str_field(path, line, rec, "_session_id", required=False) or tub.name
     return TubRecord(where, position if index is None else _int(path, line, index), t_ms,
                      _image(tub / "images", path, line, rec), *_labels(path, line, rec),
@@ -202,9 +203,16 @@ def _labels(path: Path, line: int, rec: dict[str, Any]) -> tuple[float, float, s
 
 def _image(folder: Path, path: Path, line: int, rec: dict[str, Any]) -> Path:
     name = str_field(path, line, rec, IMAGE_KEY)
-    if not name or Path(name).name != name:
+    if not name or Path(name).name != name or any(ord(c) < 32 for c in name):
         raise InputError(f"{path}:{line}: {IMAGE_KEY!r} must be an image file name, got {name!r}")
     return folder / name
+
+
+def _time_ms(path: Path, line: int, t_ms: float | None) -> float | None:
+    """A record time in ms that fits int64 ns (until the year 2262), else an InputError."""
+    if t_ms is not None and not abs(t_ms) < MAX_TIME_MS:
+        raise InputError(f"{path}:{line}: time {t_ms} ms is out of range (|t| < {MAX_TIME_MS:.0f} ms)")
+    return t_ms
 
 
 def _int(path: Path, line: int, v: float) -> int:
@@ -221,7 +229,7 @@ def _read_v1(tub: Path) -> tuple[list[TubRecord], list[Path], list[str]]:
     recs = []
     for index, path in found:
         rec = parse_json(path, 1, read_text(path))
-        t_ms = number_field(path, 1, rec, "milliseconds", required=False)
+        t_ms = _time_ms(path, 1, number_field(path, 1, rec, "milliseconds", required=False))
         recs.append(TubRecord(f"{path}:1", index, t_ms, _image(tub, path, 1, rec), *_labels(path, 1, rec),
                               session=tub.name))
     return recs, [meta] + [p for _, p in found], []
