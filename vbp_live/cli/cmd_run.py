@@ -28,6 +28,10 @@ SOURCE is one of:
   image folder        frames/ (natural file-name order; --fps sets the rate, default 20)
   Udacity bag         drive.bag, or a folder of the .bag parts of one drive
                       (ground truth from /vehicle/steering_report, synchronized to the frames)
+  donkeycar tub       a tub v2 (manifest.json) or v1 (meta.json), or a folder of tubs (ground truth
+                      from user/angle: +1 = full right = -25 deg road wheel, see docs/data.md)
+  frame folder        frames/ with data.txt (`0.jpg 12.5`, degrees) or a labels CSV (image,angle,...)
+  comma2k19 segment   a segment folder with video.hevc (ground truth from CAN steering_angle)
   prepared dataset    a folder made by `vbp-live prep` (frames are the crop: overlay on the crop)
   camera              0, 1, ...
   stream URL          http://host:8080/video.mjpg, rtsp://host/stream
