@@ -49,7 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", "-c", help=CHECKPOINT_HELP)
     out = p.add_argument_group("outputs (default: --out <source name>_overlay.mp4)")
     out.add_argument("--out", "-o", metavar="FILE",
-                     help="write an overlay video (.mp4 with mp4v, or .avi with MJPG) at the source's fps")
+                     help="write an overlay video at the source's fps (.mp4: H.264 that browsers play; .avi: MJPG)")
+    out.add_argument("--codec", choices=["auto", "h264", "mp4v", "mjpg"], default="auto",
+                     help="video codec (default: %(default)s = H.264 for .mp4/.mkv/.mov through PyAV, MJPG for "
+                          ".avi; mp4v and mjpg are written by OpenCV)")
     out.add_argument("--show", action="store_true", help="show a window (q quits, space pauses, s saves a snapshot)")
     out.add_argument("--frames-dir", help="write every overlay frame as a PNG into this folder")
     out.add_argument("--no-output", action="store_true", help="write nothing (benchmarks)")
@@ -104,7 +107,7 @@ def build_sinks(args: argparse.Namespace, info) -> list:
     if args.frames_dir:
         sinks.append(FramesDirSink(args.frames_dir))
     if args.out or not (args.no_output or args.show or args.frames_dir):
-        sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, hold_time=info.live))
+        sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, args.codec, hold_time=info.live))
     return sinks
 
 
