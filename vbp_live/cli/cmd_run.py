@@ -12,8 +12,11 @@ from vbp_live.cli.options import (
     POSITIVE,
     HelpFormatter,
     add_device_option,
+    add_look_options,
     checkpoint_or_shipped,
     float_in,
+    look_options,
+    overlay_line,
     resolve_device,
 )
 
@@ -86,6 +89,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     look.add_argument("--no-hud", action="store_true", help="no text and no glyph: the overlay alone")
     look.add_argument("--alpha", type=float_in(0.0, 1.0), default=0.7,
                       help="overlay strength at mask 1 (default: %(default)s)")
+    add_look_options(look)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run_cmd)
 
@@ -123,7 +127,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
-        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
+        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, **look_options(args),
     )
     try:
         result = run_overlay(args.source, opts, lambda info: build_sinks(args, info), progress=not args.quiet)
@@ -144,10 +148,12 @@ def report(result, args: argparse.Namespace) -> int:
     for line in result.notes:
         print(line)
     print(st.summary())
+    if result.overlay:
+        print(overlay_line(result.overlay))
     for path in result.outputs:
         print(f"wrote {path}")
     if args.stats_json:
-        stats = {**st.to_dict(), "outputs": [str(p) for p in result.outputs]}
+        stats = {**st.to_dict(), "overlay": result.overlay, "outputs": [str(p) for p in result.outputs]}
         write_text_atomic(args.stats_json, json.dumps(stats, indent=2))
         print(f"stats: {args.stats_json}")
     print(f"ended: {st.end_reason}" + (f": {st.error}" if st.error else ""),
