@@ -136,3 +136,23 @@ def test_headless_browser_plays_the_h264_mp4(served: tuple[str, Path]) -> None:
             page.wait_for_function("document.getElementById('v').currentTime > 0.2", timeout=20_000)
         finally:
             browser.close()
+
+
+@needs_h264
+def test_explain_writes_its_figures_as_an_h264_video(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stream_util import coded_frame, tiny_checkpoint
+
+    from vbp_live.cli.main import main
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"f{i}.png"), coded_frame(i))
+    video = tmp_path / "explain.mp4"
+    assert main(["explain", str(folder), "--checkpoint", str(tiny_checkpoint(tmp_path / "t.pt")), "--frames", "3",
+                 "--methods", "vbp", "--out", str(tmp_path / "o"), "--video", str(video), "--video-fps", "4"]) == 0
+    first = cv2.imread(str(tmp_path / "o" / "f0_explain.png"))
+    info = probe(video)
+    assert (info["codec"], info["pix_fmt"], info["decoded"]) == ("h264", "yuv420p", 3)
+    assert info["size"] == (first.shape[1] + first.shape[1] % 2, first.shape[0] + first.shape[0] % 2)
+    assert f"wrote {video} (3 figures at 4 fps, h264)" in capsys.readouterr().out
