@@ -175,6 +175,17 @@ def glyph_radius(frame: np.ndarray, scale: float = 1.0) -> int:
     return max(12, round(min(0.11 * h, 0.09 * w) * scale))
 
 
+def _darken_disc(frame: np.ndarray, c: tuple[int, int], radius: int, amount: float) -> None:
+    """Darken a disc around ``c`` in place (only its bounding box is touched)."""
+    y0, y1 = max(0, c[1] - radius - 1), min(frame.shape[0], c[1] + radius + 2)
+    x0, x1 = max(0, c[0] - radius - 1), min(frame.shape[1], c[0] + radius + 2)
+    roi = frame[y0:y1, x0:x1]
+    disc = np.zeros(roi.shape[:2], np.uint8)
+    cv2.circle(disc, (c[0] - x0, c[1] - y0), radius, 255, -1, cv2.LINE_AA)
+    k = disc.astype(np.float32)[:, :, None] * np.float32(amount / 255.0)  # (h, w, 1)
+    roi[:] = (roi * (1.0 - k) + 0.5).astype(np.uint8)
+
+
 def draw_wheel(frame: np.ndarray, pred_rad: float, true_rad: float | None, scale: float = 1.0,
                err_color: tuple[int, int, int] = WHITE) -> None:
     """A steering-wheel glyph at the top right: the predicted wheel (light blue spokes and rim dot) and,
@@ -183,9 +194,7 @@ def draw_wheel(frame: np.ndarray, pred_rad: float, true_rad: float | None, scale
     m = max(4, r // 3)
     c = (frame.shape[1] - r - m - r // 4, r + m + r // 4)
     thick = max(1, round(r / 20))
-    disc = frame.copy()
-    cv2.circle(disc, c, r + r // 4 + 2, (0, 0, 0), -1, cv2.LINE_AA)
-    cv2.addWeighted(disc, 0.45, frame, 0.55, 0.0, dst=frame)
+    _darken_disc(frame, c, r + r // 4 + 2, 0.45)
     cv2.circle(frame, c, r, WHITE, thick + 1, cv2.LINE_AA)
     if true_rad is not None:
         a0, a1 = sorted((-90 - math.degrees(pred_rad), -90 - math.degrees(true_rad)))

@@ -75,10 +75,15 @@ def to_bgr(frame: np.ndarray) -> np.ndarray:
 
 
 def frame_scale(raw: np.ndarray, percentile: float) -> float:
-    """The ``percentile``-th percentile of a raw mask (0 for an empty or all-zero mask)."""
+    """The ``percentile``-th percentile of a raw mask (0 for an empty or all-zero mask).
+
+    Large masks are sampled on every second row and column (a quarter of the pixels, the same
+    percentile within a fraction of a percent on VisualBackProp masks, 4x less work).
+    """
     if raw.size == 0:
         return 0.0
-    hi = float(np.percentile(raw, percentile)) if percentile < 100 else float(raw.max())
+    sample = raw[::2, ::2] if raw.ndim == 2 and raw.size >= 4096 else raw
+    hi = float(np.percentile(sample, percentile)) if percentile < 100 else float(raw.max())
     return hi if hi > 0 else float(raw.max())
 
 
@@ -124,17 +129,19 @@ def blend(frame: np.ndarray, weights: np.ndarray, display: np.ndarray | None = N
         display: float (H, W) displayed values in [0, 1] picking the colour (ignored for ``red``).
         color: colour map name.
     """
-    base = to_bgr(frame).astype(np.float32)  # (H, W, 3)
+    base = np.ascontiguousarray(to_bgr(frame))  # (H, W, 3) uint8
     if weights.shape != base.shape[:2]:
         raise ValueError(f"mask {weights.shape} does not match frame {base.shape[:2]}")
-    w = np.clip(weights, 0.0, 1.0).astype(np.float32)[:, :, None]  # (H, W, 1)
+    w = np.clip(weights, 0.0, 1.0).astype(np.float32)  # (H, W)
     if is_single_color(color) or display is None:
-        paint = colormap_lut(color)[255].astype(np.float32)  # (3,)
+        paint = np.empty_like(base)
+        paint[:] = colormap_lut(color)[255]  # (H, W, 3) one colour
     else:
         idx = np.clip(display * 255.0 + 0.5, 0, 255).astype(np.uint8)  # (H, W)
-        paint = colormap_lut(color)[idx].astype(np.float32)  # (H, W, 3)
-    out = base * (1.0 - w) + paint * w
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        paint = colormap_lut(color)[idx]  # (H, W, 3)
+    w3 = cv2.merge([w, w, w])  # (H, W, 3)
+    out = cv2.add(cv2.multiply(base.astype(np.float32), 1.0 - w3), cv2.multiply(paint.astype(np.float32), w3))
+    return (out + np.float32(0.5)).astype(np.uint8)  # base * (1 - w) + paint * w, rounded (as overlay_mask)
 
 
 def overlay_mask(
@@ -165,11 +172,13 @@ def overlay_mask(
 def outline_band(frame: np.ndarray, box: tuple[int, int, int, int], opacity: float = 0.45) -> None:
     """A thin light frame around the crop band ``(y0, y1, x0, x1)``, drawn in place (what the network sees)."""
     h, w = frame.shape[:2]
-    y0, y1, x0, x1 = box
-    line = np.zeros((h, w), np.uint8)
-    cv2.rectangle(line, (x0, y0), (x1 - 1, y1 - 1), 255, max(1, round(min(h, w) / 540)))
-    on = line > 0  # (H, W)
-    frame[on] = (frame[on] * (1.0 - opacity) + 235.0 * opacity + 0.5).astype(np.uint8)
+    y0, y1, x0, x1 = max(0, box[0]), min(h, box[1]), max(0, box[2]), min(w, box[3])
+    t = max(1, round(min(h, w) / 540))
+    edges = [(slice(y0, y0 + t), slice(x0, x1)), (slice(y1 - t, y1), slice(x0, x1)),
+             (slice(y0 + t, y1 - t), slice(x0, x0 + t)), (slice(y0 + t, y1 - t), slice(x1 - t, x1))]
+    for rows, cols in edges:  # each pixel once, in place
+        roi = frame[rows, cols]
+        roi[:] = (roi * (1.0 - opacity) + 235.0 * opacity + 0.5).astype(np.uint8)
 
 
 @dataclass(frozen=True)
