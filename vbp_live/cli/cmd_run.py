@@ -12,9 +12,12 @@ from vbp_live.cli.options import (
     POSITIVE,
     HelpFormatter,
     add_device_option,
+    add_look_options,
     add_trust_pickle_option,
     checkpoint_or_shipped,
     float_in,
+    look_options,
+    overlay_line,
     resolve_device,
 )
 
@@ -55,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_trust_pickle_option(p)
     out = p.add_argument_group("outputs (default: --out <source name>_overlay.mp4)")
     out.add_argument("--out", "-o", metavar="FILE",
-                     help="write an overlay video (.mp4 with mp4v, or .avi with MJPG) at the source's fps")
+                     help="write an overlay video at the source's fps (.mp4: H.264 that browsers play; .avi: MJPG)")
+    out.add_argument("--codec", choices=["auto", "h264", "mp4v", "mjpg"], default="auto",
+                     help="video codec (default: %(default)s = H.264 for .mp4/.mkv/.mov through PyAV, MJPG for "
+                          ".avi; mp4v and mjpg are written by OpenCV)")
     out.add_argument("--show", action="store_true", help="show a window (q quits, space pauses, s saves a snapshot)")
     out.add_argument("--frames-dir", help="write every overlay frame as a PNG into this folder")
     out.add_argument("--no-output", action="store_true", help="write nothing (benchmarks)")
@@ -89,6 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     look.add_argument("--no-hud", action="store_true", help="no text and no glyph: the overlay alone")
     look.add_argument("--alpha", type=float_in(0.0, 1.0), default=0.7,
                       help="overlay strength at mask 1 (default: %(default)s)")
+    add_look_options(look)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run_cmd)
 
@@ -110,7 +117,7 @@ def build_sinks(args: argparse.Namespace, info) -> list:
     if args.frames_dir:
         sinks.append(FramesDirSink(args.frames_dir))
     if args.out or not (args.no_output or args.show or args.frames_dir):
-        sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, hold_time=info.live))
+        sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, args.codec, hold_time=info.live))
     return sinks
 
 
@@ -127,7 +134,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
-        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
+        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, **look_options(args),
     )
     try:
         result = run_overlay(args.source, opts, lambda info: build_sinks(args, info), progress=not args.quiet)
@@ -148,10 +155,12 @@ def report(result, args: argparse.Namespace) -> int:
     for line in result.notes:
         print(line)
     print(st.summary())
+    if result.overlay:
+        print(overlay_line(result.overlay))
     for path in result.outputs:
         print(f"wrote {path}")
     if args.stats_json:
-        stats = {**st.to_dict(), "outputs": [str(p) for p in result.outputs]}
+        stats = {**st.to_dict(), "overlay": result.overlay, "outputs": [str(p) for p in result.outputs]}
         write_text_atomic(args.stats_json, json.dumps(stats, indent=2))
         print(f"stats: {args.stats_json}")
     print(f"ended: {st.end_reason}" + (f" ({st.signal})" if st.signal else "") + (f": {st.error}" if st.error else ""),
