@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 
 from vbp_live.cli.options import (
@@ -56,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--stats-json", help="also write the run statistics (counts, fps, latency p50/p95) as JSON")
     out.add_argument("--csv", help="write per-frame index,time_s,pred_deg,true_deg,error_deg to this CSV")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots (default: %(default)s)")
+    add_serve_options(p)
     src = p.add_argument_group("source")
     src.add_argument("--fps", type=float_in(0.0, low_open=True),
                      help="frame rate for image folders, or to override a file's")
@@ -87,6 +90,45 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_cmd)
 
 
+def add_serve_options(p: argparse.ArgumentParser) -> None:
+    """``--serve``: the live view in a browser (docs/overlay.md, "Live view in a browser")."""
+    g = p.add_argument_group("live view in a browser")
+    g.add_argument("--serve", metavar="[HOST:]PORT",
+                   help="serve a page with the live overlay, steering numbers, timeline and statistics "
+                        "(host 127.0.0.1 unless given; port 0 picks a free one)")
+    g.add_argument("--serve-token", metavar="TOKEN",
+                   help="require this token on every request (?token=...); binding beyond 127.0.0.1 without "
+                        "one prints a random token")
+    g.add_argument("--serve-linger", type=float_in(0.0), default=0.0, metavar="SECONDS",
+                   help="keep the page up this long after the run ends (Ctrl-C stops; default: %(default)s)")
+
+
+def open_server(args: argparse.Namespace):
+    """Start the ``--serve`` server (None without ``--serve``) and print where to look."""
+    from vbp_live.stream.serve import LiveServer, parse_bind, serve_token
+
+    if not args.serve:
+        return None
+    bind = parse_bind(args.serve)
+    token = serve_token(bind, args.serve_token)
+    server = LiveServer(bind, token, name=args.source).start()
+    if token and not args.serve_token:
+        print(f"--serve {bind.host}: not loopback, so a token is required; generated one: {token}")
+    print(f"live view: {server.url}", flush=True)
+    return server
+
+
+def linger(server, seconds: float, end_reason: str) -> None:
+    """Show the end on the page and keep it up ``seconds`` (Ctrl-C cuts it short)."""
+    if server is None:
+        return
+    server.state.end(f"ended: {end_reason}")
+    if seconds > 0:
+        print(f"live view stays up for {seconds:g} s (Ctrl-C stops)", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            time.sleep(seconds)
+
+
 def default_out(source: str) -> str:
     """``<source name>_overlay.mp4`` in the current folder (``camera0_overlay.mp4`` for cameras)."""
     s = source.strip()
@@ -94,7 +136,7 @@ def default_out(source: str) -> str:
     return f"{stem}_overlay.mp4"
 
 
-def build_sinks(args: argparse.Namespace, info) -> list:
+def build_sinks(args: argparse.Namespace, info, server=None) -> list:
     """The sinks the options ask for (a video file by default; live recordings keep real time)."""
     from vbp_live.io.sinks import FramesDirSink, VideoFileSink, WindowSink
 
@@ -103,7 +145,9 @@ def build_sinks(args: argparse.Namespace, info) -> list:
         sinks.append(WindowSink(f"vbp-live: {args.source}", args.snapshot_dir))
     if args.frames_dir:
         sinks.append(FramesDirSink(args.frames_dir))
-    if args.out or not (args.no_output or args.show or args.frames_dir):
+    if server is not None:
+        sinks.append(server.sink())
+    if args.out or not (args.no_output or args.show or args.serve or args.frames_dir):
         sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, hold_time=info.live))
     return sinks
 
@@ -122,15 +166,26 @@ def run_cmd(args: argparse.Namespace) -> int:
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
         glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
     )
+    from vbp_live.stream.serve import ServedLog
+
+    server = open_server(args)
+    predictions = ServedLog(args.csv, server) if server is not None else None
     try:
-        result = run_overlay(args.source, opts, lambda info: build_sinks(args, info), progress=not args.quiet)
-    except torch.OutOfMemoryError as e:
-        raise DeviceError(f"--device {opts.device}: out of memory (try a smaller --batch)") from e
-    except OSError as e:
-        if e.filename is not None:
-            raise  # the CLI names the file
-        raise InputError(f"{args.source}: {e}") from e
-    return report(result, args)
+        try:
+            result = run_overlay(args.source, opts, lambda info: build_sinks(args, info, server),
+                                 progress=not args.quiet, predictions=predictions)
+        except torch.OutOfMemoryError as e:
+            raise DeviceError(f"--device {opts.device}: out of memory (try a smaller --batch)") from e
+        except OSError as e:
+            if e.filename is not None:
+                raise  # the CLI names the file
+            raise InputError(f"{args.source}: {e}") from e
+        rc = report(result, args)
+        linger(server, args.serve_linger, result.stats.end_reason)
+        return rc
+    finally:
+        if server is not None:
+            server.close()
 
 
 def report(result, args: argparse.Namespace) -> int:
