@@ -98,17 +98,19 @@ class TensorBoard(Callback):
         self._writer: Any = None
 
     @classmethod
-    def from_setting(cls, log_dir: str | Path, setting: str) -> TensorBoard | None:
-        """``auto``: one when tensorboard is installed; ``on``: one (an error without tensorboard); ``off``: None.
+    def from_setting(cls, log_dir: str | Path, setting: bool | str) -> TensorBoard | None:
+        """``"auto"``: one when tensorboard is installed; True: one (an error without tensorboard); False: None.
 
         Raises:
-            ConfigError: ``on`` but tensorboard is not installed.
+            ConfigError: True but tensorboard is not installed.
         """
-        if setting == "off" or (setting == "auto" and not tensorboard_installed()):
+        if setting is False or (setting == "auto" and not tensorboard_installed()):
             return None
+        if setting is not True and setting != "auto":
+            raise ConfigError(f"tensorboard must be auto, true or false; got {setting!r}")
         if not tensorboard_installed():
-            raise ConfigError("train.tensorboard=on, but the tensorboard package is not installed "
-                              "(pip install 'vbp-live[tensorboard]', or set train.tensorboard=off)")
+            raise ConfigError("train.tensorboard=true, but the tensorboard package is not installed "
+                              "(pip install 'vbp-live[tensorboard]', or set train.tensorboard=false)")
         return cls(log_dir)
 
     @property

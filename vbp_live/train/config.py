@@ -111,7 +111,8 @@ class TrainConfig:
         threads: torch CPU threads (0 = leave torch's default).
         progress: show tqdm progress bars.
         tensorboard: TensorBoard event files in ``<run_dir>/tensorboard`` (metrics per epoch, snapshot
-            images): ``auto`` (when the tensorboard package is installed), ``on`` or ``off``.
+            images): ``auto`` (when the tensorboard package is installed), ``true`` (an error without it)
+            or ``false``.
     """
 
     epochs: int = 32
@@ -124,7 +125,7 @@ class TrainConfig:
     amp: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
     threads: int = 0
     progress: bool = True
-    tensorboard: Literal["auto", "on", "off"] = "auto"
+    tensorboard: bool | Literal["auto"] = "auto"
 
 
 @dataclass

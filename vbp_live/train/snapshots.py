@@ -288,18 +288,18 @@ class VBPSnapshot(Callback):
             dataset's frames), or the network input itself, a float tensor (K, C, H, W).
         every: take a snapshot every this many steps.
         out_dir: where ``masks.npz``, ``strip_<k>.png`` and ``snapshots.mp4`` go.
-        tensorboard: ``auto`` (TensorBoard images in ``out_dir/tensorboard`` when it is installed), ``on``,
-            ``off``, or a :class:`~vbp_live.train.callbacks.TensorBoard` to share with your own logging.
+        tensorboard: ``"auto"`` (TensorBoard images in ``out_dir/tensorboard`` when it is installed), True,
+            False, or a :class:`~vbp_live.train.callbacks.TensorBoard` to share with your own logging.
         video: write ``snapshots.mp4``.
-        at_start: also take one before the first step (step 0).
+        at_start: take one now, before training (step 0).
     """
 
     def __init__(self, model: nn.Module, frames: np.ndarray | torch.Tensor, every: int = 100,
-                 out_dir: str | Path = "snapshots", tensorboard: str | TensorBoard = "auto", video: bool = True,
+                 out_dir: str | Path = "snapshots", tensorboard: bool | str | TensorBoard = "auto", video: bool = True,
                  at_start: bool = True):
         if every < 1:
             raise UsageError(f"VBPSnapshot: every must be >= 1, got {every}")
-        self.model, self.every, self.at_start = model, every, at_start
+        self.model, self.every = model, every
         self.x, self.frames = _input_and_display(frames)
         tb = tensorboard if isinstance(tensorboard, TensorBoard) else TensorBoard.from_setting(
             Path(out_dir) / "tensorboard", tensorboard)
@@ -308,12 +308,13 @@ class VBPSnapshot(Callback):
         self.steps = 0
         self._shadow: nn.Module | None = None
         self._vbp: VisualBackProp | None = None
+        if at_start:
+            self.take()
 
     def step(self, global_step: int | None = None) -> bool:
         """Count one optimizer step (or set the count); take a snapshot when it is due. True if one was taken."""
         self.steps = self.steps + 1 if global_step is None else int(global_step)
-        due = (self.steps % self.every == 0 and self.steps > 0) or (self.steps == 0 and self.at_start)
-        if due and float(self.steps) not in self.files.taken:
+        if self.steps % self.every == 0 and float(self.steps) not in self.files.taken:
             self.take()
             return True
         return False
@@ -343,8 +344,8 @@ class VBPSnapshot(Callback):
         return self._vbp
 
     def before_train(self, trainer: Any) -> None:
-        """As a trainer callback: start counting at the trainer's step (a snapshot at step 0 if ``at_start``)."""
-        self.step(trainer.global_step)
+        """As a trainer callback: count from the trainer's step (a resumed run's)."""
+        self.steps = trainer.global_step
 
     def after_step(self, trainer: Any) -> None:
         """As a trainer callback: the trainer's step count."""
