@@ -93,17 +93,19 @@ def run_overlay(
     opts: RunOptions,
     make_sinks: Callable[[VideoInfo], Sequence[FrameSink]],
     progress: bool = True,
+    predictions: PredictionLog | None = None,
 ) -> RunResult:
     """Open SOURCE ``spec`` and the checkpoint, then run (see :func:`run_source`).
 
     Args:
         make_sinks: builds the sinks once the source is known (its fps, size, live or not).
+        predictions: collects per-frame predictions (see :func:`run_source`).
     """
     source = open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s)
     result = None
     try:
         engine, desc = load_engine(opts)
-        result = run_source(source, engine, opts, make_sinks(source.info), progress=progress)
+        result = run_source(source, engine, opts, make_sinks(source.info), progress=progress, predictions=predictions)
     finally:
         if result is None or not result.stats.stuck:
             source.close()  # never under a reader thread that is still inside the decoder
