@@ -54,19 +54,24 @@ class VideoFileSource(FrameSource):
         )
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
-        """Decode every frame; a failed read before the known frame count is a skipped frame."""
+        """Decode every frame; a failed read before the known frame count is a skipped frame.
+
+        Failed reads count as skipped (``corrupt``) only when a good frame follows them; the
+        failures at the end of a file that ends early are missing frames, not skipped ones.
+        """
         index = 0
         max_skips = 25  # consecutive failures that mean "the file ends here"
         fails = 0
         while not (stop and stop.is_set()):
             ok, img = self.cap.read()
             if ok:
+                if fails:
+                    self.corrupt += fails
+                    log.warning("%s: %d unreadable frame(s) before frame %d, skipped", self.path, fails, index)
                 fails = 0
                 yield stamped(FrameRecord(index, index / self.info.fps, img))
             elif self.info.total is not None and index < self.info.total - 1 and fails < max_skips:
                 fails += 1
-                self.corrupt += 1
-                log.warning("%s: frame %d is unreadable, skipped", self.path, index)
             else:
                 return
             index += 1
