@@ -277,3 +277,12 @@ def test_seeded_csv_mutants_give_one_clear_line_or_counted_drops(tmp_path, kind)
         shutil.rmtree(tmp_path / f"m{s}")
     print(kind, dict(sorted(outcomes.items())))
     assert sum(outcomes.values()) == 100 and outcomes["clear error"] > 0
+
+
+def test_decode_max_pixels_from_the_prep_config_refuses_large_frames(tmp_path):
+    d = make_dump(tmp_path / "dump")
+    big = sorted((d / "center").iterdir())[4]
+    big.write_bytes(cv2.imencode(".jpg", np.full((240, 320, 3), 90, np.uint8))[1].tobytes())
+    cfg = load_config(None, {"filter.min_speed_mps": 1.0, "decode.max_pixels": 160 * 120})
+    res = prepare([str(d)], tmp_path / "o", cfg, progress=False)
+    assert res.counts["dropped"] == {"image_too_large": 1} and res.counts["kept"] == N - 1
