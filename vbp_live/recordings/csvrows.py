@@ -25,9 +25,6 @@ from vbp_live.core.errors import InputError
 
 MAX_CSV_BYTES = 512 * 1024 * 1024
 MAX_TIMESTAMP_NS = 2**62  # year 2116: far from int64 overflow even after differences and offsets
-_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:nan|inf|infinity)",
-                    re.ASCII | re.IGNORECASE)
-_INT = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"), (codecs.BOM_UTF16_LE, "UTF-16"),
          (codecs.BOM_UTF16_BE, "UTF-16"))
 
@@ -119,13 +116,19 @@ def read_csv_lines(path: Path) -> list[tuple[int, list[str]]]:
 
 
 def number(path: Path, line: int, value: str | None, column: str, kind: type = float) -> float | int:
-    """``value`` as a ``kind`` (float or int) by a strict ASCII grammar, or an InputError naming file, line, column."""
+    """``value`` as a ``kind`` (float or int) by a strict ASCII grammar, or an InputError naming file, line, column.
+
+    The grammar is Python's literal one without its extensions: ASCII digits only (no ``٣``) and
+    no ``_`` separators; ``nan`` and ``inf`` are numbers (the frame is then dropped as missing).
+    """
     text = (value or "").strip()
-    grammar = _INT if kind is int else _FLOAT
-    if not grammar.fullmatch(text):
-        what = "an integer in ASCII digits" if kind is int else "ASCII digits, '.', 'e', or nan/inf"
-        raise InputError(f"{path}:{line}: column {column} is not a number: {value!r} (expected {what})")
-    return int(text) if kind is int else float(text)
+    if text.isascii() and "_" not in text:
+        try:
+            return int(text) if kind is int else float(text)
+        except ValueError:
+            pass
+    what = "an integer in ASCII digits" if kind is int else "ASCII digits, '.', 'e', or nan/inf"
+    raise InputError(f"{path}:{line}: column {column} is not a number: {value!r} (expected {what})")
 
 
 def timestamp_ns(path: Path, line: int, value: str | None, column: str) -> int:
@@ -137,38 +140,55 @@ def timestamp_ns(path: Path, line: int, value: str | None, column: str) -> int:
     return t
 
 
-def member_file(folder: Path, name: str, where: str) -> Path:
-    """The file a CSV row names, checked to be inside ``folder`` and not a link, FIFO or device.
+class FolderFiles:
+    """The files CSV rows of one recording name, checked to be regular files inside ``folder``.
 
-    ``name`` is relative to ``folder`` (``\\`` read as ``/``). A missing file is returned as is
-    (counted later as a missing image); everything else that is not a regular file in the
-    folder is refused.
+    Rows name a file relative to ``folder`` (``\\`` read as ``/``). A missing file is returned
+    as is (counted later as a missing image); everything else that is not a regular file in
+    the folder is refused: empty, absolute or escaping paths, symbolic links (of the file or of
+    a folder on the way), FIFOs, devices and folders. Folders already checked are remembered,
+    so a recording of 50 000 frames costs one ``lstat`` per frame.
 
     Args:
         folder: the recording's folder.
-        name: the path as written in the CSV.
-        where: ``file:line`` for the message.
-
-    Raises:
-        InputError: an empty, absolute or escaping path, or one that is a link, FIFO, device or folder.
     """
-    rel = name.replace("\\", "/")
-    root = os.path.realpath(folder)
-    if not rel or rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
-        raise InputError(f"{where}: image path {name!r} must be relative to {folder}; not read")
-    path = os.path.normpath(os.path.join(root, rel))
-    if not path.startswith(root.rstrip(os.sep) + os.sep):
-        raise InputError(f"{where}: image path {name!r} leaves the recording folder {folder}; not read")
-    if os.path.realpath(path) != path:
-        raise InputError(f"{where}: image path {name!r} goes through a symbolic link; only regular files inside "
-                         f"{folder} are read")
-    inside = folder / os.path.relpath(path, root)
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return inside
-    except OSError as e:
-        raise InputError(f"{where}: image path {name!r}: {e.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise InputError(f"{where}: image path {name!r} is not a regular file (a FIFO, device or folder); not read")
-    return inside
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.root = os.path.realpath(folder)
+        self._prefix = self.root.rstrip(os.sep) + os.sep
+        self._dirs: dict[str, bool] = {}
+
+    def member(self, name: str, where: str) -> Path:
+        """The checked path of ``name``; ``where`` (``file:line``) starts every error message.
+
+        Raises:
+            InputError: an empty, absolute or escaping path, or a link, FIFO, device or folder.
+        """
+        rel = name.replace("\\", "/")
+        if not rel or rel.startswith("/") or re.match(r"[A-Za-z]:", rel):
+            raise InputError(f"{where}: image path {name!r} must be relative to {self.folder}; not read")
+        path = os.path.normpath(os.path.join(self.root, rel))
+        if not path.startswith(self._prefix):
+            raise InputError(f"{where}: image path {name!r} leaves the recording folder {self.folder}; not read")
+        parent = os.path.dirname(path)
+        if parent not in self._dirs:
+            self._dirs[parent] = os.path.realpath(parent) == parent
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            mode = None
+        except OSError as e:
+            raise InputError(f"{where}: image path {name!r}: {e.strerror}") from None
+        if not self._dirs[parent] or (mode is not None and stat.S_ISLNK(mode)):
+            raise InputError(f"{where}: image path {name!r} goes through a symbolic link; only regular files "
+                             f"inside {self.folder} are read")
+        if mode is not None and not stat.S_ISREG(mode):
+            raise InputError(f"{where}: image path {name!r} is not a regular file (a FIFO, device or folder); "
+                             "not read")
+        return self.folder / path[len(self._prefix) :]
+
+
+def member_file(folder: Path, name: str, where: str) -> Path:
+    """One file a CSV row names, checked as :meth:`FolderFiles.member` does (for many rows use :class:`FolderFiles`)."""
+    return FolderFiles(folder).member(name, where)

@@ -16,7 +16,7 @@ import numpy as np
 
 from vbp_live.core.errors import InputError
 from vbp_live.recordings.base import ImageFileRecording, Progress, Scan
-from vbp_live.recordings.csvrows import member_file, number, read_csv_rows, timestamp_ns
+from vbp_live.recordings.csvrows import FolderFiles, number, read_csv_rows, timestamp_ns
 from vbp_live.recordings.options import CameraConfig
 
 DUMP_FILES = ("camera.csv", "steering.csv", "interpolated.csv")
@@ -72,7 +72,8 @@ class DumpRecording(ImageFileRecording):
         rows, others = self._frames(src, ("angle", "speed") if presynced else ())
         if not rows:
             raise InputError(f"{src}: no {self.camera.name} camera frames")
-        self.files = [member_file(self.folder, r["filename"], f"{src}:{ln}") for ln, r in rows]
+        inside = FolderFiles(self.folder)
+        self.files = [inside.member(r["filename"], f"{src}:{ln}") for ln, r in rows]
         scan = Scan(
             frame_t=np.array([_stamp(src, ln, r) for ln, r in rows], np.int64),
             frame_source=np.zeros(len(rows), np.int32),

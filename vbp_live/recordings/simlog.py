@@ -16,7 +16,7 @@ import numpy as np
 
 from vbp_live.core.errors import InputError
 from vbp_live.recordings.base import ImageFileRecording, Progress, Scan
-from vbp_live.recordings.csvrows import member_file, number, read_csv_lines
+from vbp_live.recordings.csvrows import FolderFiles, number, read_csv_lines
 from vbp_live.recordings.options import SimulatorConfig
 
 MPH_TO_MPS = 0.44704
@@ -36,7 +36,7 @@ def sim_timestamp(name: str) -> int | None:
     return (int(dt.timestamp()) * 1000 + ms) * 1_000_000
 
 
-def image_in_img_folder(log_dir: Path, cell: str, where: str = "") -> Path:
+def image_in_img_folder(log_dir: Path | FolderFiles, cell: str, where: str = "") -> Path:
     """Resolve a logged image path (relative, absolute, Windows) by file name in ``IMG/``.
 
     Only the file name counts, so the path cannot point elsewhere; the file must be a regular
@@ -45,10 +45,11 @@ def image_in_img_folder(log_dir: Path, cell: str, where: str = "") -> Path:
     Raises:
         InputError: an empty name, ``..``, or a file that is not a regular one.
     """
+    inside = log_dir if isinstance(log_dir, FolderFiles) else FolderFiles(log_dir)
     name = re.split(r"[\\/]", cell.strip())[-1]
     if name in ("", ".", ".."):
-        raise InputError(f"{where or log_dir}: image path {cell!r} names no file; not read")
-    return member_file(log_dir, f"IMG/{name}", where or str(log_dir))
+        raise InputError(f"{where or inside.folder}: image path {cell!r} names no file; not read")
+    return inside.member(f"IMG/{name}", where or str(inside.folder))
 
 
 class SimLogRecording(ImageFileRecording):
@@ -81,7 +82,8 @@ class SimLogRecording(ImageFileRecording):
         """Read the log: every row is one frame already paired with steering and speed."""
         rows = self._rows()
         d = self.log.parent
-        self.files = [image_in_img_folder(d, r[0], f"{self.log}:{ln}") for ln, r in rows]
+        inside = FolderFiles(d)
+        self.files = [image_in_img_folder(inside, r[0], f"{self.log}:{ln}") for ln, r in rows]
         stamps = [sim_timestamp(p.name) for p in self.files]
         period = int(round(self.simulator.frame_period_s * 1e9))
         named = all(s is not None for s in stamps)
