@@ -110,12 +110,12 @@ class BagRecording(Recording):
             if msg is None:
                 if image:
                     bad[conn.topic].add(len(stamps[conn.topic]) + len(bad[conn.topic]))
-            elif image:
-                t, fell_back = stamp_ns(msg, rec_t)
+                continue
+            t, fell_back = stamp_ns(msg, rec_t)
+            if image:
                 stamps[conn.topic].append(t)
                 info["zero_stamp_frames"] += fell_back
             else:
-                t, fell_back = stamp_ns(msg, rec_t)
                 self._steering_sample(conn, msg, t, acc)
                 info["zero_stamp_steering"] += fell_back
             if progress and scanner.report.position != last_pos:

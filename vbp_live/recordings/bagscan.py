@@ -187,7 +187,8 @@ class BagScanner:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"{self.path}: no such bag file")
+            what = "not a regular file" if self.path.exists() else "no such bag file"
+            raise InputError(f"{self.path}: {what}")
         self.size = self.path.stat().st_size
         self.report = ScanReport(self.path, self.size)
         self._f: BinaryIO | None = None
@@ -382,8 +383,9 @@ class BagScanner:
             self.report.skipped.add("bad_record_header", offset=pos, error=str(e))
             return dpos + dlen
         comp, size = h["compression"].decode(), u32(h, "size")
-        if comp == "none" and dpos + dlen > self.size >= dpos + size:
-            dlen = size  # the data length is damaged; an uncompressed chunk's size says it too
+        plain = comp == "none"
+        if plain:
+            dlen = min(dlen, size)  # the two must agree; the smaller cannot run into the next record
         data = self._read(dpos, min(dlen, MAX_CHUNK_BYTES + 1))
         if len(data) > MAX_CHUNK_BYTES:
             return self._resync(_Damage(pos, f"chunk of {dlen} bytes, over the {MAX_CHUNK_BYTES >> 20} MiB limit"))
@@ -391,14 +393,13 @@ class BagScanner:
         whole = len(data) == dlen
         if problem and whole:
             self.report.skipped.add("damaged_chunk", offset=pos, error=problem)
-        plain = comp == "none"
         chunk = (dpos, True) if plain else (pos, False)
         consumed = yield from self._records(self._chunk_records(inner, chunk, whole and problem is None), want, chunk)
+        if not plain and ended:  # where the compressed stream ends (its data length may be damaged)
+            return dpos + used
         if whole:
             return dpos + dlen
-        if not plain and ended and problem is None:  # the stream ended before the file: the data length is damaged
-            return dpos + used
-        if not plain:  # the file ends inside this chunk
+        if not plain:
             raise _Cut(pos, "file ends inside a chunk")
         return self._resync(_Damage(dpos + consumed, "file ends inside a chunk"))
 
