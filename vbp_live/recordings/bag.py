@@ -25,7 +25,7 @@ import numpy as np
 from vbp_live.core.errors import InputError
 from vbp_live.recordings.bagscan import BagConnection, BagScanner
 from vbp_live.recordings.base import Progress, Recording, Scan, SkipLog
-from vbp_live.recordings.images import Payload, RawImage
+from vbp_live.recordings.images import Payload, image_payload
 from vbp_live.recordings.options import CameraConfig, SteeringConfig
 from vbp_live.recordings.rosmsg import DefinitionError, MessageTypes, UndecodableMessage, stamp_ns
 
@@ -209,9 +209,7 @@ def _payload_of(conn: BagConnection, msg: Any) -> Payload:
         data = msg.data
         if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
             raise TypeError(f"data is {type(data).__name__}, not bytes")
-        if conn.msgtype == "sensor_msgs/CompressedImage":
-            return data
-        return RawImage(int(msg.height), int(msg.width), str(msg.encoding), int(msg.step), data)
+        return image_payload(conn.msgtype, msg)
     except (AttributeError, TypeError, ValueError) as e:
         raise UndecodableMessage(f"topic {conn.topic}: {conn.msgtype} message without image fields ({e})") from None
 

@@ -78,7 +78,12 @@ class Scan:
         steering: (t_ns, rad) samples to synchronize, or None when ``presynced``.
         speed: (t_ns, m/s) samples, or None when ``presynced``.
         presynced: per-frame ``steering`` and ``speed`` for sources whose rows already pair
-            each image with its measurements (simulator logs, interpolated.csv).
+            each image with its measurements (simulator logs, interpolated.csv, tubs, frame
+            folders); without a ``speed`` entry the recording has no speed and the speed
+            filter is skipped.
+        reason: (F,) object array, per frame "" or why the reader already rejects it
+            (``deleted``, ``missing_image``, ``empty_image``, ``throttle``, ``mode``, ...); None: all usable.
+        columns: extra per-frame values kept beside the labels (a tub's ``throttle``), ordinal order.
         info: counts worth reporting (zero stamps replaced, other cameras, ...).
         warnings: problems found and survived (truncated bags, ...), one line each.
         skipped: damaged parts of the recording that were skipped (undecodable messages, ...),
@@ -94,6 +99,13 @@ class Scan:
     info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     skipped: SkipLog = field(default_factory=SkipLog)
+    reason: np.ndarray | None = None
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def has_speed(self) -> bool:
+        """Whether the recording measured speed at all (tubs and data.txt folders do not)."""
+        return self.speed is not None if self.presynced is None else "speed" in self.presynced
 
 
 class Recording(ABC):
@@ -127,6 +139,16 @@ class Recording(ABC):
             st = os.stat(p)
             out.append({"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
         return out
+
+
+def image_file_reason(path: Path) -> str:
+    """Why an image file cannot be a frame, found without reading it: ``missing_image``,
+    ``empty_image`` (0 bytes), or "" when it may be one."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "missing_image"
+    return "empty_image" if size == 0 else ""
 
 
 class ImageFileRecording(Recording):
