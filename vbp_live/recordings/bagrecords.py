@@ -119,7 +119,7 @@ def _decompressor(comp: str) -> Any:
 class Inflated(NamedTuple):
     """A chunk's data as far as it could be inflated."""
 
-    data: bytes
+    data: bytes | bytearray  # (not copied: a chunk may be up to MAX_CHUNK_BYTES)
     problem: str | None  # None, or why ``data`` is not the whole chunk
     used: int  # input bytes the compressed stream took (all of them unless its end was found earlier)
     ended: bool = False  # the compressed stream's end mark was found
@@ -146,17 +146,18 @@ def inflate(comp: str, data: bytes, size: int) -> Inflated:
                     break
                 out += more
             if len(out) > size:
-                return Inflated(bytes(out[:size]), f"{comp} chunk inflates past the {size} bytes its header states",
+                del out[size:]
+                return Inflated(out, f"{comp} chunk inflates past the {size} bytes its header states",
                                 len(data))
             if dec.eof:
                 used = min(len(data), i + step) - len(dec.unused_data or b"")
-                return Inflated(*_check_size(comp, bytes(out), size), used, True)
+                return Inflated(*_check_size(comp, out, size), used, True)
     except _INFLATE_ERRORS as e:
-        return Inflated(bytes(out), f"damaged {comp} chunk ({e})", len(data))
-    return Inflated(*_check_size(comp, bytes(out), size), len(data))
+        return Inflated(out, f"damaged {comp} chunk ({e})", len(data))
+    return Inflated(*_check_size(comp, out, size), len(data))
 
 
-def _check_size(comp: str, out: bytes, size: int) -> tuple[bytes, str | None]:
+def _check_size(comp: str, out: bytearray, size: int) -> tuple[bytearray, str | None]:
     return out, None if len(out) == size else f"{comp} chunk inflates to {len(out)} bytes, its header says {size}"
 
 

@@ -403,7 +403,7 @@ class BagScanner:
             raise _Cut(pos, "file ends inside a chunk")
         return self._resync(_Damage(dpos + consumed, "file ends inside a chunk"))
 
-    def _chunk_records(self, inner: bytes, chunk: tuple[int, bool], complete: bool):
+    def _chunk_records(self, inner: bytes | bytearray, chunk: tuple[int, bool], complete: bool):
         """Records of a decompressed chunk: (inner offset, header, data); damaged framing is skipped.
 
         ``complete``: the chunk inflated whole (else a partial last record is expected, not news).
@@ -430,7 +430,7 @@ class BagScanner:
         return pos
 
     @staticmethod
-    def _inner_head(buf: bytes, pos: int) -> tuple[dict[str, bytes], int, int]:
+    def _inner_head(buf: bytes | bytearray, pos: int) -> tuple[dict[str, bytes], int, int]:
         n = len(buf)
         if pos + 4 > n:
             raise _Damage(pos, "record cut inside its header length")
