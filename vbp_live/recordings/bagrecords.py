@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import lz4.frame
@@ -38,6 +39,17 @@ REQUIRED: dict[int, dict[str, int | None]] = {
 }
 COMPRESSIONS = ("none", "bz2", "lz4")
 _INFLATE_ERRORS = (OSError, EOFError, ValueError, RuntimeError)  # what bz2 / lz4 raise on damaged data
+
+
+@dataclass(frozen=True)
+class BagConnection:
+    """One connection (topic + type) as recorded in the bag."""
+
+    id: int
+    topic: str
+    msgtype: str  # ROS1 spelling, e.g. "sensor_msgs/CompressedImage"
+    md5sum: str
+    msgdef: str
 
 
 class BagError(InputError):
@@ -110,6 +122,26 @@ def text(raw: bytes) -> tuple[str, bool]:
         return raw.decode("utf-8"), True
     except UnicodeDecodeError:
         return raw.decode("utf-8", "backslashreplace"), False
+
+
+def connection_record(h: dict[str, bytes], data: bytes | memoryview) -> tuple[BagConnection, bool]:
+    """A connection record (header checked by :func:`check_fields`) -> (connection, names were UTF-8).
+
+    Raises:
+        RecordError: its body does not parse or names no message type.
+    """
+    try:
+        d = parse_header(data)
+    except BagError as e:
+        raise RecordError(f"connection record with a damaged body ({e})") from None
+    if "type" not in d:
+        raise RecordError("connection record without a message type")
+    topic, ok_topic = text(h["topic"])
+    msgtype, ok_type = text(d["type"])
+    conn = BagConnection(id=u32(h, "conn"), topic=topic, msgtype=msgtype,
+                         md5sum=d.get("md5sum", b"").decode("ascii", "replace"),
+                         msgdef=d.get("message_definition", b"").decode("utf-8", "replace"))
+    return conn, ok_topic and ok_type
 
 
 def _decompressor(comp: str) -> Any:

@@ -42,14 +42,15 @@ from vbp_live.recordings.bagrecords import (
     OP_IDXDATA,
     OP_MSGDATA,
     TOP_OPS,
+    BagConnection,
     BagError,
     RecordError,
     check_fields,
+    connection_record,
     find_record,
     inflate,
     op_of,
     parse_header,
-    text,
     time_ns,
     u32,
     u64,
@@ -61,17 +62,6 @@ __all__ = ["BagConnection", "BagError", "BagScanner", "ScanReport", "bag_topics"
 log = logging.getLogger(__name__)
 MAX_NOTES = 10  # notes (non-UTF-8 names, ...) kept per file
 MAX_INDEX_BYTES = 1 << 26  # the index section read for fallback connection records
-
-
-@dataclass(frozen=True)
-class BagConnection:
-    """One connection (topic + type) as recorded in the bag."""
-
-    id: int
-    topic: str
-    msgtype: str  # ROS1 spelling, e.g. "sensor_msgs/CompressedImage"
-    md5sum: str
-    msgdef: str
 
 
 @dataclass
@@ -151,27 +141,6 @@ class _Damage(Exception):
     def __init__(self, offset: int, problem: str):
         super().__init__(problem)
         self.offset, self.problem = offset, problem
-
-
-def _connection(h: dict[str, bytes], data: bytes | memoryview, report: ScanReport) -> BagConnection:
-    try:
-        d = parse_header(data)
-    except BagError as e:
-        raise RecordError(f"connection record with a damaged body ({e})") from None
-    if "type" not in d:
-        raise RecordError("connection record without a message type")
-    topic, ok_topic = text(h["topic"])
-    msgtype, ok_type = text(d["type"])
-    cid = u32(h, "conn")
-    if not (ok_topic and ok_type):
-        report.note(f"connection {cid}: topic '{topic}' / type '{msgtype}' are not UTF-8 (shown escaped)")
-    return BagConnection(
-        id=cid,
-        topic=topic,
-        msgtype=msgtype,
-        md5sum=d.get("md5sum", b"").decode("ascii", "replace"),
-        msgdef=d.get("message_definition", b"").decode("utf-8", "replace"),
-    )
 
 
 class BagScanner:
@@ -327,7 +296,7 @@ class BagScanner:
                 h, op, dpos, dlen = self._head(pos)
                 if op == OP_CONNECTION and dpos + dlen <= end:
                     check_fields(h, op)
-                    c = _connection(h, self._read(dpos, dlen), ScanReport(self.path, self.size))
+                    c, _ = connection_record(h, self._read(dpos, dlen))
                     self._fallback.setdefault(c.id, c)
             except (_Damage, RecordError):
                 return  # only a fallback: a damaged index is reported nowhere
@@ -488,10 +457,12 @@ class BagScanner:
 
     def _add_connection(self, h: dict[str, bytes], data, where: tuple[int, int | None]) -> None:
         try:
-            c = _connection(h, data, self.report)
+            c, utf8 = connection_record(h, data)
         except RecordError as e:
             self.report.skipped.add("bad_connection", **_where(where), error=str(e))
             return
+        if not utf8:
+            self.report.note(f"connection {c.id}: topic '{c.topic}' / type '{c.msgtype}' are not UTF-8 (shown escaped)")
         self.report.connections.setdefault(c.id, c)
 
     def _message(self, h: dict[str, bytes], where, want) -> tuple[BagConnection, int] | None:
