@@ -107,6 +107,25 @@ def test_undecodable_messages_are_skipped_counted_and_located(tmp_path):
     assert any("undecodable" in w for w in src.warnings)
 
 
+def test_steering_values_no_sensor_reports_are_skipped_not_trained_on(tmp_path):
+    bag = _bag(tmp_path / "a.bag")
+    steer = [d for t, d in _payloads(bag) if t == STEER]
+    blob = bytearray(bag.read_bytes())
+    i = blob.index(steer[10])
+    blob[i + 16 : i + 20] = struct.pack("<f", float("nan"))  # steering_wheel_angle after the 16-byte header
+    i = blob.index(steer[11])
+    blob[i + 28 : i + 32] = b"\xff\xff\x7f\x7f"  # speed = 3.4e38: a flipped exponent
+    bad = tmp_path / "bad" / "a.bag"
+    bad.parent.mkdir()
+    bad.write_bytes(bytes(blob))
+    res = prepare([bad], tmp_path / "out", progress=False)
+    man = _manifest(res.out_dir)
+    assert man["skipped"]["counts"] == {"bad_value": 2}
+    assert "nan" in man["skipped"]["first"][0]["error"]
+    rows = (res.out_dir / "index.csv").read_text().splitlines()[1:]
+    assert len(rows) == N_FRAMES and all(abs(float(r.split(",")[2])) < 1 for r in rows)
+
+
 @pytest.mark.parametrize("compression", [None, "lz4", "bz2"])
 def test_malformed_record_headers_inside_a_chunk(tmp_path, compression):
     bag = _bag(tmp_path / "a.bag", compression)

@@ -340,12 +340,10 @@ def mutate_bag_named(data: bytes, rng: random.Random, max_steps: int = 2) -> Mut
             out.data = BYTE_MUTATIONS[name](out.data, rng)
         else:
             try:
-                recs = parse_bag(out.data)
-            except Exception:  # noqa: BLE001 - an earlier step broke the layout: damage the bytes instead
+                out.data = RECORD_MUTATIONS[name](parse_bag(out.data), rng)
+            except Exception:  # noqa: BLE001 - an earlier step broke the layout (or left nothing to pick)
                 name = "flip_bits"
                 out.data = flip_bits(out.data, rng)
-            else:
-                out.data = RECORD_MUTATIONS[name](recs, rng)
         out.applied.append(name)
         if len(out.data) <= len(MAGIC):
             break

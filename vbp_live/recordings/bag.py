@@ -6,7 +6,8 @@ before synchronization. Each file picks its own camera topic, the first configur
 contains, with the left/center swap applied to the 2016-10-25 El Camino bags.
 
 Damage never ends the read: a message whose payload does not match its definition is skipped
-and counted (``undecodable``, with its topic and byte offset) next to what the scanner
+and counted (``undecodable``, with its topic and byte offset), so is a steering report whose
+angle or speed is not finite or beyond :data:`MAX_ABS_VALUE` (``bad_value``), next to what the scanner
 skipped (:mod:`.bagscan`), in :attr:`~.base.Scan.skipped`; the second pass skips exactly the
 frames the first pass skipped. A definition that cannot be used is refused with one line.
 """
@@ -31,6 +32,7 @@ from vbp_live.recordings.rosmsg import DefinitionError, MessageTypes, Undecodabl
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = ("sensor_msgs/CompressedImage", "sensor_msgs/Image")
+MAX_ABS_VALUE = 1000.0  # steering (rad, or degrees if so configured) and speed (m/s) beyond this are damage
 _SWAP = {"center": "left", "left": "center"}
 
 
@@ -110,14 +112,15 @@ class BagRecording(Recording):
             if msg is None:
                 if image:
                     bad[conn.topic].add(len(stamps[conn.topic]) + len(bad[conn.topic]))
-            elif image:
-                t, fell_back = stamp_ns(msg, rec_t)
+                continue
+            t, fell_back = stamp_ns(msg, rec_t)
+            if image:
                 stamps[conn.topic].append(t)
                 info["zero_stamp_frames"] += fell_back
-            else:
-                t, fell_back = stamp_ns(msg, rec_t)
-                self._steering_sample(conn, msg, t, acc)
+            elif (why := self._steering_sample(conn, msg, t, acc)) is None:
                 info["zero_stamp_steering"] += fell_back
+            else:
+                scanner.report.skipped.add("bad_value", topic=conn.topic, **scanner.where(), error=why)
             if progress and scanner.report.position != last_pos:
                 progress(scanner.report.position - last_pos)
                 last_pos = scanner.report.position
@@ -140,7 +143,8 @@ class BagRecording(Recording):
         except DefinitionError as e:
             raise DefinitionError(f"{path}: {e}") from None
 
-    def _steering_sample(self, conn: BagConnection, msg: Any, t: int, acc: dict[str, list[Any]]) -> None:
+    def _steering_sample(self, conn: BagConnection, msg: Any, t: int, acc: dict[str, list[Any]]) -> str | None:
+        """Add one steering sample; returns why it was not added (a value no sensor reports), else None."""
         sc = self.steering
         try:
             angle, speed = getattr(msg, sc.angle_field), getattr(msg, sc.speed_field)
@@ -156,9 +160,12 @@ class BagRecording(Recording):
             raise InputError(f"{conn.topic} ({conn.msgtype}): fields {sc.angle_field} / {sc.speed_field} are not "
                              f"numbers in the bag's definition (set steering.angle_field / steering.speed_field)"
                              ) from None
+        if not (abs(angle) <= MAX_ABS_VALUE and abs(speed) <= MAX_ABS_VALUE):  # also NaN
+            return f"topic {conn.topic}: {sc.angle_field}={angle!r}, {sc.speed_field}={speed!r} (a damaged message?)"
         acc["st"].append(t)
         acc["sa"].append(angle)
         acc["sv"].append(speed)
+        return None
 
     def _check_found(self, acc: dict[str, list[Any]], topics_seen: dict[str, dict[str, tuple[str, int]]],
                      warnings: list[str]) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bz2
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import lz4.frame
@@ -38,6 +39,17 @@ REQUIRED: dict[int, dict[str, int | None]] = {
 }
 COMPRESSIONS = ("none", "bz2", "lz4")
 _INFLATE_ERRORS = (OSError, EOFError, ValueError, RuntimeError)  # what bz2 / lz4 raise on damaged data
+
+
+@dataclass(frozen=True)
+class BagConnection:
+    """One connection (topic + type) as recorded in the bag."""
+
+    id: int
+    topic: str
+    msgtype: str  # ROS1 spelling, e.g. "sensor_msgs/CompressedImage"
+    md5sum: str
+    msgdef: str
 
 
 class BagError(InputError):
@@ -112,6 +124,26 @@ def text(raw: bytes) -> tuple[str, bool]:
         return raw.decode("utf-8", "backslashreplace"), False
 
 
+def connection_record(h: dict[str, bytes], data: bytes | memoryview) -> tuple[BagConnection, bool]:
+    """A connection record (header checked by :func:`check_fields`) -> (connection, names were UTF-8).
+
+    Raises:
+        RecordError: its body does not parse or names no message type.
+    """
+    try:
+        d = parse_header(data)
+    except BagError as e:
+        raise RecordError(f"connection record with a damaged body ({e})") from None
+    if "type" not in d:
+        raise RecordError("connection record without a message type")
+    topic, ok_topic = text(h["topic"])
+    msgtype, ok_type = text(d["type"])
+    conn = BagConnection(id=u32(h, "conn"), topic=topic, msgtype=msgtype,
+                         md5sum=d.get("md5sum", b"").decode("ascii", "replace"),
+                         msgdef=d.get("message_definition", b"").decode("utf-8", "replace"))
+    return conn, ok_topic and ok_type
+
+
 def _decompressor(comp: str) -> Any:
     return bz2.BZ2Decompressor() if comp == "bz2" else lz4.frame.LZ4FrameDecompressor()
 
@@ -119,7 +151,7 @@ def _decompressor(comp: str) -> Any:
 class Inflated(NamedTuple):
     """A chunk's data as far as it could be inflated."""
 
-    data: bytes
+    data: bytes | bytearray  # (not copied: a chunk may be up to MAX_CHUNK_BYTES)
     problem: str | None  # None, or why ``data`` is not the whole chunk
     used: int  # input bytes the compressed stream took (all of them unless its end was found earlier)
     ended: bool = False  # the compressed stream's end mark was found
@@ -146,17 +178,18 @@ def inflate(comp: str, data: bytes, size: int) -> Inflated:
                     break
                 out += more
             if len(out) > size:
-                return Inflated(bytes(out[:size]), f"{comp} chunk inflates past the {size} bytes its header states",
+                del out[size:]
+                return Inflated(out, f"{comp} chunk inflates past the {size} bytes its header states",
                                 len(data))
             if dec.eof:
                 used = min(len(data), i + step) - len(dec.unused_data or b"")
-                return Inflated(*_check_size(comp, bytes(out), size), used, True)
+                return Inflated(*_check_size(comp, out, size), used, True)
     except _INFLATE_ERRORS as e:
-        return Inflated(bytes(out), f"damaged {comp} chunk ({e})", len(data))
-    return Inflated(*_check_size(comp, bytes(out), size), len(data))
+        return Inflated(out, f"damaged {comp} chunk ({e})", len(data))
+    return Inflated(*_check_size(comp, out, size), len(data))
 
 
-def _check_size(comp: str, out: bytes, size: int) -> tuple[bytes, str | None]:
+def _check_size(comp: str, out: bytearray, size: int) -> tuple[bytearray, str | None]:
     return out, None if len(out) == size else f"{comp} chunk inflates to {len(out)} bytes, its header says {size}"
 
 

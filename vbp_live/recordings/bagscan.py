@@ -42,14 +42,15 @@ from vbp_live.recordings.bagrecords import (
     OP_IDXDATA,
     OP_MSGDATA,
     TOP_OPS,
+    BagConnection,
     BagError,
     RecordError,
     check_fields,
+    connection_record,
     find_record,
     inflate,
     op_of,
     parse_header,
-    text,
     time_ns,
     u32,
     u64,
@@ -61,17 +62,6 @@ __all__ = ["BagConnection", "BagError", "BagScanner", "ScanReport", "bag_topics"
 log = logging.getLogger(__name__)
 MAX_NOTES = 10  # notes (non-UTF-8 names, ...) kept per file
 MAX_INDEX_BYTES = 1 << 26  # the index section read for fallback connection records
-
-
-@dataclass(frozen=True)
-class BagConnection:
-    """One connection (topic + type) as recorded in the bag."""
-
-    id: int
-    topic: str
-    msgtype: str  # ROS1 spelling, e.g. "sensor_msgs/CompressedImage"
-    md5sum: str
-    msgdef: str
 
 
 @dataclass
@@ -153,27 +143,6 @@ class _Damage(Exception):
         self.offset, self.problem = offset, problem
 
 
-def _connection(h: dict[str, bytes], data: bytes | memoryview, report: ScanReport) -> BagConnection:
-    try:
-        d = parse_header(data)
-    except BagError as e:
-        raise RecordError(f"connection record with a damaged body ({e})") from None
-    if "type" not in d:
-        raise RecordError("connection record without a message type")
-    topic, ok_topic = text(h["topic"])
-    msgtype, ok_type = text(d["type"])
-    cid = u32(h, "conn")
-    if not (ok_topic and ok_type):
-        report.note(f"connection {cid}: topic '{topic}' / type '{msgtype}' are not UTF-8 (shown escaped)")
-    return BagConnection(
-        id=cid,
-        topic=topic,
-        msgtype=msgtype,
-        md5sum=d.get("md5sum", b"").decode("ascii", "replace"),
-        msgdef=d.get("message_definition", b"").decode("utf-8", "replace"),
-    )
-
-
 class BagScanner:
     """Iterate the messages of one ROS1 bag in file order, surviving truncation and damage.
 
@@ -187,7 +156,8 @@ class BagScanner:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(f"{self.path}: no such bag file")
+            what = "not a regular file" if self.path.exists() else "no such bag file"
+            raise InputError(f"{self.path}: {what}")
         self.size = self.path.stat().st_size
         self.report = ScanReport(self.path, self.size)
         self._f: BinaryIO | None = None
@@ -326,7 +296,7 @@ class BagScanner:
                 h, op, dpos, dlen = self._head(pos)
                 if op == OP_CONNECTION and dpos + dlen <= end:
                     check_fields(h, op)
-                    c = _connection(h, self._read(dpos, dlen), ScanReport(self.path, self.size))
+                    c, _ = connection_record(h, self._read(dpos, dlen))
                     self._fallback.setdefault(c.id, c)
             except (_Damage, RecordError):
                 return  # only a fallback: a damaged index is reported nowhere
@@ -382,8 +352,9 @@ class BagScanner:
             self.report.skipped.add("bad_record_header", offset=pos, error=str(e))
             return dpos + dlen
         comp, size = h["compression"].decode(), u32(h, "size")
-        if comp == "none" and dpos + dlen > self.size >= dpos + size:
-            dlen = size  # the data length is damaged; an uncompressed chunk's size says it too
+        plain = comp == "none"
+        if plain:
+            dlen = min(dlen, size)  # the two must agree; the smaller cannot run into the next record
         data = self._read(dpos, min(dlen, MAX_CHUNK_BYTES + 1))
         if len(data) > MAX_CHUNK_BYTES:
             return self._resync(_Damage(pos, f"chunk of {dlen} bytes, over the {MAX_CHUNK_BYTES >> 20} MiB limit"))
@@ -391,18 +362,17 @@ class BagScanner:
         whole = len(data) == dlen
         if problem and whole:
             self.report.skipped.add("damaged_chunk", offset=pos, error=problem)
-        plain = comp == "none"
         chunk = (dpos, True) if plain else (pos, False)
         consumed = yield from self._records(self._chunk_records(inner, chunk, whole and problem is None), want, chunk)
+        if not plain and ended:  # where the compressed stream ends (its data length may be damaged)
+            return dpos + used
         if whole:
             return dpos + dlen
-        if not plain and ended and problem is None:  # the stream ended before the file: the data length is damaged
-            return dpos + used
-        if not plain:  # the file ends inside this chunk
+        if not plain:
             raise _Cut(pos, "file ends inside a chunk")
         return self._resync(_Damage(dpos + consumed, "file ends inside a chunk"))
 
-    def _chunk_records(self, inner: bytes, chunk: tuple[int, bool], complete: bool):
+    def _chunk_records(self, inner: bytes | bytearray, chunk: tuple[int, bool], complete: bool):
         """Records of a decompressed chunk: (inner offset, header, data); damaged framing is skipped.
 
         ``complete``: the chunk inflated whole (else a partial last record is expected, not news).
@@ -429,7 +399,7 @@ class BagScanner:
         return pos
 
     @staticmethod
-    def _inner_head(buf: bytes, pos: int) -> tuple[dict[str, bytes], int, int]:
+    def _inner_head(buf: bytes | bytearray, pos: int) -> tuple[dict[str, bytes], int, int]:
         n = len(buf)
         if pos + 4 > n:
             raise _Damage(pos, "record cut inside its header length")
@@ -487,10 +457,12 @@ class BagScanner:
 
     def _add_connection(self, h: dict[str, bytes], data, where: tuple[int, int | None]) -> None:
         try:
-            c = _connection(h, data, self.report)
+            c, utf8 = connection_record(h, data)
         except RecordError as e:
             self.report.skipped.add("bad_connection", **_where(where), error=str(e))
             return
+        if not utf8:
+            self.report.note(f"connection {c.id}: topic '{c.topic}' / type '{c.msgtype}' are not UTF-8 (shown escaped)")
         self.report.connections.setdefault(c.id, c)
 
     def _message(self, h: dict[str, bytes], where, want) -> tuple[BagConnection, int] | None:
