@@ -182,3 +182,15 @@ def test_a_malformed_index_names_the_file(tmp_path):
     (ds / "index.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match=r"index\.csv: malformed \(ValueError"):
         PreparedDataset(ds)
+
+
+def test_a_manifest_alias_bomb_or_list_is_refused_before_it_expands(tmp_path):
+    ds = make_steering_dataset(tmp_path / "ds", n=8)
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 10)}]" for p, k in zip("abcdef", "bcdefg", strict=True)]
+    (ds / "manifest.yaml").write_text("\n".join(rows) + "\n")  # 10 million values once expanded
+    with pytest.raises(DatasetError, match=r"manifest\.yaml: expands to more than"):
+        PreparedDataset(ds)
+    (ds / "manifest.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(DatasetError, match=r"manifest\.yaml: expected a mapping"):
+        PreparedDataset(ds)
