@@ -21,7 +21,7 @@ from vbp_live.core.errors import VbpLiveError
 from vbp_live.core.signals import raise_on_signals, signal_name
 
 # Order = order shown in --help. Add a command by adding its module here.
-COMMANDS = ["demo", "run", "bench", "prep", "train", "synth", "explain", "evaluate"]
+COMMANDS = ["demo", "run", "bench", "prep", "train", "synth", "explain", "evaluate", "import-model"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"vbp_live.cli.cmd_{name}").register(sub)
+        importlib.import_module(f"vbp_live.cli.cmd_{name.replace('-', '_')}").register(sub)
     for command in sub.choices.values():  # every --help fits the terminal; hand-made tables are kept
         command.formatter_class = HelpFormatter
     return parser

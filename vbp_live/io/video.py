@@ -20,6 +20,7 @@ import numpy as np
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.io.frames import FrameRecord, FrameSource, SourceError, VideoInfo, stamped
 from vbp_live.io.opencv_log import opencv_quiet
+from vbp_live.recordings.images import ImageError, decode_payload
 
 log = logging.getLogger(__name__)
 
@@ -106,18 +107,22 @@ class ImageFolderSource(FrameSource):
         for i, f in enumerate(self.files):
             if stop and stop.is_set():
                 return
-            img = _imread(f)
-            if img is None:
+            try:
+                img = decode_payload(f, gray=False, follow_symlinks=True)
+            except ImageError as e:
                 self.corrupt += 1
-                log.warning("%s: not a readable image, skipped", f)
+                log.warning("%s: not a readable image, skipped (%s)", f, e)
                 continue
             yield stamped(FrameRecord(i, i / self.info.fps, img))
 
 
 def _imread(path: Path) -> np.ndarray | None:
-    """cv2.imread that also survives non-ASCII paths; None when the file does not decode."""
-    data = np.fromfile(path, np.uint8)
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    """The image decoded strictly (:func:`~vbp_live.recordings.images.decode_payload`); None when it does not."""
+    try:
+        return decode_payload(path, gray=False, follow_symlinks=True)
+    except ImageError as e:
+        log.debug("%s", e)
+        return None
 
 
 class DatasetSource(FrameSource):

@@ -7,6 +7,8 @@ import torch
 
 from vbp_live.core.preprocess import INPUT_SCALE, CropSpec
 from vbp_live.models import community as _community  # noqa: F401  (registers the models)
+from vbp_live.models import layer_stack as _layer_stack  # noqa: F401  (generic: converted Keras nets)
+from vbp_live.models import op_graph as _op_graph  # noqa: F401  (generic: converted ONNX nets)
 from vbp_live.models import pilotnet as _pilotnet  # noqa: F401  (registers the models)
 from vbp_live.models.pilotnet import ConvNet
 from vbp_live.models.registry import (

@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+_GENERIC: set[str] = set()  # architectures built only from explicit args (converted Keras / ONNX nets)
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -23,9 +24,18 @@ def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     return fn
 
 
+def register_generic_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Decorator: register a generic architecture, one that needs its args to describe a network
+    (e.g. ``layer_stack``, ``op_graph``: converted Keras and ONNX nets). ``create_model`` builds it
+    like any model; :func:`list_models` lists it only when asked (it has no default network)."""
+    _GENERIC.add(fn.__name__)
+    return register_model(fn)
+
+
 def unregister_model(name: str) -> None:
     """Remove the model registered as ``name`` (a no-op if there is none)."""
     _REGISTRY.pop(name, None)
+    _GENERIC.discard(name)
 
 
 @contextlib.contextmanager
@@ -48,9 +58,9 @@ def registered_models(*factories: Callable[..., nn.Module]) -> Iterator[list[str
                 _REGISTRY[name] = old
 
 
-def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
-    return sorted(_REGISTRY)
+def list_models(generic: bool = False) -> list[str]:
+    """Names of the registered models, sorted; generic architectures only if ``generic``."""
+    return sorted(n for n in _REGISTRY if generic or n not in _GENERIC)
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
@@ -60,7 +70,7 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     rebuild it with ``create_model(model.model_name, **model.model_args)``.
     """
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models(generic=True))}")
     model = _REGISTRY[name](**kwargs)
     model.model_name = name
     model.model_args = dict(kwargs)

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 
 # Settings that may differ when resuming: they do not change the result.
 RESUMABLE_CHANGES = {"run_dir", "train.max_steps", "train.progress", "train.device", "train.amp",
-                     "train.threads", "data.prefetch", "data.path"}
+                     "train.threads", "data.prefetch", "data.path", "train.tensorboard", "snapshot.video"}
 
 
 class NonFiniteLossError(VbpLiveError, RuntimeError):

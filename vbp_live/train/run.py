@@ -13,7 +13,7 @@ from vbp_live.core.errors import ConfigError, UsageError
 from vbp_live.core.signals import exit_code
 from vbp_live.io.atomic import write_text_atomic
 from vbp_live.io.checkpoint import load_checkpoint
-from vbp_live.train.callbacks import Callback, MetricsCSV
+from vbp_live.train.callbacks import Callback, MetricsCSV, TensorBoard
 from vbp_live.train.config import Config, config_to_dict
 from vbp_live.train.data import TrainData, load_data
 from vbp_live.train.dist import DistInfo, cleanup_distributed, init_distributed
@@ -44,16 +44,19 @@ class TrainResult:
 
 
 def default_callbacks(cfg: Config, data: TrainData) -> list[Callback]:
-    """The metrics CSV and, if any snapshot epochs are set, the VisualBackProp snapshots."""
+    """The metrics CSV, TensorBoard (``train.tensorboard``) and, if snapshot epochs are set, the VBP snapshots."""
     run_dir = Path(cfg.run_dir)
     cbs: list[Callback] = [MetricsCSV(run_dir / "metrics.csv")]
+    tb = TensorBoard.from_setting(run_dir / "tensorboard", cfg.train.tensorboard)
+    if tb is not None:
+        cbs.append(tb)
     outside = [i for i in cfg.snapshot.indices if i >= len(data.frames)]
     if outside:
         where = data.info.get("path") or cfg.data.path or cfg.data.kind
         raise ConfigError(f"snapshot.indices: rows {outside} are outside the {len(data.frames)} rows of {where}")
     rows = pick_frames(data.val_idx, cfg.snapshot.frames, cfg.snapshot.indices)
     if cfg.snapshot.epochs and len(rows):
-        cbs.append(VBPSnapshots(run_dir / "snapshots", rows, cfg.snapshot.epochs))
+        cbs.append(VBPSnapshots(run_dir / "snapshots", rows, cfg.snapshot.epochs, tb, cfg.snapshot.video))
     return cbs
 
 
