@@ -194,3 +194,11 @@ def test_a_manifest_alias_bomb_or_list_is_refused_before_it_expands(tmp_path):
     (ds / "manifest.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(DatasetError, match=r"manifest\.yaml: expected a mapping"):
         PreparedDataset(ds)
+
+
+def test_a_manifest_with_a_nul_byte_is_one_line(tmp_path):
+    ds = make_steering_dataset(tmp_path / "ds", n=8)
+    text = (ds / "manifest.yaml").read_text()
+    (ds / "manifest.yaml").write_text(text[:40] + "\x00" + text[40:])  # YAML's reader refuses it up front
+    with pytest.raises(DatasetError, match=r"manifest\.yaml: not valid YAML \(unacceptable character #x0000"):
+        PreparedDataset(ds)
