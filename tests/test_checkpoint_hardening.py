@@ -72,6 +72,7 @@ def test_args_that_build_a_huge_model_are_refused_before_allocating(tmp_path, ck
     ({"height": "125"}, r"model\.args\.height is '125' \(str\), netsvf needs int"),
     ({"height": 125.5}, r"model\.args\.height is 125\.5 \(float\)"),
     ({"height": True}, r"model\.args\.height is True \(bool\)"),
+    ({"width": 2**63}, r"model\.args\.width is 9223372036854775808, out of range for netsvf"),
 ])
 def test_wrong_model_args_name_the_key(tmp_path, ckpt, args, key):
     bad = mutate(ckpt, tmp_path / "a.pt", lambda raw: raw["model"].update(args=args))

@@ -87,7 +87,8 @@ class Checkpoint:
         try:
             return create_model(self.model_name, **self.model_args)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:  # the args come from the file
-            raise CheckpointError(f"{self.path}: cannot build {self.model_name}({self.model_args}): {e}") from e
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__  # torch appends C++ frames
+            raise CheckpointError(f"{self.path}: cannot build {self.model_name}({self.model_args}): {first}") from e
 
     def check_weights_fit(self) -> None:
         """Raise a clear error unless the weights present are exactly what the model args build.
