@@ -80,7 +80,7 @@ def make_inputs(folder: Path) -> dict[str, Path]:
 def plan(n: int, seed: int, kinds: tuple[str, ...] = KINDS) -> list[tuple[str, str, float]]:
     """``n`` seeded (kind, signal, delay) triples: kinds in turn, SIGINT and SIGTERM alternating."""
     rng = random.Random(seed)
-    return [(kinds[i % len(kinds)], ("SIGINT", "SIGTERM")[(i // len(kinds)) % 2], round(rng.uniform(0.0, 1.0), 3))
+    return [(kinds[i % len(kinds)], ("SIGINT", "SIGTERM")[(i // len(kinds)) % 2], round(rng.uniform(0.0, 2.0), 3))
             for i in range(n)]
 
 

@@ -72,6 +72,7 @@ def test_args_that_build_a_huge_model_are_refused_before_allocating(tmp_path, ck
     ({"height": "125"}, r"model\.args\.height is '125' \(str\), netsvf needs int"),
     ({"height": 125.5}, r"model\.args\.height is 125\.5 \(float\)"),
     ({"height": True}, r"model\.args\.height is True \(bool\)"),
+    ({"width": 2**63}, r"model\.args\.width is 9223372036854775808, out of range for netsvf"),
 ])
 def test_wrong_model_args_name_the_key(tmp_path, ckpt, args, key):
     bad = mutate(ckpt, tmp_path / "a.pt", lambda raw: raw["model"].update(args=args))
@@ -181,4 +182,24 @@ def test_a_malformed_index_names_the_file(tmp_path):
     lines[3] = lines[3].replace(lines[3].split(",")[1], "soon", 1)
     (ds / "index.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(DatasetError, match=r"index\.csv: malformed \(ValueError"):
+        PreparedDataset(ds)
+
+
+def test_a_manifest_alias_bomb_or_list_is_refused_before_it_expands(tmp_path):
+    ds = make_steering_dataset(tmp_path / "ds", n=8)
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x, x]"] + [
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 10)}]" for p, k in zip("abcdef", "bcdefg", strict=True)]
+    (ds / "manifest.yaml").write_text("\n".join(rows) + "\n")  # 10 million values once expanded
+    with pytest.raises(DatasetError, match=r"manifest\.yaml: expands to more than"):
+        PreparedDataset(ds)
+    (ds / "manifest.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(DatasetError, match=r"manifest\.yaml: expected a mapping"):
+        PreparedDataset(ds)
+
+
+def test_a_manifest_with_a_nul_byte_is_one_line(tmp_path):
+    ds = make_steering_dataset(tmp_path / "ds", n=8)
+    text = (ds / "manifest.yaml").read_text()
+    (ds / "manifest.yaml").write_text(text[:40] + "\x00" + text[40:])  # YAML's reader refuses it up front
+    with pytest.raises(DatasetError, match=r"manifest\.yaml: not valid YAML \(unacceptable character #x0000"):
         PreparedDataset(ds)

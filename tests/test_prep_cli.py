@@ -127,17 +127,17 @@ def reference(long_bag, tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM], ids=["kill-9", "ctrl-c", "sigterm"])
 def test_interrupted_run_resumes_to_identical_dataset(tmp_path, long_bag, reference, sig):
     out = tmp_path / "ds"
     first = _start_and_interrupt(long_bag, out, sig)
-    assert first.returncode == (-9 if sig == signal.SIGKILL else 130), first.stderr  # stopped mid-run, not finished
+    assert first.returncode == (-9 if sig == signal.SIGKILL else 128 + sig), first.stderr  # stopped mid-run
     assert not out.exists()  # nothing that looks like a dataset
     with pytest.raises(DatasetError, match="manifest.yaml is missing"):
         PreparedDataset(out)
     partial = out.parent / "ds.partial"
     assert (partial / "progress.yaml").exists() and not (partial / "manifest.yaml").exists()
-    if sig == signal.SIGINT:
+    if sig != signal.SIGKILL:  # SIGTERM is handled like Ctrl-C
         assert "run the same command again to resume" in first.stderr
     done_before = yaml.safe_load((partial / "progress.yaml").read_text())["num_rows"]
     assert 0 < done_before < N_FRAMES - 1

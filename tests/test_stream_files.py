@@ -172,3 +172,16 @@ def test_a_dataset_prepared_with_another_crop_runs_with_a_warning(tmp_path, engi
         result = run_source(source, engine, RunOptions(), [VideoFileSink(tmp_path / "o.mp4", 20.0)], progress=False)
     assert result.stats.frames_out == 4
     assert any("was prepared with crop" in r.getMessage() for r in caplog.records)
+
+
+def test_a_truncated_file_says_how_many_declared_frames_are_missing(tmp_path, engine):
+    full = write_video(tmp_path / "full.avi", 300, fps=15.0, fourcc="MJPG")
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 30])  # the header still declares 300 frames
+    source = VideoFileSource(cut)
+    assert source.info.total == 300
+    stats, log = run(source, engine, [])
+    assert 0 < stats.frames_out == len(log.rows) < 300
+    assert (stats.declared, stats.missing, stats.corrupt) == (300, 300 - stats.frames_in, 0)
+    assert stats.end_reason == f"end of stream ({stats.missing} of 300 declared frames missing: the file ends early)"
+    assert f"{stats.missing} missing" in stats.summary() and stats.to_dict()["missing"] == stats.missing

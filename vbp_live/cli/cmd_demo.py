@@ -59,6 +59,11 @@ def run(args: argparse.Namespace) -> int:
         print(overlay_line(res.run.overlay))
     for path in res.run.outputs:
         print(f"wrote {path.resolve()}")
+    if st.end_reason == "interrupted":
+        from vbp_live.core.signals import exit_code
+
+        print(f"ended: interrupted ({st.signal})")
+        return exit_code(st.signal)  # 130 for Ctrl-C, 143 for SIGTERM
     if st.error:
         print(f"ended: {st.end_reason}: {st.error}")
         return 1

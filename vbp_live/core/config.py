@@ -202,7 +202,10 @@ def read_yaml(path: str | Path) -> tuple[dict[str, Any], dict[str, int]]:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(f"{p}: not a text file ({e.reason})") from None
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks the characters first (a NUL byte is a YAMLError here)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}{_yaml_line(e)}: not valid YAML ({_yaml_problem(e)})") from None
     try:
         node = loader.get_single_node()
         if node is not None and _expanded_size(node, {}) > MAX_VALUES:

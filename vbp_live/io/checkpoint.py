@@ -87,7 +87,8 @@ class Checkpoint:
         try:
             return create_model(self.model_name, **self.model_args)
         except (KeyError, TypeError, ValueError, RuntimeError) as e:  # the args come from the file
-            raise CheckpointError(f"{self.path}: cannot build {self.model_name}({self.model_args}): {e}") from e
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__  # torch appends C++ frames
+            raise CheckpointError(f"{self.path}: cannot build {self.model_name}({self.model_args}): {first}") from e
 
     def check_weights_fit(self) -> None:
         """Raise a clear error unless the weights present are exactly what the model args build.
@@ -251,9 +252,9 @@ def validate(ckpt: Checkpoint) -> None:
 
 def _check_args(ckpt: Checkpoint) -> None:
     """``model.name`` is registered; every ``model.args`` key is an argument of its factory, of its type."""
-    if not isinstance(ckpt.model_name, str) or ckpt.model_name not in list_models():
+    if not isinstance(ckpt.model_name, str) or ckpt.model_name not in list_models(generic=True):
         raise CheckpointError(f"{ckpt.path}: model.name {ckpt.model_name!r} is not a registered model "
-                              f"({', '.join(list_models())})")
+                              f"({', '.join(list_models(generic=True))})")
     problem = args_problem(ckpt.model_name, ckpt.model_args)
     if problem:
         raise CheckpointError(f"{ckpt.path}: model.{problem}")

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from vbp_live.core.errors import InputError
+from vbp_live.core.config import read_yaml
+from vbp_live.core.errors import ConfigError, InputError
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.atomic import write_text_atomic
 
@@ -64,13 +65,11 @@ def frames_fingerprint(frames: np.ndarray) -> str:
 
 
 def _read_manifest(man: Path) -> dict[str, Any]:
+    """The manifest through the config module's YAML reader (safe loader, alias expansion bounded)."""
     try:
-        with open(man, encoding="utf-8") as f:
-            manifest = yaml.safe_load(f)
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{man}: not valid YAML ({str(e).splitlines()[0]})") from e
-    if not isinstance(manifest, dict):
-        raise DatasetError(f"{man}: expected a mapping of manifest keys, got {type(manifest).__name__}")
+        manifest, _ = read_yaml(man)
+    except ConfigError as e:
+        raise DatasetError(str(e)) from None
     if manifest.get("format") != FORMAT:
         raise DatasetError(f"{man}: format {manifest.get('format')!r}, expected {FORMAT!r}")
     return manifest

@@ -110,4 +110,6 @@ def args_problem(name: str, args: dict[str, Any]) -> str | None:
         ok = isinstance(value, int | float) if want is float else isinstance(value, want)
         if not ok or (isinstance(value, bool) and want is not bool):
             return f"args.{key} is {value!r} ({type(value).__name__}), {name} needs {want.__name__}"
+        if want in (int, float) and not abs(value) < 2**31:  # sizes and counts; also NaN and inf
+            return f"args.{key} is {value!r}, out of range for {name}"
     return None
