@@ -142,6 +142,7 @@ def test_real_file_equals_numpy_keras_forward_on_real_frames(real_net, shared_da
     np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # the float64 reference on 66x200 frames
 def test_real_file_vbp_matches_float64_reference(real_net, shared_data):
     """ELU net: VisualBackProp averages the post-ELU maps as they are, negative values included."""
     _, model, _ = real_net
