@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -374,3 +376,13 @@ def test_functional_chain_converts_and_a_branch_is_refused(tmp_path):
     branch = chain[:-1] + [[len(layers) - 2, 1]]  # the last Dense also takes the first conv's output
     with pytest.raises(ModelError, match="does not simply follow"):
         load_keras_h5(write_keras(tmp_path / "b.h5", layers, inbound=branch), {})
+
+
+@pytest.mark.slow  # a fresh interpreter imports torch
+def test_missing_h5py_is_one_clear_line():
+    code = ("import sys; sys.modules['h5py'] = None\n"
+            "from vbp_live.io.keras_h5 import load_keras_h5\n"
+            "from vbp_live.core.errors import CheckpointError\n"
+            "try:\n    load_keras_h5('m.h5', {})\nexcept CheckpointError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "reading Keras .h5 files needs h5py: pip install 'vbp-live[keras]'"
