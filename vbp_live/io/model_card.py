@@ -216,7 +216,7 @@ def load_card_model(path: str | os.PathLike[str], trust_pickle: bool = False) ->
     ctx = _Ctx(card, card_path, trust_pickle)
     if card.format == "checkpoint":
         ck = load_checkpoint(ctx.weights)
-        ck.meta = {**ck.meta, "card": str(card_path)}
+        ck.meta = {**ck.meta, "card": str(card_path), "weights": str(ctx.weights)}
         return ck
     loaders = {"state_dict": _state_dict, "torchscript": _torchscript, "pickle": _pickle,
                "onnx": _converted, "keras_h5": _converted}

@@ -120,7 +120,8 @@ class VBPSnapshots(Callback):
     def take(self, trainer: Trainer, epoch: float) -> None:
         """Masks for the fixed rows with the current weights (on a separate eval copy)."""
         vbp = self._shadow_vbp(trainer)
-        x = frames_to_input(np.asarray(trainer.data.frames[self.rows]), trainer.device)  # (K, C, H, W)
+        rows = np.asarray(trainer.data.frames[self.rows])  # (K, H, W[, C]) uint8
+        x = frames_to_input(rows, trainer.device, trainer.data.crop)  # (K, C, H, W)
         with torch.no_grad():
             mask = vbp.attribute(x)  # (K, 1, H, W)
         self.taken[epoch] = mask[:, 0].float().cpu().numpy().astype(np.float16)
