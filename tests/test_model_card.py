@@ -337,3 +337,18 @@ def test_run_explain_evaluate_and_import_the_keras_card_on_a_dashcam_clip(tmp_pa
     for x, y in zip(a, b, strict=True):
         assert x.steering_rad == y.steering_rad
         np.testing.assert_array_equal(x.mask, y.mask)
+
+
+@pytest.mark.slow
+def test_demo_and_bench_take_a_card(tmp_path, sd_card, capsys):
+    from vbp_live.cli.main import main
+
+    assert main(["demo", "--frames", "3", "--checkpoint", str(sd_card), "--device", "cpu", "--quiet",
+                 "--out", str(tmp_path / "demo.mp4")]) == 0
+    assert f"model: {sd_card}" in capsys.readouterr().out
+    assert main(["bench", "--checkpoint", str(sd_card), "--batches", "1", "--repeats", "1", "--no-reference",
+                 "--no-peers", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| card.yaml | 1 | forward |" in out and "vbp" in out
+    assert main(["bench", "--checkpoint", str(sd_card), "--size", "66x200", "--device", "cpu"]) == 1
+    assert "--size: the input size of --checkpoint is its own" in capsys.readouterr().err
