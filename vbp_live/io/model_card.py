@@ -229,8 +229,8 @@ class _Ctx:
     def __init__(self, card: ModelCard, path: Path, trust_pickle: bool):
         self.card, self.path, self.trust_pickle = card, path, trust_pickle
         self.lines = config.read_yaml(path)[1]
-        self.weights = (path.parent / card.weights).resolve() if not Path(card.weights).is_absolute() \
-            else Path(card.weights)
+        weights = Path(card.weights).expanduser()
+        self.weights = weights if weights.is_absolute() else (path.parent / weights).resolve()
         if not self.weights.is_file():
             raise CheckpointError(f"{self.at('weights')}: weights: no such file {self.weights}")
 
@@ -298,6 +298,12 @@ def _read_state_dict(ctx: _Ctx) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an exception from the user's code or file, on one line."""
+    text = f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @contextlib.contextmanager
 def _card_dir_on_path(folder: Path) -> Iterator[None]:
     """The card's folder on ``sys.path`` for one import (the user's code usually sits next to the card)."""
@@ -318,14 +324,14 @@ def _user_class(ctx: _Ctx) -> nn.Module:
         with _card_dir_on_path(ctx.path.parent):
             module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - the user's module failed to import: say how, one line
-        raise ModelError(f"{where}: cannot import {module_name} ({type(e).__name__}: {e})") from None
+        raise ModelError(f"{where}: cannot import {module_name} ({_one_line(e)})") from None
     cls = getattr(module, cls_name, None)
     if not isinstance(cls, type) or not issubclass(cls, nn.Module):
         raise ModelError(f"{where}: {module_name} has no torch.nn.Module class {cls_name}")
     try:
         return cls(**m.args)
     except Exception as e:  # noqa: BLE001 - the user's constructor refused the card's args
-        raise ModelError(f"{where}: {cls_name}(**{m.args}) failed ({type(e).__name__}: {e})") from None
+        raise ModelError(f"{where}: {cls_name}(**{m.args}) failed ({_one_line(e)})") from None
 
 
 def _torchscript(ctx: _Ctx) -> Checkpoint:
@@ -333,7 +339,7 @@ def _torchscript(ctx: _Ctx) -> Checkpoint:
     try:
         script = torch.jit.load(str(ctx.weights), map_location="cpu")
     except Exception as e:  # noqa: BLE001 - not a TorchScript archive: one line
-        raise CheckpointError(f"{ctx.weights}: not a TorchScript model ({str(e).splitlines()[0][:120]})") from None
+        raise CheckpointError(f"{ctx.weights}: not a TorchScript model ({_one_line(e)})") from None
     sd = {k: v.detach().clone() for k, v in script.state_dict().items()}
     m = ctx.card.model
     if m.architecture:
@@ -354,7 +360,7 @@ def _pickle(ctx: _Ctx) -> Checkpoint:
     try:
         obj = torch.load(ctx.weights, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - a missing class, a corrupt file: one line
-        raise CheckpointError(f"{ctx.weights}: cannot unpickle ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{ctx.weights}: cannot unpickle ({_one_line(e)})") from None
     if not isinstance(obj, nn.Module):
         raise CheckpointError(f"{ctx.weights}: holds a {type(obj).__name__}, not a whole model (format state_dict?)")
     sd = {k: v.detach().clone() for k, v in obj.state_dict().items()}
