@@ -22,6 +22,7 @@ factor to apply; checkpoints without it are in the project's unit.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import pickletools
@@ -36,7 +37,7 @@ from torch import nn
 from vbp_live.core.errors import CheckpointError
 from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.atomic import atomic_path
-from vbp_live.models import create_model, resolved_args
+from vbp_live.models import args_problem, create_model, list_models, resolved_args
 from vbp_live.models.output import OutputMap, SteeringOutput
 
 FORMAT = "vbp_live/checkpoint-v1"
@@ -71,13 +72,45 @@ class Checkpoint:
         return model.to(device).eval()
 
     def registered_model(self) -> nn.Module:
-        """The registered ``model_name`` with ``state_dict`` loaded (float32), as it was trained or converted."""
-        try:
-            model = create_model(self.model_name, **self.model_args)
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{self.path}: cannot build {self.model_name}({self.model_args}): {e}") from e
+        """The registered ``model_name`` with ``state_dict`` loaded (float32), as it was trained or converted.
+
+        The model is first built without memory (on the ``meta`` device) and its parameter shapes
+        are compared with the weights present, so model args that would make a model larger than
+        the file's weights are refused before anything is allocated.
+        """
+        self.check_weights_fit()
+        model = self._create()
         load_weights(model, self.state_dict, f"{self.path}: weights do not fit {self.model_name}({self.model_args})")
         return model
+
+    def _create(self) -> nn.Module:
+        try:
+            return create_model(self.model_name, **self.model_args)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # the args come from the file
+            raise CheckpointError(f"{self.path}: cannot build {self.model_name}({self.model_args}): {e}") from e
+
+    def check_weights_fit(self) -> None:
+        """Raise a clear error unless the weights present are exactly what the model args build.
+
+        Builds the model on the ``meta`` device (shapes only, no memory) and compares names and shapes.
+        """
+        with torch.device("meta"):
+            skeleton = self._create()
+        want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+        have = {k: tuple(v.shape) for k, v in self.state_dict.items()}
+        model = f"{self.model_name}({self.model_args})"
+        missing, extra = sorted(want.keys() - have.keys()), sorted(have.keys() - want.keys())
+        if missing or extra:
+            what = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}"
+            raise CheckpointError(f"{self.path}: weights do not fit {model}: state_dict {what}")
+        for k, shape in want.items():
+            if have[k] != shape:
+                n_want = sum(math.prod(v) for v in want.values())
+                raise CheckpointError(
+                    f"{self.path}: weights do not fit {model}: state_dict.{k} is {list(have[k])}, the args make "
+                    f"{list(shape)} ({n_want:,} parameters in all, the file holds "
+                    f"{sum(math.prod(v) for v in have.values()):,})"
+                )
 
     def check_model(self, name: str, args: dict[str, Any]) -> None:
         """Raise a clear error if this checkpoint is not for model ``name`` with ``args``."""
@@ -172,7 +205,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise CheckpointError(f"{p}: not a vbp_live checkpoint (format {found!r}, expected {FORMAT!r})")
     try:
-        return Checkpoint(
+        ckpt = Checkpoint(
             model_name=raw["model"]["name"],
             model_args=dict(raw["model"]["args"]),
             crop=CropSpec.from_dict(raw["crop"]),
@@ -185,6 +218,62 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         )
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{p}: malformed vbp_live checkpoint: {e}") from e
+    validate(ckpt)
+    return ckpt
+
+
+# What ``--resume`` reads from ``train_state`` (written by vbp_live.train.loop.Trainer.train_state).
+TRAIN_STATE_KEYS: dict[str, type | tuple[type, ...]] = {
+    "epoch": int, "step_in_epoch": int, "global_step": int, "steps_per_epoch": int, "world": int,
+    "epoch_sums": list, "optimizer": dict, "scaler": dict, "rng": dict,
+}
+
+
+def validate(ckpt: Checkpoint) -> None:
+    """Check a loaded checkpoint's structure before any work: one clear line naming the file and key.
+
+    Model name and args (known arguments of the registered factory, of the annotated types),
+    weights (a dict of tensors, every floating value finite) and, where present, ``train_state``
+    (the keys ``--resume`` reads, of the right types). Whether the weights fit the args is
+    checked by :meth:`Checkpoint.check_weights_fit` (no memory is allocated for it).
+    """
+    _check_args(ckpt)
+    if not isinstance(ckpt.state_dict, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in ckpt.state_dict.items()):
+        raise CheckpointError(f"{ckpt.path}: state_dict is not a mapping of names to tensors")
+    for k, v in ckpt.state_dict.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            bad = "NaN" if bool(torch.isnan(v).any()) else "infinite"
+            raise CheckpointError(f"{ckpt.path}: state_dict.{k} holds {bad} values (a diverged or damaged model)")
+    if ckpt.train_state is not None:
+        _check_train_state(ckpt)
+
+
+def _check_args(ckpt: Checkpoint) -> None:
+    """``model.name`` is registered; every ``model.args`` key is an argument of its factory, of its type."""
+    if not isinstance(ckpt.model_name, str) or ckpt.model_name not in list_models():
+        raise CheckpointError(f"{ckpt.path}: model.name {ckpt.model_name!r} is not a registered model "
+                              f"({', '.join(list_models())})")
+    problem = args_problem(ckpt.model_name, ckpt.model_args)
+    if problem:
+        raise CheckpointError(f"{ckpt.path}: model.{problem}")
+
+
+def _check_train_state(ckpt: Checkpoint) -> None:
+    st = ckpt.train_state
+    if not isinstance(st, dict):
+        raise CheckpointError(f"{ckpt.path}: train_state is {type(st).__name__}, not a mapping")
+    for key, want in TRAIN_STATE_KEYS.items():
+        if key not in st:
+            raise CheckpointError(f"{ckpt.path}: train_state.{key} is missing (a damaged checkpoint; cannot resume)")
+        value = st[key]
+        if not isinstance(value, want) or isinstance(value, bool):
+            raise CheckpointError(f"{ckpt.path}: train_state.{key} is {type(value).__name__}, expected "
+                                  f"{getattr(want, '__name__', want)}")
+        if want is int and value < 0:
+            raise CheckpointError(f"{ckpt.path}: train_state.{key} is {value}, expected a count (>= 0)")
+    if not isinstance(st["rng"].get("torch"), torch.Tensor):
+        raise CheckpointError(f"{ckpt.path}: train_state.rng.torch is missing (cannot resume the random state)")
 
 
 def read_weights_only(path: Path, map_location: str | torch.device = "cpu") -> Any:

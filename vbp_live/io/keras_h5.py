@@ -88,6 +88,8 @@ def load_keras_h5(
         create_model("layer_stack", **args).load_state_dict(conv.state)  # the specs build and the weights fit
     except ModelError as e:
         raise ModelError(f"{path}: {e}") from e
+    except RuntimeError as e:  # a file whose shapes contradict each other (e.g. kernel_shape vs. weights)
+        raise ModelError(f"{path}: the converted weights do not fit: {str(e).splitlines()[0]}") from e
     log.info("converted %s: %d Keras layers -> %d layer_stack layers", path, len(layers), len(conv.specs))
     return "layer_stack", args, conv.state
 
@@ -118,10 +120,12 @@ def _layer_configs(config: dict[str, Any], path: Any) -> list[tuple[str, dict[st
     raw = body if isinstance(body, list) else (body or {}).get("layers")
     if kind not in ("Sequential", "Model", "Functional") or not isinstance(raw, list):
         raise ModelError(f"{path}: model_config is a {kind!r}; only Sequential models and single chains convert")
-    layers = [(str(entry["class_name"]), dict(entry["config"], name=entry.get("name", entry["config"].get("name"))))
-              for entry in raw]
-    if kind != "Sequential":
-        _check_chain(raw, path)
+    try:
+        layers = [(str(e["class_name"]), dict(e["config"], name=e.get("name", e["config"].get("name")))) for e in raw]
+        if kind != "Sequential":
+            _check_chain(raw, path)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
+        raise ModelError(f"{path}: model_config layer list not understood ({e!r})") from e
     return layers
 
 
@@ -176,8 +180,8 @@ def _layer_weights(root: Any, cfg: dict[str, Any], path: Any) -> list[np.ndarray
     names = [_attr_str(n) for n in group.attrs.get("weight_names", [])]
     try:
         return [np.asarray(group[n], dtype=np.float64) for n in names]
-    except KeyError as e:
-        raise CheckpointError(f"{path}: weights of layer {name!r} are incomplete ({e})") from e
+    except (KeyError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: weights of layer {name!r} cannot be read ({e})") from e
 
 
 def _pair(v: Any, default: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -237,14 +241,13 @@ class _Converter:
         if cls in IDENTITY_LAYERS:
             handler = _Converter.identity
         if handler is None:
-            raise ModelError(f"{self.path}: unsupported Keras layer {cls} {cfg.get('name')!r}: "
-                             f"{json.dumps(cfg, default=str)}")
+            raise ModelError(f"{self.path}: unsupported Keras layer {cls} {cfg.get('name')!r}: {_short(cfg)}")
         try:
             handler(self, cfg, weights)
         except ModelError:
             raise
         except (KeyError, IndexError, TypeError, ValueError) as e:
-            what = f"{cls} config or weights not understood ({e!r}): {json.dumps(cfg, default=str)}"
+            what = f"{cls} config or weights not understood ({e!r}): {_short(cfg)}"
             raise self.fail(cfg, what) from e
 
     def push(self, spec: dict[str, Any], **tensors: np.ndarray) -> None:
@@ -421,8 +424,14 @@ class _Converter:
         """ReLU layer: plain, capped at 6 or leaky; other thresholds are refused."""
         cap, slope = cfg.get("max_value"), float(cfg.get("negative_slope") or 0.0)
         if float(cfg.get("threshold") or 0.0) != 0.0 or cap not in (None, 6, 6.0) or (cap and slope):
-            raise self.fail(cfg, f"ReLU with threshold/max_value/negative_slope {json.dumps(cfg, default=str)}")
+            raise self.fail(cfg, f"ReLU with threshold/max_value/negative_slope is not supported: {_short(cfg)}")
         self.push({"type": "relu6"} if cap else {"type": "leaky_relu", "alpha": slope} if slope else {"type": "relu"})
+
+
+def _short(cfg: dict[str, Any], limit: int = 400) -> str:
+    """A layer config as one line of JSON, cut at ``limit`` characters."""
+    text = json.dumps(cfg, default=str)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _four(v: Any) -> tuple[int, int, int, int]:

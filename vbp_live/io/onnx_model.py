@@ -7,10 +7,10 @@ format stores it and ``create_model`` + ``load_state_dict`` rebuild it. Convs be
 converted graph. (onnx2torch would need torchvision; this converter needs only ``onnx``.)
 
 Supported ops: Conv, Relu, Elu, LeakyRelu, Tanh, Sigmoid, Gemm, MatMul, Add, Sub, Mul, Div,
-Flatten, Reshape (with a constant shape), MaxPool, AveragePool, GlobalAveragePool,
-BatchNormalization, Dropout, Identity, Transpose, Constant, Concat, Squeeze, Unsqueeze,
-Softmax, LogSoftmax. Any other op is refused with one line naming it and its node, as are shapes
-computed at run time (Shape, Gather, ...): export with static shapes (a free batch axis is fine).
+Flatten, Reshape, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization, Dropout, Identity,
+Transpose, Constant, Concat, Squeeze, Unsqueeze, Softmax, LogSoftmax, and Shape and Gather (so the
+``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` that exporters write for
+``x.view(x.size(0), -1)`` works). Any other op is refused with one line naming it and its node.
 A graph whose one input is NHWC and immediately transposed to NCHW is converted to take NCHW.
 """
 
@@ -70,6 +70,8 @@ def load_onnx(path: str | os.PathLike[str]) -> tuple[str, dict[str, Any], dict[s
         create_model("op_graph", **args).load_state_dict(conv.state)  # the specs build and the weights fit
     except ModelError as e:
         raise ModelError(f"{path}: {e}") from e
+    except RuntimeError as e:  # a file whose shapes contradict each other (e.g. kernel_shape vs. weights)
+        raise ModelError(f"{path}: the converted weights do not fit: {str(e).splitlines()[0]}") from e
     log.info("converted %s: %d ONNX nodes -> %d op_graph nodes", path, len(model.graph.node), len(conv.specs))
     return "op_graph", args, conv.state
 
@@ -180,6 +182,8 @@ class _Converter:
         if name in self.defined:
             return name
         if name in self.consts:
+            if self.consts[name].dtype not in _DTYPES:
+                raise self.fail(node, f"constant {name!r} of type {self.consts[name].dtype} is not supported")
             self.used[name] = None
             return name
         raise self.fail(node, f"input {name!r} is not produced by any supported node")
@@ -310,10 +314,22 @@ class _Converter:
         self.push(node, "flatten", [node.input[0]], axis=int(attrs.get("axis", 1)))
 
     def reshape(self, node: Any, attrs: dict[str, Any]) -> None:
-        """Reshape to a constant shape."""
-        shape = self.const(node, 1, "shape")
-        self.push(node, "reshape", [node.input[0]], shape=[int(v) for v in shape.reshape(-1)],
-                  allowzero=int(attrs.get("allowzero", 0)))
+        """Reshape to a constant shape, or to one computed in the graph (Shape -> Gather -> Concat)."""
+        shape = self.opt_const(node, 1)
+        if shape is None:
+            self.push(node, "reshape", list(node.input[:2]), allowzero=int(attrs.get("allowzero", 0)))
+        else:
+            self.push(node, "reshape", [node.input[0]], shape=[int(v) for v in shape.reshape(-1)],
+                      allowzero=int(attrs.get("allowzero", 0)))
+
+    def shape(self, node: Any, attrs: dict[str, Any]) -> None:
+        """Shape (start, end): the input's sizes as an int64 tensor."""
+        extra = {k: int(attrs[k]) for k in ("start", "end") if k in attrs}
+        self.push(node, "shape", [node.input[0]], **extra)
+
+    def gather(self, node: Any, attrs: dict[str, Any]) -> None:
+        """Gather (axis) with any indices."""
+        self.push(node, "gather", list(node.input[:2]), axis=int(attrs.get("axis", 0)))
 
     def transpose(self, node: Any, attrs: dict[str, Any]) -> None:
         """Transpose (perm; reversed axes by default)."""
@@ -376,6 +392,7 @@ _OPS = {
     **dict.fromkeys(("Relu", "Elu", "LeakyRelu", "Tanh", "Sigmoid", "Dropout", "Identity"), _Converter.activation),
     **dict.fromkeys(("Add", "Sub", "Mul", "Div", "MatMul"), _Converter.binary),
     "Flatten": _Converter.flatten, "Reshape": _Converter.reshape, "Transpose": _Converter.transpose,
+    "Shape": _Converter.shape, "Gather": _Converter.gather,
     "Constant": _Converter.constant, "Concat": _Converter.concat,
     "Squeeze": _Converter.squeeze, "Unsqueeze": _Converter.squeeze,
     "Softmax": _Converter.softmax, "LogSoftmax": _Converter.softmax,

@@ -14,8 +14,10 @@ Ops with weights or that VisualBackProp must see (convs, dense, batchnorm, pooli
 identity) are modules built by :func:`~vbp_live.models.layer_stack.build_layer` (``nodes.n<i>`` in
 the state dict) and receive the very tensor the previous module returned, so the tracer follows
 the conv chain. The others are tensor functions: add, sub, mul, div, matmul, flatten (axis),
-reshape (shape, allowzero), transpose (perm), concat (axis), squeeze / unsqueeze (axes),
-softmax / log_softmax (axis), global_avgpool. Constants (initializers and ``Constant`` values
+reshape (a constant shape, or a second input with the shape computed from ``shape`` / ``gather`` /
+``concat`` nodes, as exporters write ``x.view(x.size(0), -1)``; allowzero), transpose (perm),
+concat (axis), squeeze / unsqueeze (axes), softmax / log_softmax (axis), global_avgpool,
+shape (start, end), gather (axis). Constants (initializers and ``Constant`` values
 used as tensors) are buffers ``consts.c<j>`` whose shapes and dtypes the args state.
 """
 
@@ -38,8 +40,8 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.f
           "int64": torch.int64, "int32": torch.int32, "bool": torch.bool}
 
 
-def _reshape(spec: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
-    shape = [int(v) for v in spec["shape"]]
+def _reshape(spec: Mapping[str, Any], x: torch.Tensor, computed: torch.Tensor | None = None) -> torch.Tensor:
+    shape = [int(v) for v in (spec["shape"] if computed is None else computed.tolist())]
     if not spec.get("allowzero", 0):
         shape = [x.shape[i] if v == 0 else v for i, v in enumerate(shape)]  # 0 copies the input's size
     return x.reshape(shape)
@@ -62,6 +64,16 @@ def _unsqueeze(spec: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _gather(spec: Mapping[str, Any], data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    axis = int(spec.get("axis", 0)) % data.dim()
+    picked = torch.index_select(data, axis, indices.reshape(-1) % data.shape[axis])
+    return picked.reshape((*data.shape[:axis], *indices.shape, *data.shape[axis + 1:]))
+
+
+def _shape(spec: Mapping[str, Any], x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(x.shape[spec.get("start", 0): spec.get("end")], dtype=torch.int64, device=x.device)
+
+
 FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "add": lambda s, a, b: a + b,
     "sub": lambda s, a, b: a - b,
@@ -77,6 +89,8 @@ FUNCTIONS: dict[str, Callable[..., torch.Tensor]] = {
     "softmax": lambda s, x: torch.softmax(x, dim=int(s.get("axis", -1))),
     "log_softmax": lambda s, x: torch.log_softmax(x, dim=int(s.get("axis", -1))),
     "global_avgpool": lambda s, x: x.mean(dim=tuple(range(2, x.dim())), keepdim=True),
+    "shape": _shape,
+    "gather": _gather,
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -82,3 +83,31 @@ def resolved_args(name: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     params = inspect.signature(_REGISTRY[name]).parameters
     return {k: p.default for k, p in params.items() if p.default is not inspect.Parameter.empty} | dict(kwargs)
+
+
+def model_arg_types(name: str) -> dict[str, type | None]:
+    """Each argument of model ``name``'s factory and its annotated plain type (int, float, bool, str; else None)."""
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
+    fn = _REGISTRY[name]
+    hints = typing.get_type_hints(fn)
+    plain = (int, float, bool, str)
+    return {k: (hints.get(k) if hints.get(k) in plain else None) for k in inspect.signature(fn).parameters}
+
+
+def args_problem(name: str, args: dict[str, Any]) -> str | None:
+    """What is wrong with ``args`` for model ``name`` (an unknown argument or a wrong type), or None.
+
+    The text names the key as ``args.<key>``, for the caller to prefix with where the args came from.
+    """
+    types = model_arg_types(name)
+    for key, value in args.items():
+        if key not in types:
+            return f"args.{key} is not an argument of {name} (its arguments: {', '.join(types) or 'none'})"
+        want = types[key]
+        if want is None:
+            continue
+        ok = isinstance(value, int | float) if want is float else isinstance(value, want)
+        if not ok or (isinstance(value, bool) and want is not bool):
+            return f"args.{key} is {value!r} ({type(value).__name__}), {name} needs {want.__name__}"
+    return None

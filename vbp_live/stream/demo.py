@@ -70,6 +70,7 @@ def run_demo(
     batch_size: int | None = None,
     progress: bool = True,
     trust_pickle: bool = False,
+    look: dict[str, object] | None = None,
 ) -> DemoResult:
     """Render a synthetic drive and write its overlay video.
 
@@ -82,6 +83,7 @@ def run_demo(
         batch_size: most frames per model step (default: 2 on CPU, 16 on CUDA).
         progress: show a progress bar.
         trust_pickle: allow a model card's whole pickled model (runs code from the file).
+        look: overlay look as :class:`RunOptions` fields (``render``, ``color``, ``timeline_s``, ...).
     """
     from vbp_live.synth import DriveConfig, render_frames, simulate_drive
 
@@ -91,7 +93,7 @@ def run_demo(
     pairs = ((img, float(t)) for (img, _), t in zip(render_frames(drive), drive.steering, strict=True))
     name = f"synthetic drive (seed {seed})"
     source = ArraySource(pairs, fps=drive.config.fps, total=frames, name=name, size=(640, 480))
-    opts = RunOptions(batch_size=batch_size)
+    opts = RunOptions(batch_size=batch_size, **(look or {}))
     preds = PredictionLog()
     sink = VideoFileSink(Path(out), drive.config.fps)
     note = "" if trained else UNTRAINED_NOTE

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vbp_live.attribution import create_method, list_methods
+from vbp_live.attribution.ones_kernel import minmax_normalize
 from vbp_live.core.errors import InputError, ModelError
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.models import frames_to_input
@@ -34,10 +35,13 @@ class Prediction:
     Attributes:
         steering_rad: predicted steering wheel angle (rad).
         mask: float32 (out_height, out_width) VisualBackProp mask in [0, 1], on the network input grid.
+        mask_range: (min, max) of the mask before its per-frame min-max: ``min + mask * (max - min)``
+            is the raw mask, whose scale the overlay keeps across frames.
     """
 
     steering_rad: float
     mask: np.ndarray
+    mask_range: tuple[float, float] = (0.0, 1.0)
 
 
 def usable_cores() -> int:
@@ -161,12 +165,16 @@ class OverlayEngine:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            res = self.method.run(x)
+            res = self.method.run(x, raw=True)
+            raw = res.mask.flatten(1)  # (B, h*w)
+            lo, hi = raw.amin(1), raw.amax(1)  # (B,), (B,)
+            mask = minmax_normalize(res.mask)  # (B, 1, h, w)
         out = res.output.reshape(len(images), -1)  # (B, n_out)
         if out.shape[1] != 1:
             raise ModelError(
                 f"vbp-live run shows steering: the model must output 1 value per frame, got {out.shape[1]}"
             )
         steer = out[:, 0].float().cpu().numpy()  # (B,)
-        masks = res.mask[:, 0].float().cpu().numpy()  # (B, h, w)
-        return [Prediction(float(s), m) for s, m in zip(steer, masks, strict=True)]
+        masks = mask[:, 0].float().cpu().numpy()  # (B, h, w)
+        ranges = torch.stack([lo, hi], 1).float().cpu().tolist()  # (B, 2)
+        return [Prediction(float(s), m, (r[0], r[1])) for s, m, r in zip(steer, masks, ranges, strict=True)]
