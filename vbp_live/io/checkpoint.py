@@ -251,7 +251,7 @@ def validate(ckpt: Checkpoint) -> None:
 
 def _check_args(ckpt: Checkpoint) -> None:
     """``model.name`` is registered; every ``model.args`` key is an argument of its factory, of its type."""
-    if not isinstance(ckpt.model_name, str) or ckpt.model_name not in list_models():
+    if not isinstance(ckpt.model_name, str) or ckpt.model_name not in list_models(generic=True):
         raise CheckpointError(f"{ckpt.path}: model.name {ckpt.model_name!r} is not a registered model "
                               f"({', '.join(list_models())})")
     problem = args_problem(ckpt.model_name, ckpt.model_args)
