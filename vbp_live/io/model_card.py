@@ -36,6 +36,8 @@ from vbp_live.core.config import ConfigValueError
 from vbp_live.core.errors import CheckpointError, ConfigError, ModelError
 from vbp_live.core.preprocess import CropSpec, affine_scaling
 from vbp_live.io.checkpoint import Checkpoint, load_checkpoint, load_weights, read_weights_only, save_checkpoint
+from vbp_live.io.keras_h5 import load_keras_h5  # h5py / onnx are imported only when a file is read
+from vbp_live.io.onnx_model import load_onnx
 from vbp_live.models import create_model, list_models
 from vbp_live.models.output import OutputMap, steering_scale
 from vbp_live.models.script import script_layer_stack
@@ -376,12 +378,8 @@ def _pickle(ctx: _Ctx) -> Checkpoint:
 def _converted(ctx: _Ctx) -> Checkpoint:
     """``format: onnx`` / ``keras_h5``: the converters give a registered net, its args and weights."""
     if ctx.card.format == "onnx":
-        from vbp_live.io.onnx_model import load_onnx  # optional extra: imported only for ONNX cards
-
         name, args, sd = load_onnx(ctx.weights)
     else:
-        from vbp_live.io.keras_h5 import load_keras_h5  # h5py: imported only for Keras cards
-
         lambdas = {k: (v.scale, v.offset) for k, v in ctx.card.keras.lambdas.items()}
         name, args, sd = load_keras_h5(ctx.weights, lambdas)
     return ctx.registered(name, args, sd)
