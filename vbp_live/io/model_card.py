@@ -222,7 +222,24 @@ def load_card_model(path: str | os.PathLike[str], trust_pickle: bool = False) ->
         return ck
     loaders = {"state_dict": _state_dict, "torchscript": _torchscript, "pickle": _pickle,
                "onnx": _converted, "keras_h5": _converted}
-    return loaders[card.format](ctx)
+    ck = loaders[card.format](ctx)
+    _check_forward(ctx, ck)
+    return ck
+
+
+def _check_forward(ctx: _Ctx, ck: Checkpoint) -> None:
+    """One forward pass on a random input of the card's size: the input fits and ``output.index`` exists."""
+    model = ck.module if ck.module is not None else ck.registered_model()
+    try:
+        with torch.no_grad():
+            out = model.eval()(ctx.example())
+    except Exception as e:  # noqa: BLE001 - the net refuses the card's input: one line naming the card's key
+        raise ConfigError(f"{ctx.at('input')}: input: the model does not take a {ck.crop.channels}x"
+                          f"{ck.crop.out_height}x{ck.crop.out_width} input ({_one_line(e)})") from None
+    n_out = out.reshape(out.shape[0], -1).shape[1] if isinstance(out, torch.Tensor) else 0
+    if ck.output.index >= n_out:
+        raise ConfigError(f"{ctx.at('output.index') if 'output.index' in ctx.lines else ctx.at('output')}: "
+                          f"output.index {ck.output.index} but the model has {n_out} output(s) per frame")
 
 
 class _Ctx:
