@@ -19,6 +19,9 @@ Supported layers: InputLayer, Lambda, Conv2D/Convolution2D, Dense, Flatten, Drop
 layers that are the identity at inference), Cropping2D, ZeroPadding2D, MaxPooling2D,
 AveragePooling2D, BatchNormalization, Activation, ELU, ReLU, LeakyReLU; activations inside layers.
 Anything else is refused with one line naming the layer and its config.
+
+Importing this module needs no optional package: h5py (the ``keras`` extra) is imported when a
+file is read, and its absence is then a one-line :class:`CheckpointError`.
 """
 
 from __future__ import annotations

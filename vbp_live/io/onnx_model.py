@@ -12,6 +12,9 @@ Transpose, Constant, Concat, Squeeze, Unsqueeze, Softmax, LogSoftmax, and Shape 
 ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape`` that exporters write for
 ``x.view(x.size(0), -1)`` works). Any other op is refused with one line naming it and its node.
 A graph whose one input is NHWC and immediately transposed to NCHW is converted to take NCHW.
+
+Importing this module needs no optional package: ``onnx`` (the ``onnx`` extra) is imported when a
+file is converted, and its absence is then a one-line :class:`CheckpointError`.
 """
 
 from __future__ import annotations
