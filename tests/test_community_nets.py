@@ -124,3 +124,23 @@ def test_vbp_train_trains_pilotnet_with_snapshots(tmp_path):
         masks = [z[k] for k in z.files if k.startswith("epoch_")]
     assert len(masks) == 2 and masks[0].shape == (2, 66, 200)
     assert ck.build_model()(torch.zeros(1, 1, 66, 200)).shape == (1, 1)
+
+
+def test_training_reads_frames_with_the_datasets_scaling():
+    """A dataset prepared for a net that takes x/127.5-1 trains on x/127.5-1, as the overlay feeds it."""
+    from vbp_live.core.preprocess import CropSpec, affine_scaling
+    from vbp_live.models import frames_to_input
+    from vbp_live.train.data import BatchLoader
+    from vbp_live.train.metrics import evaluate_model
+
+    scale, offset = affine_scaling("x/127.5-1")
+    crop = CropSpec(0.0, 1.0, 66, 200, scale=scale, offset=offset)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 66, 200), dtype=np.uint8)
+    x, _ = BatchLoader(frames, np.zeros(4, np.float32), [np.arange(4)], prefetch=0, crop=crop).load(np.arange(4))
+    assert float(x.min()) < 0 and torch.equal(x, frames_to_input(frames, spec=crop))
+    torch.testing.assert_close(x, torch.from_numpy(frames[:, None] / 127.5 - 1).float())
+    net = create_model("pilotnet", channels=1).eval()
+    with torch.no_grad():
+        want = float(((net(x)[:, 0] - 0.1) ** 2).mean().sqrt())
+    got = evaluate_model(net, frames, np.full(4, 0.1, np.float32), np.arange(4), crop=crop)["val_rmse_rad"]
+    assert got == pytest.approx(want, rel=1e-5)

@@ -142,6 +142,10 @@ def test_old_and_new_dicts_round_trip():
     assert CropSpec.from_dict(yaml.safe_load(yaml.safe_dump(d))) == spec  # dataset manifests are YAML
     assert CropSpec.from_dict({"top": 0.5, "bottom": 1.0, "out_height": 4, "out_width": 4, "left": 0.0,
                                "right": 1.0, "grayscale": True, "interpolation": "area"}) == CropSpec(0.5, 1, 4, 4)
+    preset = CROP_PRESETS["netsvf"].to_dict()  # a preset with an old-style override (prep's crop.grayscale)
+    assert CropSpec.from_dict({**preset, "grayscale": False}).color == "bgr"
+    assert CropSpec.from_dict({**preset, "color": "yuv", "grayscale": False}).color == "yuv"
+    assert CropSpec.from_dict({**preset, "color": "yuv", "grayscale": True}).color == "gray"
 
 
 @pytest.mark.parametrize("color,code", [("rgb", "COLOR_BGR2RGB"), ("yuv", "COLOR_BGR2YUV"), ("hsv", "COLOR_BGR2HSV")])

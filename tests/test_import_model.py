@@ -146,3 +146,52 @@ def test_old_checkpoints_are_in_project_units(tmp_path):
     assert "output" not in torch.load(path, weights_only=True) and load_checkpoint(path).output == OutputMap()
     assert steering_scale("degrees", "left") == pytest.approx(math.pi / 180)
     assert steering_scale("radians", "right", "road_wheel", steering_ratio=16) == -16
+
+
+def _export(fmt: str, net: torch.nn.Module, folder: Path) -> Path:
+    """``net`` written as ``fmt``: a state dict, a TorchScript file or an ONNX file."""
+    x = torch.rand(1, 3, 66, 200)
+    if fmt == "state_dict":
+        torch.save(net.state_dict(), folder / "model.pth")
+        return write_card(folder, "format: state_dict\nweights: model.pth\nmodel: {architecture: pilotnet, "
+                          "args: {activation: elu}}\n")
+    if fmt == "torchscript":
+        torch.jit.save(torch.jit.trace(net, x), folder / "model.ts")
+        return write_card(folder, "format: torchscript\nweights: model.ts\n")
+    torch.onnx.export(net, (x,), str(folder / "model.onnx"), dynamo=False, opset_version=13, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "b"}, "y": {0: "b"}})
+    return write_card(folder, "format: onnx\nweights: model.onnx\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["state_dict", "torchscript", "onnx"])
+def test_every_format_runs_explains_evaluates_and_round_trips(tmp_path, pilot, fmt, capsys):
+    """The issue's 'done when' for PyTorch formats: run, explain and evaluate from a card; import-model identical."""
+    import cv2
+
+    card = _export(fmt, pilot, tmp_path)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, f in enumerate(sim_frames(3)):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), f)
+    common = ["--checkpoint", str(card), "--device", "cpu"]
+    assert main(["run", str(frames), *common, "--out", str(tmp_path / "o.mp4")]) == 0
+    assert main(["explain", str(frames), *common, "--methods", "vbp", "--frames", "2", "--out",
+                 str(tmp_path / "ex")]) == 0
+    assert main(["evaluate", "--data", str(frames), *common, "--methods", "vbp", "--frames", "2", "--steps", "2",
+                 "--sanity-frames", "0", "--out", str(tmp_path / "ev")]) == 0
+    assert main(["import-model", str(card), "-o", str(tmp_path / "m.pt")]) == 0
+    capsys.readouterr()
+    same_predictions(card, tmp_path / "m.pt")
+    if fmt == "onnx":  # outputs equal onnxruntime's on the preprocessed frames
+        import onnxruntime as ort
+
+        from vbp_live.core.preprocess import preprocess_frame
+        from vbp_live.models import frames_to_input
+
+        ck = open_model(card)
+        x = frames_to_input(np.stack([preprocess_frame(f, ck.crop) for f in sim_frames(3)]), spec=ck.crop)
+        (want,) = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"x": x.numpy()})
+        with torch.no_grad():
+            got = ck.build_model()(x).numpy()
+        np.testing.assert_allclose(got, want * SIM_SCALE, rtol=1e-4, atol=1e-5)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from card_helpers import SIM_SCALE, sim_frames, write_card
+from card_helpers import SIM_INPUT, SIM_SCALE, sim_frames, write_card
 from torch import nn
 
 from vbp_live.attribution import create_method
@@ -337,3 +337,29 @@ def test_run_explain_evaluate_and_import_the_keras_card_on_a_dashcam_clip(tmp_pa
     for x, y in zip(a, b, strict=True):
         assert x.steering_rad == y.steering_rad
         np.testing.assert_array_equal(x.mask, y.mask)
+
+
+@pytest.mark.slow
+def test_demo_and_bench_take_a_card(tmp_path, sd_card, capsys):
+    from vbp_live.cli.main import main
+
+    assert main(["demo", "--frames", "3", "--checkpoint", str(sd_card), "--device", "cpu", "--quiet",
+                 "--out", str(tmp_path / "demo.mp4")]) == 0
+    assert f"model: {sd_card}" in capsys.readouterr().out
+    assert main(["bench", "--checkpoint", str(sd_card), "--batches", "1", "--repeats", "1", "--no-reference",
+                 "--no-peers", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| card.yaml | 1 | forward |" in out and "vbp" in out
+    assert main(["bench", "--checkpoint", str(sd_card), "--size", "66x200", "--device", "cpu"]) == 1
+    assert "--size: the input size of --checkpoint is its own" in capsys.readouterr().err
+
+
+def test_an_input_size_or_output_index_the_model_lacks_is_one_line(tmp_path, pilot):
+    torch.save(pilot.state_dict(), tmp_path / "model.pth")
+    head = "format: state_dict\nweights: model.pth\nmodel: {architecture: pilotnet, args: {activation: elu}}\n"
+    card = write_card(tmp_path, head, SIM_INPUT.replace("height: 66", "height: 30"))
+    with pytest.raises(ConfigError, match=r"card\.yaml:4: input: the model does not take a 3x30x200 input \("):
+        open_model(card)
+    card = write_card(tmp_path, head, SIM_INPUT + "  index: 1\n")
+    with pytest.raises(ConfigError, match=r"card\.yaml:\d+: output\.index 1 but the model has 1 output\(s\) per frame"):
+        open_model(card)

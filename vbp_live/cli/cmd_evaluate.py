@@ -101,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     cache_dir = out / "cache"
     if args.no_resume and cache_dir.exists():
         shutil.rmtree(cache_dir)
-    cache = ResultCache(cache_dir, fingerprint(ckpt_path, samples, cfg))
+    files = [ckpt_path, *([Path(ckpt.meta["weights"])] if "weights" in ckpt.meta else [])]  # a card: its weights too
+    cache = ResultCache(cache_dir, fingerprint(files, samples, cfg))
     meta = {"checkpoint": str(ckpt_path), "data": str(args.data),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
     results, maps = evaluate(samples, model, cfg, cache, progress=tqdm, meta=meta, crop=ckpt.crop)

@@ -159,11 +159,14 @@ class CropSpec:
     def from_dict(cls, d: Mapping[str, Any]) -> CropSpec:
         """Build from a dict, rejecting unknown keys with a clear message.
 
-        Dicts written before colour spaces existed (``grayscale: true/false``) still load.
+        Dicts written before colour spaces existed (``grayscale: true/false``) still load; a
+        ``grayscale`` key next to ``color`` (a preset's dict with an old-style override) wins:
+        true means ``gray``, false keeps a colour ``color`` or means ``bgr``.
         """
         d = dict(d)
-        if "grayscale" in d and "color" not in d:
-            d["color"] = "gray" if d.pop("grayscale") else "bgr"
+        if "grayscale" in d:
+            gray, color = d.pop("grayscale"), d.get("color", "gray")
+            d["color"] = "gray" if gray else (color if color != "gray" else "bgr")
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:

@@ -88,9 +88,11 @@ class ResultCache:
         write_text_atomic(self.dir / f"{name}.json", json.dumps({"fingerprint": self.fingerprint, "result": result}))
 
 
-def fingerprint(checkpoint: Path, samples: Sequence[Sample], cfg: EvalConfig) -> str:
-    """Hash of the checkpoint bytes, the frames and the settings (not the device)."""
-    h = hashlib.sha1(Path(checkpoint).read_bytes())
+def fingerprint(checkpoint: Path | Sequence[Path], samples: Sequence[Sample], cfg: EvalConfig) -> str:
+    """Hash of the model's files (a checkpoint, or a model card and its weights), the frames and the settings."""
+    h = hashlib.sha1()
+    for path in [checkpoint] if isinstance(checkpoint, str | Path) else checkpoint:
+        h.update(Path(path).read_bytes())
     for s in samples:
         h.update(s.name.encode())
         h.update(np.ascontiguousarray(s.net_input).tobytes())

@@ -36,6 +36,8 @@ from vbp_live.core.config import ConfigValueError
 from vbp_live.core.errors import CheckpointError, ConfigError, ModelError
 from vbp_live.core.preprocess import CropSpec, affine_scaling
 from vbp_live.io.checkpoint import Checkpoint, load_checkpoint, load_weights, read_weights_only, save_checkpoint
+from vbp_live.io.keras_h5 import load_keras_h5  # h5py / onnx are imported only when a file is read
+from vbp_live.io.onnx_model import load_onnx
 from vbp_live.models import create_model, list_models
 from vbp_live.models.output import OutputMap, steering_scale
 from vbp_live.models.script import script_layer_stack
@@ -216,11 +218,28 @@ def load_card_model(path: str | os.PathLike[str], trust_pickle: bool = False) ->
     ctx = _Ctx(card, card_path, trust_pickle)
     if card.format == "checkpoint":
         ck = load_checkpoint(ctx.weights)
-        ck.meta = {**ck.meta, "card": str(card_path)}
+        ck.meta = {**ck.meta, "card": str(card_path), "weights": str(ctx.weights)}
         return ck
     loaders = {"state_dict": _state_dict, "torchscript": _torchscript, "pickle": _pickle,
                "onnx": _converted, "keras_h5": _converted}
-    return loaders[card.format](ctx)
+    ck = loaders[card.format](ctx)
+    _check_forward(ctx, ck)
+    return ck
+
+
+def _check_forward(ctx: _Ctx, ck: Checkpoint) -> None:
+    """One forward pass on a random input of the card's size: the input fits and ``output.index`` exists."""
+    model = ck.module if ck.module is not None else ck.registered_model()
+    try:
+        with torch.no_grad():
+            out = model.eval()(ctx.example())
+    except Exception as e:  # noqa: BLE001 - the net refuses the card's input: one line naming the card's key
+        raise ConfigError(f"{ctx.at('input')}: input: the model does not take a {ck.crop.channels}x"
+                          f"{ck.crop.out_height}x{ck.crop.out_width} input ({_one_line(e)})") from None
+    n_out = out.reshape(out.shape[0], -1).shape[1] if isinstance(out, torch.Tensor) else 0
+    if ck.output.index >= n_out:
+        raise ConfigError(f"{ctx.at('output.index') if 'output.index' in ctx.lines else ctx.at('output')}: "
+                          f"output.index {ck.output.index} but the model has {n_out} output(s) per frame")
 
 
 class _Ctx:
@@ -229,8 +248,8 @@ class _Ctx:
     def __init__(self, card: ModelCard, path: Path, trust_pickle: bool):
         self.card, self.path, self.trust_pickle = card, path, trust_pickle
         self.lines = config.read_yaml(path)[1]
-        self.weights = (path.parent / card.weights).resolve() if not Path(card.weights).is_absolute() \
-            else Path(card.weights)
+        weights = Path(card.weights).expanduser()
+        self.weights = weights if weights.is_absolute() else (path.parent / weights).resolve()
         if not self.weights.is_file():
             raise CheckpointError(f"{self.at('weights')}: weights: no such file {self.weights}")
 
@@ -298,6 +317,12 @@ def _read_state_dict(ctx: _Ctx) -> dict[str, torch.Tensor]:
     return sd
 
 
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    """``Type: message`` of an exception from the user's code or file, on one line."""
+    text = f"{type(e).__name__}: {' '.join(str(e).split())}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @contextlib.contextmanager
 def _card_dir_on_path(folder: Path) -> Iterator[None]:
     """The card's folder on ``sys.path`` for one import (the user's code usually sits next to the card)."""
@@ -318,14 +343,14 @@ def _user_class(ctx: _Ctx) -> nn.Module:
         with _card_dir_on_path(ctx.path.parent):
             module = importlib.import_module(module_name)
     except Exception as e:  # noqa: BLE001 - the user's module failed to import: say how, one line
-        raise ModelError(f"{where}: cannot import {module_name} ({type(e).__name__}: {e})") from None
+        raise ModelError(f"{where}: cannot import {module_name} ({_one_line(e)})") from None
     cls = getattr(module, cls_name, None)
     if not isinstance(cls, type) or not issubclass(cls, nn.Module):
         raise ModelError(f"{where}: {module_name} has no torch.nn.Module class {cls_name}")
     try:
         return cls(**m.args)
     except Exception as e:  # noqa: BLE001 - the user's constructor refused the card's args
-        raise ModelError(f"{where}: {cls_name}(**{m.args}) failed ({type(e).__name__}: {e})") from None
+        raise ModelError(f"{where}: {cls_name}(**{m.args}) failed ({_one_line(e)})") from None
 
 
 def _torchscript(ctx: _Ctx) -> Checkpoint:
@@ -333,7 +358,7 @@ def _torchscript(ctx: _Ctx) -> Checkpoint:
     try:
         script = torch.jit.load(str(ctx.weights), map_location="cpu")
     except Exception as e:  # noqa: BLE001 - not a TorchScript archive: one line
-        raise CheckpointError(f"{ctx.weights}: not a TorchScript model ({str(e).splitlines()[0][:120]})") from None
+        raise CheckpointError(f"{ctx.weights}: not a TorchScript model ({_one_line(e)})") from None
     sd = {k: v.detach().clone() for k, v in script.state_dict().items()}
     m = ctx.card.model
     if m.architecture:
@@ -354,7 +379,7 @@ def _pickle(ctx: _Ctx) -> Checkpoint:
     try:
         obj = torch.load(ctx.weights, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - a missing class, a corrupt file: one line
-        raise CheckpointError(f"{ctx.weights}: cannot unpickle ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{ctx.weights}: cannot unpickle ({_one_line(e)})") from None
     if not isinstance(obj, nn.Module):
         raise CheckpointError(f"{ctx.weights}: holds a {type(obj).__name__}, not a whole model (format state_dict?)")
     sd = {k: v.detach().clone() for k, v in obj.state_dict().items()}
@@ -370,12 +395,8 @@ def _pickle(ctx: _Ctx) -> Checkpoint:
 def _converted(ctx: _Ctx) -> Checkpoint:
     """``format: onnx`` / ``keras_h5``: the converters give a registered net, its args and weights."""
     if ctx.card.format == "onnx":
-        from vbp_live.io.onnx_model import load_onnx  # optional extra: imported only for ONNX cards
-
         name, args, sd = load_onnx(ctx.weights)
     else:
-        from vbp_live.io.keras_h5 import load_keras_h5  # h5py: imported only for Keras cards
-
         lambdas = {k: (v.scale, v.offset) for k, v in ctx.card.keras.lambdas.items()}
         name, args, sd = load_keras_h5(ctx.weights, lambdas)
     return ctx.registered(name, args, sd)

@@ -90,9 +90,14 @@ def model_arg_types(name: str) -> dict[str, type | None]:
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; registered: {', '.join(list_models())}")
     fn = _REGISTRY[name]
-    hints = typing.get_type_hints(fn)
     plain = (int, float, bool, str)
-    return {k: (hints.get(k) if hints.get(k) in plain else None) for k in inspect.signature(fn).parameters}
+    params = inspect.signature(fn).parameters
+    try:
+        hints = typing.get_type_hints(fn)
+    except NameError:  # an annotation the factory's module cannot resolve (a name imported inside a function)
+        by_name = {t.__name__: t for t in plain}
+        hints = {k: by_name.get(p.annotation, p.annotation) for k, p in params.items()}
+    return {k: (hints.get(k) if hints.get(k) in plain else None) for k in params}
 
 
 def args_problem(name: str, args: dict[str, Any]) -> str | None:

@@ -148,6 +148,8 @@ class OverlayEngine:
             raise InputError(f"a cropped frame is {image.shape[:2]}, but the model expects {want}")
         if self.crop.grayscale and image.ndim == 3:
             return preprocess_frame(image, CropSpec(0.0, 1.0, *want))
+        if not self.crop.grayscale and image.ndim == 2:
+            raise InputError(f"a cropped frame is gray, but the model takes {self.crop.color} (3 channels)")
         return image
 
     def infer(self, images: list[np.ndarray], cropped: list[bool] | None = None) -> list[Prediction]:

@@ -115,11 +115,12 @@ class BatchLoader:
         batches: row indices per batch (already sharded for this rank).
         prefetch: batches read ahead by a background thread (0 = read inline).
         pin: pin host memory (for asynchronous copies to CUDA).
+        crop: the frames' preprocessing (its input scaling); None: ``x / 255``.
     """
 
     def __init__(self, frames: np.ndarray, targets: np.ndarray, batches: Sequence[np.ndarray],
-                 prefetch: int = 2, pin: bool = False):
-        self.frames, self.targets, self.batches = frames, targets, list(batches)
+                 prefetch: int = 2, pin: bool = False, crop: CropSpec | None = None):
+        self.frames, self.targets, self.batches, self.crop = frames, targets, list(batches), crop
         self.prefetch, self.pin = prefetch, pin
         self._stop = threading.Event()
 
@@ -128,7 +129,7 @@ class BatchLoader:
 
     def load(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Read one batch: one fancy-indexing read of the memmap, then uint8 -> float input."""
-        x = frames_to_input(np.asarray(self.frames[idx]))  # (B, C, H, W)
+        x = frames_to_input(np.asarray(self.frames[idx]), spec=self.crop)  # (B, C, H, W)
         y = torch.as_tensor(np.asarray(self.targets[idx]))  # (B,)
         if self.pin:
             x, y = x.pin_memory(), y.pin_memory()

@@ -167,7 +167,7 @@ class Trainer:
         batches = self.plan(self.epoch)[self.step_in_epoch:]
         loader = BatchLoader(self.data.frames, self.data.targets,
                              [shard(b, self.dist.rank, self.dist.world) for b in batches],
-                             prefetch=self.cfg.data.prefetch, pin=self.device.type == "cuda")
+                             prefetch=self.cfg.data.prefetch, pin=self.device.type == "cuda", crop=self.data.crop)
         t0 = time.perf_counter()
         for (x, y), rows in zip(loader, batches, strict=True):
             loss = self.train_step(x, y, len(rows))
@@ -253,7 +253,7 @@ class Trainer:
         try:
             idx = self.data.val_idx[self.dist.rank::self.dist.world]
             sums = evaluate_sums(self.raw_model, self.data.frames, self.data.targets, idx, self.cfg.train.loss,
-                                 self.cfg.train.batch_size, self.device, self.amp, self.amp_dtype)
+                                 self.cfg.train.batch_size, self.device, self.amp, self.amp_dtype, self.data.crop)
         finally:
             self.raw_model.train()
         metrics = finish(all_sum(sums), self.cfg.train.loss)  # sums: (k,) float64 on the CPU

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vbp_live.core.preprocess import CropSpec
 from vbp_live.models import frames_to_input
 
 REGRESSION_SUMS = ("n", "sq_err", "abs_err", "within_1deg", "within_5deg")
@@ -60,8 +61,11 @@ def evaluate_sums(
     device: torch.device | str = "cpu",
     amp: bool = False,
     amp_dtype: torch.dtype | None = torch.float16,
+    crop: CropSpec | None = None,
 ) -> torch.Tensor:
     """Run ``model`` (as it is: call ``.eval()`` first) over rows ``idx``; return the metric sums.
+
+    ``crop``: the frames' preprocessing (its input scaling); None: ``x / 255``.
 
     The sums are float64 on the CPU, wherever the model runs; ``train.dist.all_sum`` reduces them
     on the process group's device.
@@ -71,7 +75,7 @@ def evaluate_sums(
     total = torch.zeros(len(REGRESSION_SUMS if loss == "mse" else CLASSIFICATION_SUMS), dtype=torch.float64)
     for i in range(0, len(idx), batch_size):
         rows = idx[i:i + batch_size]
-        x = frames_to_input(np.asarray(frames[rows]), device)  # (b, C, H, W)
+        x = frames_to_input(np.asarray(frames[rows]), device, crop)  # (b, C, H, W)
         y = torch.as_tensor(np.asarray(targets[rows])).to(device)  # (b,)
         with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp):
             out = model(x)  # (b, 1) or (b, classes)
@@ -80,11 +84,12 @@ def evaluate_sums(
 
 
 def evaluate_model(model: nn.Module, frames: np.ndarray, targets: np.ndarray, idx: Sequence[int] | np.ndarray,
-                   loss: str = "mse", batch_size: int = 32, device: torch.device | str = "cpu") -> dict[str, float]:
+                   loss: str = "mse", batch_size: int = 32, device: torch.device | str = "cpu",
+                   crop: CropSpec | None = None) -> dict[str, float]:
     """Metrics of ``model`` in eval mode on rows ``idx`` (its train/eval mode is restored)."""
     was_training = model.training
     model.eval()
     try:
-        return finish(evaluate_sums(model, frames, targets, idx, loss, batch_size, device), loss)
+        return finish(evaluate_sums(model, frames, targets, idx, loss, batch_size, device, crop=crop), loss)
     finally:
         model.train(was_training)

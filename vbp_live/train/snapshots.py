@@ -243,7 +243,7 @@ class VBPSnapshots(Callback):
         """Masks for the fixed rows with the current weights (on a separate eval copy)."""
         vbp = self._shadow_vbp(trainer)
         frames = np.asarray(trainer.data.frames[self.rows])  # (K, H, W[, C]) uint8
-        x = frames_to_input(frames, trainer.device)  # (K, C, H, W)
+        x = frames_to_input(frames, trainer.device, trainer.data.crop)  # (K, C, H, W)
         with torch.no_grad():
             mask = vbp.attribute(x)  # (K, 1, H, W)
         self.files.record(epoch, mask[:, 0].float().cpu().numpy(), list(frames), trainer.global_step)
