@@ -115,6 +115,7 @@ def _edit_record(tub, k: int, **changes) -> None:
     (lambda t: _edit_record(t, 2, _timestamp_ms=1e300), r"catalog_0.catalog:3: time 1e\+300 ms is out of range"),
     (lambda t: _edit_record(t, 6, _index=2), r"catalog_0.catalog:7: duplicated _index 2 \(first at .*:3\)"),
     (lambda t: _edit_record(t, 1, cam__image_array="../../etc/passwd"), r"catalog_0.catalog:2: 'cam/image_array'"),
+    (lambda t: _catalog_line(t, 0, '{"_session_id": "\\ud800"}'), r"catalog_0.catalog:1: '_session_id' is not valid"),
     (lambda t: _catalog_line(t, 0, "[1, 2]"), r"catalog_0.catalog:1: a record must be a JSON object"),
     (lambda t: (t / "catalog_0.catalog").unlink(), r"manifest.json:5: lists catalog 'catalog_0.catalog'"),
     (lambda t: (t / "manifest.json").write_text("[]\n[]\n"), r"manifest.json: expected 5 JSON lines"),
