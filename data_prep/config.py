@@ -20,6 +20,7 @@ from vbp_live.core import config
 from vbp_live.core.config import ConfigValueError
 from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.core.sync import METHODS
+from vbp_live.recordings.images import MAX_PIXELS
 from vbp_live.recordings.options import (
     ANGLE_UNITS,
     CameraConfig,
@@ -116,10 +117,13 @@ class DecodeConfig:
         mode: ``gray`` decodes JPEG luma directly (fast; within a few gray levels of
             ``color``, which decodes BGR and lets the crop function convert, exactly like
             frames coming from a video at streaming time).
+        max_pixels: images whose header states more pixels are refused before decoding
+            (``image_too_large`` in ``dropped.csv``).
     """
 
     threads: int = 2
     mode: str = "gray"
+    max_pixels: int = MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,8 @@ class PrepConfig:
             raise ConfigValueError("decode.mode", f"decode.mode must be one of gray, color; got {self.decode.mode!r}")
         self._check_recordings()
         for key, v in (("decode.threads", self.decode.threads),
-                       ("output.checkpoint_every", self.output.checkpoint_every)):
+                       ("output.checkpoint_every", self.output.checkpoint_every),
+                       ("decode.max_pixels", self.decode.max_pixels)):
             if v < 1:
                 raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
 

@@ -43,6 +43,7 @@ def _manifest_common(plan: Plan, scan: Scan, cfg: PrepConfig, recording: Recordi
         "preprocessing": cfg.to_dict(),
         "counts": counts,
         "warnings": list(scan.warnings),
+        "skipped": _plain(scan.skipped.to_dict()),
         "info": _plain({**scan.info, **plan.info}),
     }
 

@@ -7,11 +7,21 @@ import torch
 
 from vbp_live.core.preprocess import INPUT_SCALE, CropSpec
 from vbp_live.models import community as _community  # noqa: F401  (registers the models)
+from vbp_live.models import layer_stack as _layer_stack  # noqa: F401  (generic: converted Keras nets)
+from vbp_live.models import op_graph as _op_graph  # noqa: F401  (generic: converted ONNX nets)
 from vbp_live.models import pilotnet as _pilotnet  # noqa: F401  (registers the models)
 from vbp_live.models.pilotnet import ConvNet
-from vbp_live.models.registry import create_model, list_models, register_model, resolved_args
+from vbp_live.models.registry import (
+    args_problem,
+    create_model,
+    list_models,
+    model_arg_types,
+    register_model,
+    resolved_args,
+)
 
-__all__ = ["ConvNet", "create_model", "list_models", "register_model", "resolved_args", "frames_to_input"]
+__all__ = ["ConvNet", "args_problem", "create_model", "list_models", "model_arg_types", "register_model",
+           "resolved_args", "frames_to_input"]
 
 
 def frames_to_input(
