@@ -143,3 +143,12 @@ def test_config_errors_name_the_key(key, value):
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         PrepConfig.from_dict({key.split(".")[0]: {key.split(".")[1]: value}})
+
+
+def test_run_takes_a_tub_or_a_folder_of_tubs_as_one_input(tmp_path):
+    from vbp_live.stream.batch import expand_inputs
+
+    write_tub_v2(tmp_path / "data" / "a", n=3)
+    write_tub_v2(tmp_path / "data" / "b", n=3, t0_ms=2_000_000)
+    for spec in (str(tmp_path / "data"), str(tmp_path / "data" / "a")):
+        assert expand_inputs([spec]) == [spec]
