@@ -134,6 +134,7 @@ def test_cut_last_line_is_left_out_with_a_warning(tmp_path):
     cat.write_bytes(cat.read_bytes()[:-30])  # power lost mid-write
     scan = TubRecording([tub]).scan()
     assert len(scan.frame_t) == 9 and "cut short" in scan.warnings[0]
+    assert scan.skipped.counts == {"cut_record": 1}
 
 
 @pytest.mark.parametrize("key, value", [("tub.full_scale_deg", 0.0), ("tub.frame_period_s", 1e9),
