@@ -1,7 +1,7 @@
 """Done-when of issue 17: a real donkeycar tub, a data.txt frame folder and a comma2k19 segment with
-an HEVC video encoded here each go ``prep`` -> ``train`` (a few steps) -> ``run`` with the ground truth
-(``true_deg`` in the CSV) -> ``explain`` (actual angle in the caption) -> ``evaluate``, through the real CLI. Also: an interrupted prep of a tub
-resumes to a byte-identical dataset.
+an HEVC video encoded here each go ``prep`` -> ``train`` (a few steps) -> ``run`` with the ground
+truth (``true_deg`` in the CSV) -> ``explain`` (actual angle in the caption) -> ``evaluate``,
+through the real CLI. Also: an interrupted prep of a tub resumes to a byte-identical dataset.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import pytest
 import yaml
 from recording_fixtures import write_comma_segment, write_data_txt_folder, write_tub_v2
 
+from data_prep.config import crop_presets
+from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,7 @@ def test_prep_train_run_evaluate(tmp_path, shared_data, name):
         "--set", "train.progress=false", "--set", "train.threads=1", "--set", "data.prefetch=0")
     ckpt = run_dir / "last.pt"
     assert ckpt.is_file() and list((run_dir / "snapshots").glob("*.png"))
+    assert load_checkpoint(ckpt).crop == dataset.crop == crop_presets()[preset]  # the preset travels along
     out = tmp_path / "run.csv"
     cli("run", str(rec), "--checkpoint", str(ckpt), "--csv", str(out), "--no-output", "--device", "cpu",
         "--max-frames", "12")
