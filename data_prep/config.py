@@ -33,8 +33,8 @@ from vbp_live.recordings.options import (
 )
 
 # Crops for the cameras of donkeycar tubs and frame folders, beside the paper's (CROP_PRESETS).
-# donkey: the lower two thirds of a 160x120 donkeycar frame at its own resolution, RGB, x/255
-# (what donkeycar's KerasLinear sees after an ROI crop of the sky); train it with donkeycar_linear.
+# donkey: the lower two thirds (rows 40-120) of a 160x120 donkeycar frame at its own resolution,
+# RGB, x/255 (the sky cut off, as donkeycar's ROI_CROP_TOP option does); train donkeycar_linear on it.
 # pilotnet: NVIDIA PilotNet's 66x200 YUV input, from the band below the horizon (rows 60:-25 of
 # the 160-row simulator frame, as the Keras behavioral-cloning projects cut it), x/127.5 - 1.
 CAMERA_PRESETS: dict[str, dict[str, Any]] = {

@@ -1,4 +1,5 @@
-"""Mutated tubs and frame folders through prep's readers and pass 2, in-process.
+"""Mutated tubs and frame folders through prep's readers and pass 2, and through the overlay's
+source (``open_source`` + every frame), in-process.
 
 Every mutant must end in a prepared dataset (bad records dropped and counted) or a
 :class:`~vbp_live.core.errors.VbpLiveError` whose message is one line (or an ``OSError`` naming its
@@ -11,6 +12,7 @@ from __future__ import annotations
 import random
 import signal
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from recording_fixtures import write_data_txt_folder, write_label_csv_folder, wr
 from data_prep.config import PrepConfig
 from data_prep.pipeline import prepare
 from vbp_live.core.errors import VbpLiveError
+from vbp_live.io.sources import open_source
 
 N_MUTANTS = 100
 CFG = PrepConfig.from_dict({"crop": {"preset": "donkey", "out_height": 20, "out_width": 40},
@@ -38,12 +41,26 @@ def _timeout(*_: object) -> None:
 
 
 def run_mutant(src: Path, case: Path, rng: random.Random, kind: str) -> str:
-    """One mutant through prepare(); returns the outcome (``ok`` or ``error``); raises on a bug."""
+    """One mutant through prepare() and the overlay's source; returns prepare's outcome (``ok`` or
+    ``error``); raises on a bug."""
     (mutate_tub if kind.startswith("tub") else mutate_folder)(src, case / "in", rng)
+    outcome = _guarded(lambda: prepare([case / "in"], case / "out", CFG, progress=False))
+    _guarded(lambda: _play(case / "in"))
+    return outcome
+
+
+def _play(path: Path) -> None:
+    with open_source(str(path)) as src:
+        for _ in src.frames():
+            pass
+
+
+def _guarded(fn: Callable[[], object]) -> str:
+    """``ok`` or ``error`` (a one-line VbpLiveError, an OSError naming its file); anything else raises."""
     old = signal.signal(signal.SIGALRM, _timeout)
     signal.alarm(20)
     try:
-        prepare([case / "in"], case / "out", CFG, progress=False)
+        fn()
         return "ok"
     except VbpLiveError as e:
         assert "\n" not in str(e).strip(), f"multi-line error: {e}"

@@ -115,6 +115,7 @@ def _edit_record(tub, k: int, **changes) -> None:
     (lambda t: _edit_record(t, 2, _timestamp_ms=1e300), r"catalog_0.catalog:3: time 1e\+300 ms is out of range"),
     (lambda t: _edit_record(t, 6, _index=2), r"catalog_0.catalog:7: duplicated _index 2 \(first at .*:3\)"),
     (lambda t: _edit_record(t, 1, cam__image_array="../../etc/passwd"), r"catalog_0.catalog:2: 'cam/image_array'"),
+    (lambda t: _catalog_line(t, 0, '{"_session_id": "\\ud800"}'), r"catalog_0.catalog:1: '_session_id' is not valid"),
     (lambda t: _catalog_line(t, 0, "[1, 2]"), r"catalog_0.catalog:1: a record must be a JSON object"),
     (lambda t: (t / "catalog_0.catalog").unlink(), r"manifest.json:5: lists catalog 'catalog_0.catalog'"),
     (lambda t: (t / "manifest.json").write_text("[]\n[]\n"), r"manifest.json: expected 5 JSON lines"),
@@ -133,6 +134,7 @@ def test_cut_last_line_is_left_out_with_a_warning(tmp_path):
     cat.write_bytes(cat.read_bytes()[:-30])  # power lost mid-write
     scan = TubRecording([tub]).scan()
     assert len(scan.frame_t) == 9 and "cut short" in scan.warnings[0]
+    assert scan.skipped.counts == {"cut_record": 1}
 
 
 @pytest.mark.parametrize("key, value", [("tub.full_scale_deg", 0.0), ("tub.frame_period_s", 1e9),
@@ -142,3 +144,12 @@ def test_config_errors_name_the_key(key, value):
 
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         PrepConfig.from_dict({key.split(".")[0]: {key.split(".")[1]: value}})
+
+
+def test_run_takes_a_tub_or_a_folder_of_tubs_as_one_input(tmp_path):
+    from vbp_live.stream.batch import expand_inputs
+
+    write_tub_v2(tmp_path / "data" / "a", n=3)
+    write_tub_v2(tmp_path / "data" / "b", n=3, t0_ms=2_000_000)
+    for spec in (str(tmp_path / "data"), str(tmp_path / "data" / "a")):
+        assert expand_inputs([spec]) == [spec]

@@ -1,7 +1,7 @@
 """Done-when of issue 17: a real donkeycar tub, a data.txt frame folder and a comma2k19 segment with
-an HEVC video encoded here each go ``prep`` -> ``train`` (a few steps) -> ``run`` with the ground truth
-(``true_deg`` in the CSV) -> ``explain`` (actual angle in the caption) -> ``evaluate``, through the real CLI. Also: an interrupted prep of a tub
-resumes to a byte-identical dataset.
+an HEVC video encoded here each go ``prep`` -> ``train`` (a few steps) -> ``run`` with the ground
+truth (``true_deg`` in the CSV) -> ``explain`` (actual angle in the caption) -> ``evaluate``,
+through the real CLI. Also: an interrupted prep of a tub resumes to a byte-identical dataset.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import pytest
 import yaml
 from recording_fixtures import write_comma_segment, write_data_txt_folder, write_tub_v2
 
+from data_prep.config import crop_presets
+from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +65,7 @@ def test_prep_train_run_evaluate(tmp_path, shared_data, name):
         "--set", "train.progress=false", "--set", "train.threads=1", "--set", "data.prefetch=0")
     ckpt = run_dir / "last.pt"
     assert ckpt.is_file() and list((run_dir / "snapshots").glob("*.png"))
+    assert load_checkpoint(ckpt).crop == dataset.crop == crop_presets()[preset]  # the preset travels along
     out = tmp_path / "run.csv"
     cli("run", str(rec), "--checkpoint", str(ckpt), "--csv", str(out), "--no-output", "--device", "cpu",
         "--max-frames", "12")
@@ -96,24 +99,30 @@ def _cmd(tub: Path, out: Path) -> list[str]:
             "--model", "donkey", "--set", "output.checkpoint_every=40", "--threads", "1"]
 
 
-@pytest.mark.slow
-def test_interrupted_tub_prep_resumes_to_identical_dataset(tmp_path, big_tub):
-    ref = tmp_path / "ref"
+@pytest.fixture(scope="module")
+def reference(big_tub, tmp_path_factory):
+    ref = tmp_path_factory.mktemp("ref") / "ds"
     subprocess.run(_cmd(big_tub, ref), cwd=ROOT, check=True, capture_output=True)
     counts = PreparedDataset(ref).manifest["counts"]
     assert counts["dropped"] == {"corrupt_image": 1, "deleted": 3, "empty_image": 1}
+    return ref
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_tub_prep_resumes_to_identical_dataset(tmp_path, big_tub, reference, sig):
     out = tmp_path / "ds"
     proc = subprocess.Popen(_cmd(big_tub, out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = out.parent / "ds.partial" / "progress.yaml"
     deadline = time.monotonic() + 120
     while not progress.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
+    os.kill(proc.pid, sig)
     proc.communicate(timeout=60)
-    assert proc.returncode == -9 and not out.exists()
+    assert proc.returncode == (-9 if sig == signal.SIGKILL else 130) and not out.exists()
     assert 0 < yaml.safe_load(progress.read_text())["num_rows"] < N_RECORDS - 5
     second = subprocess.run(_cmd(big_tub, out), cwd=ROOT, capture_output=True, text=True)
     assert second.returncode == 0 and "resumed" in second.stdout, second.stderr
     for name in ("frames.u8", "index.csv", "manifest.yaml", "dropped.csv", "columns.csv"):
-        assert (ref / name).read_bytes() == (out / name).read_bytes(), name
-    assert sorted(os.listdir(ref)) == sorted(os.listdir(out))
+        assert (reference / name).read_bytes() == (out / name).read_bytes(), name
+    assert sorted(os.listdir(reference)) == sorted(os.listdir(out))

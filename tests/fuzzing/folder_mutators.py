@@ -13,8 +13,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-ODD_CELLS = ["nan", "inf", "-inf", "1e999", "1e300", "-9e18", "", "abc", "0x10", "1,5", "١٢", "--1", "1e-400", "  ", "None",
-             "/etc/passwd", "../0.jpg", "C:\\x.jpg", "a" * 3000, "\x00", '"', "0.jpg 1.0"]
+ODD_CELLS = ["nan", "inf", "-inf", "1e999", "1e300", "-9e18", "", "abc", "0x10", "1,5", "١٢", "--1", "1e-400", "  ",
+             "None", "/etc/passwd", "../0.jpg", "C:\\x.jpg", "a" * 3000, "\x00", '"', "0.jpg 1.0"]
 
 
 def _label_file(folder: Path) -> Path | None:

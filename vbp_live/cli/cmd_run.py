@@ -37,6 +37,7 @@ SOURCE is one of:
                       from user/angle: +1 = full right = -25 deg road wheel, see docs/data.md)
   frame folder        frames/ with data.txt (`0.jpg 12.5`, degrees) or a labels CSV (image,angle,...)
   comma2k19 segment   a segment folder with video.hevc (ground truth from CAN steering_angle)
+  simulator log       driving_log.csv or its folder; bag dump (camera.csv + steering.csv): ground truth
   prepared dataset    a folder made by `vbp-live prep` (frames are the crop: overlay on the crop)
   camera              0, 1, ...
   stream URL          http://host:8080/video.mjpg, rtsp://host/stream

@@ -36,6 +36,10 @@ class RecordingFrameSource(FrameSource):
         sync: how steering samples are put onto frame times (readers with per-frame labels ignore it).
         fps: frame rate override (default: from the frame times).
 
+    Attributes:
+        warnings: problems the reader found and survived, one line each (for the run summary).
+        skipped: what the reader skipped, by reason (:class:`~vbp_live.recordings.base.SkipLog`).
+
     Raises:
         SourceError: the recording cannot be read, has no images or no playable frame.
     """
@@ -48,7 +52,8 @@ class RecordingFrameSource(FrameSource):
             scan = recording.scan()
         except InputError as e:
             raise SourceError(str(e) if str(e).startswith(name) else f"{name}: {e}") from e
-        for w in scan.warnings:
+        self.warnings, self.skipped = list(scan.warnings), scan.skipped
+        for w in self.warnings:
             log.warning("%s", w)
         reason = np.asarray(scan.reason if scan.reason is not None else [""] * len(scan.frame_t), dtype=object)
         self.playable = reason == ""  # (F,) bool, ordinal order

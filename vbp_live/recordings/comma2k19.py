@@ -142,4 +142,4 @@ def decode_video(path: Path) -> Iterator[RawImage]:
         for frame in c.decode(video=0):
             bgr = frame.to_ndarray(format="bgr24")  # (H, W, 3) uint8
             h, w = bgr.shape[:2]
-            yield RawImage(h, w, "bgr8", w * 3, bgr.reshape(-1))
+            yield RawImage(height=h, width=w, encoding="bgr8", step=w * 3, data=bgr.reshape(-1))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -146,11 +147,15 @@ class FolderRecording(ImageFileRecording):
         return _Row(ln, _image_name(p, ln, cells[idx[0]]), angle, None if t_ns is None else round(t_ns), speed)
 
 
+@dataclass
 class _Row:
     """One labelled frame: line, image (relative name), angle, time (ns) and speed where given."""
 
-    def __init__(self, line: int, name: str, angle: float, t_ns: int | None = None, speed: float | None = None):
-        self.line, self.name, self.angle, self.t_ns, self.speed = line, name, angle, t_ns, speed
+    line: int
+    name: str
+    angle: float
+    t_ns: int | None = None
+    speed: float | None = None
 
 
 def _text_lines(path: Path) -> list[tuple[int, str]]:

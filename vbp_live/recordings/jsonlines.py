@@ -74,6 +74,10 @@ def str_field(path: Path, line: int, rec: dict[str, Any], key: str, required: bo
     v = _get(path, line, rec, key)
     if not isinstance(v, str):
         raise InputError(f"{path}:{line}: {key!r} must be a string, got {json.dumps(v)[:40]}")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{path}:{line}: {key!r} is not valid Unicode (a lone surrogate escape)") from None
     return v
 
 

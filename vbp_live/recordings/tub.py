@@ -80,18 +80,20 @@ class TubRecording(ImageFileRecording):
 
     def scan(self, progress: Progress | None = None) -> Scan:
         """Read every tub's records (no image is opened; missing / empty ones are found by size)."""
-        per_tub, files, warnings = [], [], []
+        per_tub, files, cut = [], [], []
         for tub in self.tubs:
-            recs, used, warn = read_tub(tub)
+            recs, used, cut_files = read_tub(tub)
             per_tub.append(recs)
             files += used
-            warnings += warn
+            cut += cut_files
         self.paths = files
         recs = [r for tub in sorted(per_tub, key=_first_time) for r in tub]
         if not recs:
             raise InputError(f"{', '.join(map(str, self.tubs))}: the tub has no records")
         scan = self._to_scan(recs)
-        scan.warnings += warnings
+        for path in cut:
+            scan.warnings.append(f"{path}: last line cut short (left out)")
+            scan.skipped.add("cut_record", file=str(path))
         if progress:
             progress(self.scan_size())
         return scan
@@ -136,24 +138,25 @@ def _reason(r: TubRecord, cfg: TubConfig) -> str:
     return ""
 
 
-def read_tub(tub: Path) -> tuple[list[TubRecord], list[Path], list[str]]:
-    """Records of one tub in index order (deleted ones flagged), the files read, warnings."""
+def read_tub(tub: Path) -> tuple[list[TubRecord], list[Path], list[Path]]:
+    """Records of one tub in index order (deleted ones flagged), the files read, catalogs whose last
+    line was cut short (left out)."""
     if (tub / MANIFEST).is_file():
         return _read_v2(tub)
     return _read_v1(tub)
 
 
-def _read_v2(tub: Path) -> tuple[list[TubRecord], list[Path], list[str]]:
+def _read_v2(tub: Path) -> tuple[list[TubRecord], list[Path], list[Path]]:
     man = tub / MANIFEST
     catalogs, deleted = _manifest(man)
     recs: list[TubRecord] = []
-    warnings: list[str] = []
+    cut_files: list[Path] = []
     seen: dict[int, str] = {}
     for name in catalogs:
         path = tub / name
         lines, cut = json_lines(path)
         if cut:
-            warnings.append(f"{path}: last line cut short (left out)")
+            cut_files.append(path)
         for ln, rec in lines:
             r = _v2_record(tub, path, ln, rec, len(seen))
             if r.index in seen:
@@ -162,7 +165,7 @@ def _read_v2(tub: Path) -> tuple[list[TubRecord], list[Path], list[str]]:
             r.deleted = r.index in deleted
             recs.append(r)
     recs.sort(key=lambda r: r.index)
-    return recs, [man] + [tub / c for c in catalogs], warnings
+    return recs, [man] + [tub / c for c in catalogs], cut_files
 
 
 def _manifest(man: Path) -> tuple[list[str], set[int]]:
@@ -221,7 +224,7 @@ def _int(path: Path, line: int, v: float) -> int:
     return int(v)
 
 
-def _read_v1(tub: Path) -> tuple[list[TubRecord], list[Path], list[str]]:
+def _read_v1(tub: Path) -> tuple[list[TubRecord], list[Path], list[Path]]:
     meta = tub / META
     if not isinstance(parse_json(meta, 1, read_text(meta)), dict):
         raise InputError(f"{meta}:1: must be a JSON object (inputs, types)")

@@ -34,6 +34,7 @@ from vbp_live.io.sinks import FrameSink
 from vbp_live.io.sources import open_source
 from vbp_live.io.video import IMAGE_SUFFIXES
 from vbp_live.recordings.comma2k19 import is_comma_segment
+from vbp_live.recordings.formats import detect_kind
 from vbp_live.stream.engine import OverlayEngine
 from vbp_live.stream.records import PredictionLog
 from vbp_live.stream.session import RunOptions, run_source
@@ -103,6 +104,8 @@ def _natural_key(p: Path) -> list[object]:
 def is_one_input(folder: Path) -> bool:
     """A folder that is one input on its own: a dataset, a recording, the bags of one drive, or images."""
     if any((folder / m).is_file() for m in RECORDING_MARKERS) or is_comma_segment(folder):
+        return True
+    if detect_kind(folder) is not None:  # a donkeycar tub or folder of tubs, a frame folder with labels, ...
         return True
     files = [p for p in folder.iterdir() if p.is_file()]
     if any(p.suffix.lower() == ".bag" for p in files):
