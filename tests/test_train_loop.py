@@ -16,6 +16,7 @@ from vbp_live.core.errors import ConfigError, UsageError
 from vbp_live.io.checkpoint import CheckpointError, load_checkpoint
 from vbp_live.models import create_model
 from vbp_live.train import NonFiniteLossError, Trainer, load_config, load_data
+from vbp_live.train.callbacks import tensorboard_installed
 from vbp_live.train.config import config_to_dict
 from vbp_live.train.metrics import evaluate_model
 from vbp_live.train.run import default_callbacks, train
@@ -188,8 +189,9 @@ def test_signnet_classification_variant(tmp_path):
 def test_default_callbacks(tmp_path, dataset):
     cfg = tiny(tmp_path / "run", dataset, "snapshot.epochs=[1]", "snapshot.indices=[80, 90]")
     cbs = default_callbacks(cfg, load_data(cfg.data))
-    assert [type(c).__name__ for c in cbs] == ["MetricsCSV", "VBPSnapshots"]
-    assert cbs[1].rows.tolist() == [80, 90]
+    tb = ["TensorBoard"] if tensorboard_installed() else []  # train.tensorboard=auto
+    assert [type(c).__name__ for c in cbs] == ["MetricsCSV", *tb, "VBPSnapshots"]
+    assert cbs[-1].rows.tolist() == [80, 90]
 
 
 def test_non_finite_weights_are_never_saved(tmp_path, dataset):

@@ -9,6 +9,7 @@ from vbp_live.cli.options import (
     HelpFormatter,
     add_device_option,
     add_look_options,
+    add_trust_pickle_option,
     look_options,
     overlay_line,
     resolve_device,
@@ -33,7 +34,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=POSITIVE, default=120,
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
-    p.add_argument("--checkpoint", help="use this checkpoint instead of the shipped model")
+    p.add_argument("--checkpoint", help="use this checkpoint or model card (.yaml) instead of the shipped model")
+    add_trust_pickle_option(p)
     add_device_option(p)
     add_look_options(p, timeline=10.0)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from vbp_live.stream.demo import run_demo
 
     res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device), args.checkpoint,
-                   progress=not args.quiet, look=look_options(args))
+                   progress=not args.quiet, trust_pickle=args.trust_pickle, look=look_options(args))
     st = res.run.stats
     untrained = " -- the overlay shows the pipeline, not a trained network's attention"
     print(f"model: {res.model}" + ("" if res.trained else untrained))

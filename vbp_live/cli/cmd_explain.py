@@ -106,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
 
     from vbp_live.evaluate.figures import describe_output, run_explain
     from vbp_live.evaluate.inputs import apply_steering, load_samples
-    from vbp_live.io.checkpoint import load_checkpoint
+    from vbp_live.io.model_card import open_model
 
     names = method_names(args)
     options = method_options(args)
     device = resolve_device(args.device)
-    ckpt = load_checkpoint(checkpoint_or_shipped(args.checkpoint))
+    ckpt = open_model(checkpoint_or_shipped(args.checkpoint), args.trust_pickle)
     model = ckpt.build_model(device)
     samples = load_samples(args.input, ckpt.crop, args.frames, args.split)
     apply_steering(samples, args.steering)

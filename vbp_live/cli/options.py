@@ -15,7 +15,10 @@ from pathlib import Path
 from vbp_live.core.errors import VbpLiveError
 
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
-CHECKPOINT_HELP = "vbp_live checkpoint (.pt): the model and its crop (default: the shipped model)"
+CHECKPOINT_HELP = ("vbp_live checkpoint (.pt) or model card (.yaml, see docs/models.md): the model and its crop "
+                   "(default: the shipped model)")
+TRUST_PICKLE_HELP = ("allow a model card's 'format: pickle' (a whole pickled model, torch.save(model)): loading it "
+                     "runs code from the file, so only for files you trust")
 
 _COLUMN = re.compile(r"^(\s+\S+(?:\s\S+)*\s{2,})")  # an indented table row: its first column and the gap
 
@@ -116,8 +119,14 @@ def add_device_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, defa
 
 
 def add_checkpoint_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str) -> None:
-    """``--checkpoint`` (optional: the shipped model is the default)."""
+    """``--checkpoint`` (optional: the shipped model is the default) and ``--trust-pickle``."""
     p.add_argument("--checkpoint", *flags, default=None, help=CHECKPOINT_HELP)
+    add_trust_pickle_option(p)
+
+
+def add_trust_pickle_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--trust-pickle``: load a whole pickled model named by a model card (it runs code from the file)."""
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
 
 
 def resolve_device(text: str) -> str:

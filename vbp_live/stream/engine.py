@@ -122,18 +122,21 @@ class OverlayEngine:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.checkpoint_meta: dict = {}
+        self.model_name: str = getattr(model, "model_name", type(model).__name__)
         self.method_name = pick_method(self.device, method)
         self.method = create_method(self.method_name, self.model)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", **kwargs: object) -> OverlayEngine:
-        """Rebuild the model and its crop from a checkpoint alone."""
-        from vbp_live.io.checkpoint import load_checkpoint
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", trust_pickle: bool = False,
+                        **kwargs: object) -> OverlayEngine:
+        """Rebuild the model and its crop from a checkpoint or a model card alone."""
+        from vbp_live.io.model_card import open_model
 
-        ckpt = load_checkpoint(path)
+        ckpt = open_model(path, trust_pickle)
         dev = pick_device(device)
         engine = cls(ckpt.build_model(dev), ckpt.crop, dev, **kwargs)
         engine.checkpoint_meta = ckpt.meta
+        engine.model_name = ckpt.model_name
         return engine
 
     def network_input(self, image: np.ndarray, cropped: bool = False) -> np.ndarray:
@@ -156,7 +159,7 @@ class OverlayEngine:
         """
         cropped = cropped or [False] * len(images)
         batch = np.stack([self.network_input(im, c) for im, c in zip(images, cropped, strict=True)])  # (B, h, w[, 3])
-        x = frames_to_input(batch, self.device)  # (B, C, h, w)
+        x = frames_to_input(batch, self.device, self.crop)  # (B, C, h, w)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():

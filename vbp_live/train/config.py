@@ -110,6 +110,9 @@ class TrainConfig:
             ``bf16`` (autocast, no scaler) or ``fp32`` (off). CPU runs always use fp32.
         threads: torch CPU threads (0 = leave torch's default).
         progress: show tqdm progress bars.
+        tensorboard: TensorBoard event files in ``<run_dir>/tensorboard`` (metrics per epoch, snapshot
+            images): ``auto`` (when the tensorboard package is installed), ``true`` (an error without it)
+            or ``false``.
     """
 
     epochs: int = 32
@@ -122,6 +125,7 @@ class TrainConfig:
     amp: Literal["auto", "fp16", "bf16", "fp32"] = "auto"
     threads: int = 0
     progress: bool = True
+    tensorboard: bool | Literal["auto"] = "auto"
 
 
 @dataclass
@@ -132,11 +136,13 @@ class SnapshotConfig:
         epochs: when to take them, in (fractional) epochs; empty = off.
         frames: how many validation frames, spread evenly over the validation split.
         indices: explicit dataset rows instead (overrides ``frames``).
+        video: also write ``snapshots.mp4`` (the frames with each snapshot's mask in turn).
     """
 
     epochs: list[float] = field(default_factory=lambda: [0.1, 0.5, 1.0, 4.0, 16.0, 32.0])
     frames: int = 4
     indices: list[int] = field(default_factory=list)
+    video: bool = True
 
 
 @dataclass
