@@ -79,6 +79,9 @@ def test_temporal_scale_shows_a_dim_frame_dim_and_reset_forgets():
     temporal.reset()
     _, w_reset = temporal(dim, 1.05)
     assert np.allclose(w_reset, w_ref, atol=1e-5), "after reset the first frame sets the scale afresh"
+    temporal(bright, 1.1)
+    _, w_back = temporal(dim, 0.0)
+    assert np.allclose(w_back, w_ref, atol=1e-5), "media time going back (a new source) resets too"
 
 
 def test_temporal_normalization_flickers_less_than_per_frame_scaling():
