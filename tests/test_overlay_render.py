@@ -201,3 +201,21 @@ def test_bad_styles_are_refused():
         MaskStyle(color="rainbow")
     with pytest.raises(ValueError, match="min_tint"):
         MaskStyle(alpha=0.1, min_tint=0.25)
+
+
+def test_engine_keeps_the_raw_scale_of_its_masks(tmp_path):
+    import torch
+
+    from vbp_live.models import frames_to_input
+    from vbp_live.stream.engine import OverlayEngine
+
+    engine = OverlayEngine.from_checkpoint(tiny_checkpoint(tmp_path / "t.pt"), device="cpu")
+    frames = [coded_frame(3), coded_frame(9)]
+    preds = engine.infer(frames)
+    x = frames_to_input(np.stack([engine.network_input(f) for f in frames]), engine.device)  # (2, 1, 125, 160)
+    with torch.inference_mode():
+        raw = engine.method.run(x, raw=True).mask[:, 0].numpy()  # (2, 125, 160)
+    for p, r in zip(preds, raw, strict=True):
+        assert p.mask.min() == 0.0 and p.mask.max() == pytest.approx(1.0)
+        assert p.mask_range == pytest.approx((float(r.min()), float(r.max())), rel=1e-5)
+        np.testing.assert_allclose(raw_mask(p), r, rtol=1e-4, atol=1e-6 * float(r.max()))
