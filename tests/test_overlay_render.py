@@ -219,3 +219,20 @@ def test_engine_keeps_the_raw_scale_of_its_masks(tmp_path):
         assert p.mask.min() == 0.0 and p.mask.max() == pytest.approx(1.0)
         assert p.mask_range == pytest.approx((float(r.min()), float(r.max())), rel=1e-5)
         np.testing.assert_allclose(raw_mask(p), r, rtol=1e-4, atol=1e-6 * float(r.max()))
+
+
+@pytest.mark.slow
+def test_overlay_figures_script_measures_every_mode_on_the_real_clips(tmp_path, shared_data):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "overlay_figures.py"
+    run = subprocess.run([sys.executable, str(script), "--videos", str(shared_data / "video"), "--out",
+                          str(tmp_path), "--frames", "3", "--static", "2", "--width", "480"],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and " % |" in line]
+    assert len(rows) == 2 * 3 * len(RENDER_MODES)  # 2 clips x (moving, 2 static scenes) x modes
+    figures = sorted(tmp_path.glob("*.jpg"))
+    assert len(figures) == 3 and all(p.stat().st_size < 300_000 for p in figures)
