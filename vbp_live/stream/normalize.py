@@ -51,9 +51,10 @@ class MaskNormalizer:
         if time_s is not None and self.last_time is not None and time_s < self.last_time:
             self.reset()  # media time went back: another source, a loop, a reopened stream
         if s > 0:  # an empty mask leaves the running scale as it is
-            step = 1.0 if self.log_scale is None else self._gain(time_s)
-            self.log_scale = math.log(s) if self.log_scale is None else self.log_scale + step * (
-                math.log(s) - self.log_scale)
+            if self.log_scale is None:
+                self.log_scale = math.log(s)
+            else:
+                self.log_scale += self._gain(time_s) * (math.log(s) - self.log_scale)
             self.last_time = time_s
         return math.exp(self.log_scale) if self.log_scale is not None else 0.0
 
