@@ -11,8 +11,9 @@ default) draws the same masks, and the script prints per video and mode:
 - ``flicker``: mean absolute frame-to-frame change of the drawn blend weight per pixel, and the
   same relative to the mean weight drawn.
 
-A static scene (the video's first frame repeated with camera-like noise, sigma 2 gray levels)
-measures the flicker the normalization itself adds. It writes ``<video>_paper_vs_default.jpg``
+Two static scenes (the video's first frame repeated with sensor noise, sigma 2 gray levels; and
+with a random exposure gain of 1 +- 3 % per frame on top) measure the flicker the normalization
+itself adds. It writes ``<video>_paper_vs_default.jpg``
 (paper left, default right, HUD included) into ``--out`` (default ``docs/images``).
 
     python scripts/overlay_figures.py
@@ -22,6 +23,8 @@ measures the flicker the normalization itself adds. It writes ``<video>_paper_vs
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -87,10 +90,29 @@ def measure(engine: OverlayEngine, frames: list[np.ndarray], preds: list[Predict
     return r.summary()
 
 
-def static_scene(frame: np.ndarray, n: int, seed: int = 0) -> list[np.ndarray]:
-    """``frame`` repeated ``n`` times with independent Gaussian noise (sigma 2 levels), like a still camera."""
+def static_scene(frame: np.ndarray, n: int, exposure: float = 0.0, seed: int = 0) -> list[np.ndarray]:
+    """``frame`` repeated ``n`` times as a still camera delivers it: sensor noise (sigma 2 levels) and,
+    with ``exposure`` > 0, a random gain of 1 +- ``exposure`` per frame (auto-exposure jitter)."""
     rng = np.random.default_rng(seed)
-    return [np.clip(frame + rng.normal(0, 2.0, frame.shape), 0, 255).astype(np.uint8) for _ in range(n)]
+    return [np.clip(frame * rng.uniform(1 - exposure, 1 + exposure) + rng.normal(0, 2.0, frame.shape), 0, 255)
+            .astype(np.uint8) for _ in range(n)]
+
+
+def tub_figure(engine: OverlayEngine, tub: Path, first: int, count: int) -> np.ndarray:
+    """A 128x120 donkeycar frame as ``run`` draws it: enlarged to 360 rows, cividis, timeline, truth.
+
+    The tub's ``user/angle`` (+1 = full right) is shown as ``-angle * 25`` degrees (positive = left).
+    """
+    records = [json.loads(line) for line in (tub / "catalog_0.catalog").read_text().splitlines() if line.strip()]
+    r = OverlayRenderer(engine.crop, HudStyle(), mask_style=MaskStyle(color="cividis"), timeline_s=3.0,
+                        min_height=360, note="donkeycar tub, 128x120")
+    out = None
+    for rec in records[first:first + count]:
+        img = cv2.imread(str(tub / "images" / rec["cam/image_array"]))
+        t = (rec["_timestamp_ms"] - records[first]["_timestamp_ms"]) / 1000
+        fr = FrameRecord(rec["_index"], t, img, math.radians(-25.0 * rec["user/angle"]))
+        out = r.render(fr, engine.infer([img])[0], fps=None)
+    return out
 
 
 def side_by_side(engine: OverlayEngine, frames: list[np.ndarray], preds: list[Prediction], fps: float,
@@ -144,15 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     for path in videos:
         frames, fps = read_frames(path, args.frames)
         preds = infer_all(engine, frames)
-        still = static_scene(frames[0], args.static)
-        still_preds = infer_all(engine, still)
         for mode in MODES:
             print(report_row(path.stem, f"{len(frames)} frames", mode, measure(engine, frames, preds, fps, mode)))
-        for mode in MODES:
-            print(report_row(path.stem, "static + noise", mode, measure(engine, still, still_preds, fps, mode)))
+        for scene, exposure in (("static, noise", 0.0), ("static, noise + exposure jitter 3 %", 0.03)):
+            still = static_scene(frames[0], args.static, exposure)
+            still_preds = infer_all(engine, still)
+            for mode in MODES:
+                print(report_row(path.stem, scene, mode, measure(engine, still, still_preds, fps, mode)))
         fig = side_by_side(engine, frames, preds, fps, min(len(frames) - 1, len(frames) // 2), args.width)
         out = args.out / f"{path.stem}_paper_vs_default.jpg"
         print(f"wrote {out} ({write_jpg(out, fig) // 1000} KB)", file=sys.stderr)
+    tub = args.videos.parent / "donkeycar" / "real-car-tub"
+    if tub.is_dir():
+        out = args.out / "overlay_small_frame_cividis.jpg"
+        print(f"wrote {out} ({write_jpg(out, tub_figure(engine, tub, 100, 60)) // 1000} KB)", file=sys.stderr)
     return 0
 
 

@@ -79,6 +79,9 @@ def test_temporal_scale_shows_a_dim_frame_dim_and_reset_forgets():
     temporal.reset()
     _, w_reset = temporal(dim, 1.05)
     assert np.allclose(w_reset, w_ref, atol=1e-5), "after reset the first frame sets the scale afresh"
+    temporal(bright, 1.1)
+    _, w_back = temporal(dim, 0.0)
+    assert np.allclose(w_back, w_ref, atol=1e-5), "media time going back (a new source) resets too"
 
 
 def test_temporal_normalization_flickers_less_than_per_frame_scaling():
@@ -198,3 +201,38 @@ def test_bad_styles_are_refused():
         MaskStyle(color="rainbow")
     with pytest.raises(ValueError, match="min_tint"):
         MaskStyle(alpha=0.1, min_tint=0.25)
+
+
+def test_engine_keeps_the_raw_scale_of_its_masks(tmp_path):
+    import torch
+
+    from vbp_live.models import frames_to_input
+    from vbp_live.stream.engine import OverlayEngine
+
+    engine = OverlayEngine.from_checkpoint(tiny_checkpoint(tmp_path / "t.pt"), device="cpu")
+    frames = [coded_frame(3), coded_frame(9)]
+    preds = engine.infer(frames)
+    x = frames_to_input(np.stack([engine.network_input(f) for f in frames]), engine.device)  # (2, 1, 125, 160)
+    with torch.inference_mode():
+        raw = engine.method.run(x, raw=True).mask[:, 0].numpy()  # (2, 125, 160)
+    for p, r in zip(preds, raw, strict=True):
+        assert p.mask.min() == 0.0 and p.mask.max() == pytest.approx(1.0)
+        assert p.mask_range == pytest.approx((float(r.min()), float(r.max())), rel=1e-5)
+        np.testing.assert_allclose(raw_mask(p), r, rtol=1e-4, atol=1e-6 * float(r.max()))
+
+
+@pytest.mark.slow
+def test_overlay_figures_script_measures_every_mode_on_the_real_clips(tmp_path, shared_data):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "overlay_figures.py"
+    run = subprocess.run([sys.executable, str(script), "--videos", str(shared_data / "video"), "--out",
+                          str(tmp_path), "--frames", "3", "--static", "2", "--width", "480"],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| ") and " % |" in line]
+    assert len(rows) == 2 * 3 * len(RENDER_MODES)  # 2 clips x (moving, 2 static scenes) x modes
+    figures = sorted(tmp_path.glob("*.jpg"))
+    assert len(figures) == 3 and all(p.stat().st_size < 300_000 for p in figures)

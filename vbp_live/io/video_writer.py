@@ -13,6 +13,7 @@ by the callers (:class:`~vbp_live.io.sinks.VideoFileSink`, :func:`write_video`).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections.abc import Iterable
@@ -215,6 +216,8 @@ def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps:
         (path, frames written, codec used). Nothing is written (and the count is 0) without frames.
     """
     path, codec = Path(path), resolve_codec(path, codec)
+    if not fps > 0:
+        raise VideoWriteError(f"{path}: the frame rate must be > 0, got {fps}")
     it = iter(frames)
     first = next(it, None)
     if first is None:
@@ -224,7 +227,7 @@ def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps:
     with atomic_path(path) as tmp:
         enc = open_encoder(tmp, fps, size, codec, container_of=path)
         try:
-            for frame in _chain(first, it):
+            for frame in itertools.chain([first], it):
                 enc.write(fit_frame(frame, size))
                 n += 1
         except BaseException:
@@ -232,8 +235,3 @@ def write_video(path: str | os.PathLike[str], frames: Iterable[np.ndarray], fps:
             raise
         enc.close()
     return path, n, codec
-
-
-def _chain(first: np.ndarray, rest: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-    yield first
-    yield from rest

@@ -5,7 +5,8 @@ from frame to frame. :class:`MaskNormalizer` divides each raw mask by a *scale*:
 ``percentile``-th percentile (``frame`` mode) or, by default (``temporal``), an exponential
 moving average of it across frames (in log space, half-life ``halflife_s`` of media time), so
 the display only changes when what the network computes changes. :meth:`MaskNormalizer.reset`
-starts over (a new source, a reconnect, a scene cut the caller knows of).
+starts over (a new source, a reconnect, a scene cut the caller knows of); media time going
+back resets it too.
 
 :class:`OverlayMeter` measures, per run, the flicker (mean absolute frame-to-frame change of the
 blend weights drawn, on the network's grid) and the visibility (share of mask mass drawn with a
@@ -47,10 +48,13 @@ class MaskNormalizer:
         s = frame_scale(raw, self.style.percentile)
         if self.style.mode != "temporal":
             return s
+        if time_s is not None and self.last_time is not None and time_s < self.last_time:
+            self.reset()  # media time went back: another source, a loop, a reopened stream
         if s > 0:  # an empty mask leaves the running scale as it is
-            step = 1.0 if self.log_scale is None else self._gain(time_s)
-            self.log_scale = math.log(s) if self.log_scale is None else self.log_scale + step * (
-                math.log(s) - self.log_scale)
+            if self.log_scale is None:
+                self.log_scale = math.log(s)
+            else:
+                self.log_scale += self._gain(time_s) * (math.log(s) - self.log_scale)
             self.last_time = time_s
         return math.exp(self.log_scale) if self.log_scale is not None else 0.0
 
