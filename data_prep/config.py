@@ -20,7 +20,33 @@ from vbp_live.core import config
 from vbp_live.core.config import ConfigValueError
 from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.core.sync import METHODS
-from vbp_live.recordings.options import CameraConfig, RecordingOptions, SimulatorConfig, SteeringConfig, SyncConfig
+from vbp_live.recordings.images import MAX_PIXELS
+from vbp_live.recordings.options import (
+    ANGLE_UNITS,
+    CameraConfig,
+    FolderConfig,
+    RecordingOptions,
+    SimulatorConfig,
+    SteeringConfig,
+    SyncConfig,
+    TubConfig,
+)
+
+# Crops for the cameras of donkeycar tubs and frame folders, beside the paper's (CROP_PRESETS).
+# donkey: the lower two thirds of a 160x120 donkeycar frame at its own resolution, RGB, x/255
+# (what donkeycar's KerasLinear sees after an ROI crop of the sky); train it with donkeycar_linear.
+# pilotnet: NVIDIA PilotNet's 66x200 YUV input, from the band below the horizon (rows 60:-25 of
+# the 160-row simulator frame, as the Keras behavioral-cloning projects cut it), x/127.5 - 1.
+CAMERA_PRESETS: dict[str, dict[str, Any]] = {
+    "donkey": {"top": 40 / 120, "bottom": 1.0, "out_height": 80, "out_width": 160, "color": "rgb"},
+    "pilotnet": {"top": 60 / 160, "bottom": 135 / 160, "out_height": 66, "out_width": 200, "color": "yuv",
+                 "interpolation": "linear", "scale": [1 / 127.5], "offset": [-1.0]},
+}
+
+
+def crop_presets() -> dict[str, CropSpec]:
+    """Every crop preset ``crop.preset`` may name: the paper's and the camera presets."""
+    return {**CROP_PRESETS, **{k: CropSpec.from_dict(v) for k, v in CAMERA_PRESETS.items()}}
 
 
 @dataclass(frozen=True)
@@ -35,10 +61,12 @@ class CropConfig:
     """Steps 4-5: grayscale, crop band and network input size.
 
     Attributes:
-        preset: ``netsvf`` (640x125) or ``nethvf`` (351x125), see ``CROP_PRESETS``.
-        top, bottom, left, right, out_height, out_width, grayscale, interpolation: optional
+        preset: ``netsvf`` (640x125), ``nethvf`` (351x125), ``signnet``, or a camera preset
+            (``donkey``: 160x80 colour, the lower part of a donkeycar frame), see :func:`crop_presets`.
+        top, bottom, left, right, out_height, out_width, color, interpolation: optional
             overrides of the preset's :class:`~vbp_live.core.preprocess.CropSpec` fields
-            (band edges are fractions of the frame height/width).
+            (band edges are fractions of the frame height/width; color: gray, bgr, rgb, yuv, hsv).
+        grayscale: the older spelling of ``color``: true = ``gray``, false = ``bgr`` (``color`` wins).
     """
 
     preset: str = "netsvf"
@@ -48,17 +76,21 @@ class CropConfig:
     right: float | None = None
     out_height: int | None = None
     out_width: int | None = None
+    color: str | None = None
     grayscale: bool | None = None
     interpolation: str | None = None
 
     def spec(self) -> CropSpec:
         """The resolved crop (preset + overrides)."""
-        if self.preset not in CROP_PRESETS:
-            choices = ", ".join(sorted(CROP_PRESETS))
+        presets = crop_presets()
+        if self.preset not in presets:
+            choices = ", ".join(sorted(presets))
             raise ConfigValueError("crop.preset", f"crop.preset must be one of {choices}; got {self.preset!r}")
-        over = {k: v for k, v in dataclasses.asdict(self).items() if k != "preset" and v is not None}
+        over = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("preset", "grayscale") and v is not None}
+        if self.grayscale is not None and self.color is None:
+            over["color"] = "gray" if self.grayscale else "bgr"
         try:
-            return CropSpec.from_dict({**CROP_PRESETS[self.preset].to_dict(), **over})
+            return CropSpec.from_dict({**presets[self.preset].to_dict(), **over})
         except ValueError as e:
             raise ConfigValueError("crop", f"crop: {e}") from None
 
@@ -85,10 +117,13 @@ class DecodeConfig:
         mode: ``gray`` decodes JPEG luma directly (fast; within a few gray levels of
             ``color``, which decodes BGR and lets the crop function convert, exactly like
             frames coming from a video at streaming time).
+        max_pixels: images whose header states more pixels are refused before decoding
+            (``image_too_large`` in ``dropped.csv``).
     """
 
     threads: int = 2
     mode: str = "gray"
+    max_pixels: int = MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,8 @@ class PrepConfig:
     crop: CropConfig = field(default_factory=CropConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    tub: TubConfig = field(default_factory=TubConfig)
+    folder: FolderConfig = field(default_factory=FolderConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -127,14 +164,33 @@ class PrepConfig:
             raise ConfigValueError("split.test_count", f"split.test_count must be >= 0 or null, got {split.test_count}")
         if self.decode.mode not in ("gray", "color"):
             raise ConfigValueError("decode.mode", f"decode.mode must be one of gray, color; got {self.decode.mode!r}")
+        self._check_recordings()
         for key, v in (("decode.threads", self.decode.threads),
-                       ("output.checkpoint_every", self.output.checkpoint_every)):
+                       ("output.checkpoint_every", self.output.checkpoint_every),
+                       ("decode.max_pixels", self.decode.max_pixels)):
             if v < 1:
                 raise ConfigValueError(key, f"{key} must be >= 1, got {v}")
 
+    def _check_recordings(self) -> None:
+        tub, folder = self.tub, self.folder
+        if folder.angle_unit not in ANGLE_UNITS:
+            units = ", ".join(ANGLE_UNITS)
+            raise ConfigValueError("folder.angle_unit", f"folder.angle_unit must be one of {units}; "
+                                   f"got {folder.angle_unit!r}")
+        if folder.time_unit not in ("s", "ms", "us", "ns"):
+            raise ConfigValueError("folder.time_unit", f"folder.time_unit must be one of s, ms, us, ns; "
+                                   f"got {folder.time_unit!r}")
+        for key, v, top in (("tub.full_scale_deg", tub.full_scale_deg, 360.0),
+                            ("tub.frame_period_s", tub.frame_period_s, 3600.0),
+                            ("folder.full_scale_deg", folder.full_scale_deg, 360.0), ("folder.fps", folder.fps, 1e6)):
+            if not 0 < v <= top:
+                raise ConfigValueError(key, f"{key} must be in (0, {top:g}], got {v}")
+        if folder.fps < 1e-3:
+            raise ConfigValueError("folder.fps", f"folder.fps must be at least 0.001, got {folder.fps}")
+
     def recording_options(self) -> RecordingOptions:
-        """The sections the recording readers use (camera, steering, sync, simulator)."""
-        return RecordingOptions(self.camera, self.steering, self.sync, self.simulator)
+        """The sections the recording readers use (camera, steering, sync, simulator, tub, folder)."""
+        return RecordingOptions(self.camera, self.steering, self.sync, self.simulator, self.tub, self.folder)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-safe dict (tuples become lists)."""

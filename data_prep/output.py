@@ -43,6 +43,7 @@ def _manifest_common(plan: Plan, scan: Scan, cfg: PrepConfig, recording: Recordi
         "preprocessing": cfg.to_dict(),
         "counts": counts,
         "warnings": list(scan.warnings),
+        "skipped": _plain(scan.skipped.to_dict()),
         "info": _plain({**scan.info, **plan.info}),
     }
 
@@ -68,6 +69,20 @@ def write_dropped(path: Path, plan: Plan, rejected: list[list[Any]]) -> None:
             w.writerow([int(plan.t[i]), plan.names[plan.source[i]], reason[i]])
 
 
+def write_columns(path: Path, plan: Plan, scan: Scan, rejected: list[list[Any]]) -> None:
+    """``columns.csv``: the recording's extra per-frame values (a tub's throttle) of the kept frames,
+    one row per ``index.csv`` row, same order; not written when the recording has none."""
+    if not scan.columns:
+        return
+    bad = {int(r[0]) for r in rejected}
+    ords = [int(o) for o in plan.ordinal[plan.kept] if int(o) not in bad]
+    names = sorted(scan.columns)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["i", *names])
+        w.writerows([i, *(repr(float(scan.columns[n][o])) for n in names)] for i, o in enumerate(ords))
+
+
 def finish_dataset(writer: DatasetWriter, plan: Plan, scan: Scan, cfg: PrepConfig, recording: Recording,
                    rejected: list[list[Any]]) -> PrepResult:
     """Sort written frames by time, split, write dropped.csv + manifest, move into place."""
@@ -78,6 +93,7 @@ def finish_dataset(writer: DatasetWriter, plan: Plan, scan: Scan, cfg: PrepConfi
     order = np.argsort(np.array([r[0] for r in writer.rows], np.int64), kind="stable")
     splits = time_split(len(order), cfg.split)
     write_dropped(writer.partial / "dropped.csv", plan, rejected)
+    write_columns(writer.partial / "columns.csv", plan, scan, rejected)
     extra = _manifest_common(plan, scan, cfg, recording, counts)
     extra["rejected_images"] = [{"timestamp_ns": int(plan.t[plan.by_ordinal()[o]]), "reason": r, "error": m}
                                 for o, r, m in rejected[:MAX_LISTED]]
@@ -121,6 +137,7 @@ def write_labels(out: Path, plan: Plan, scan: Scan, cfg: PrepConfig, recording: 
         w.writerow(INDEX_FIELDS)
         w.writerows(labels_rows(plan, splits))
     write_dropped(partial / "dropped.csv", plan, [])
+    write_columns(partial / "columns.csv", plan, scan, [])
     manifest = {"format": LABELS_FORMAT, "num_frames": counts["kept"], "splits": _split_counts(splits),
                 **_manifest_common(plan, scan, cfg, recording, counts)}
     write_text_atomic(partial / "manifest.yaml", yaml.safe_dump(manifest, sort_keys=False))

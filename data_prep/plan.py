@@ -70,27 +70,38 @@ def make_plan(scan: Scan, cfg: PrepConfig) -> Plan:
     info: dict[str, Any] = {}
     if scan.presynced is None:
         channels = {}
-        for name, (t, v) in (("steering", scan.steering), ("speed", scan.speed)):
-            s = clean_samples(t, v)
+        for name, samples in (("steering", scan.steering), ("speed", scan.speed)):
+            if samples is None:
+                continue
+            s = clean_samples(*samples)
             channels[name] = s
-            info[f"{name}_samples"] = {"read": int(len(t)), "reordered": s.reordered, "duplicate_times": s.duplicates,
-                                       "non_finite": s.non_finite}
+            info[f"{name}_samples"] = {"read": int(len(samples[0])), "reordered": s.reordered,
+                                       "duplicate_times": s.duplicates, "non_finite": s.non_finite}
         fs = sync_frames(scan.frame_t, channels, cfg.sync.method, gap)
-        steering, speed = fs.values["steering"], fs.values["speed"]
+        steering = fs.values["steering"]
+        speed = fs.values["speed"] if scan.has_speed else np.full(len(fs.t), np.nan)
     else:
         fs = sync_frames(scan.frame_t, {}, cfg.sync.method, gap)
-        steering, speed = (np.asarray(scan.presynced[k], np.float64)[fs.order] for k in ("steering", "speed"))
-        _mark_missing(fs, steering, speed)
+        nan = np.full(len(scan.frame_t), np.nan)
+        steering, speed = (np.asarray(scan.presynced.get(k, nan), np.float64)[fs.order] for k in ("steering", "speed"))
+        _mark_missing(fs, steering, speed if scan.has_speed else None)
     info["frames_reordered"] = fs.reordered
     reason = fs.reason.copy()
-    slow = (reason == "") & ~(speed > cfg.filter.min_speed_mps)
-    reason[slow] = SLOW
+    if scan.reason is not None:
+        pre = np.asarray(scan.reason, dtype=object)[fs.order]
+        reason[pre != ""] = pre[pre != ""]  # the reader's reasons come first (deleted, missing image, ...)
+    if scan.has_speed:
+        reason[(reason == "") & ~(speed > cfg.filter.min_speed_mps)] = SLOW
+    else:
+        info["speed_filter"] = "skipped: the recording has no speed"
     return Plan(fs.order, fs.t, steering, speed, scan.frame_source[fs.order], scan.names, reason, info)
 
 
-def _mark_missing(fs: FrameSync, steering: np.ndarray, speed: np.ndarray) -> None:
-    """Presynced rows with a NaN/inf value are dropped, never filled."""
+def _mark_missing(fs: FrameSync, steering: np.ndarray, speed: np.ndarray | None) -> None:
+    """Presynced rows with a NaN/inf value are dropped, never filled (speed None: not measured)."""
     for name, v in (("steering", steering), ("speed", speed)):
+        if v is None:
+            continue
         fs.reason[(fs.reason == "") & ~np.isfinite(v)] = f"{name}_missing"
 
 

@@ -22,16 +22,16 @@ from data_prep.plan import Plan
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.io.dataset import DatasetWriter
 from vbp_live.recordings.base import Recording
-from vbp_live.recordings.images import ImageError, Payload, decode_payload
+from vbp_live.recordings.images import MAX_PIXELS, ImageError, Payload, decode_payload
 
 WorkResult = tuple[np.ndarray | None, float, float, ImageError | None]
 
 
-def process_one(payload: Payload, spec: CropSpec, gray: bool) -> WorkResult:
+def process_one(payload: Payload, spec: CropSpec, gray: bool, max_pixels: int = MAX_PIXELS) -> WorkResult:
     """Decode + preprocess one payload: ``(frame, decode_s, preprocess_s, error)``."""
     t0 = time.perf_counter()
     try:
-        img = decode_payload(payload, gray)
+        img = decode_payload(payload, gray, max_pixels)
     except ImageError as e:
         return None, time.perf_counter() - t0, 0.0, e
     t1 = time.perf_counter()
@@ -89,7 +89,8 @@ class FrameWriter:
             item = next(items, None)
             self.timings["read"] += time.perf_counter() - t
             if item is not None:
-                pending.append((item[0], pool.submit(process_one, item[1], spec, gray)))
+                pending.append((item[0], pool.submit(process_one, item[1], spec, gray,
+                                                         self.cfg.decode.max_pixels)))
             while pending and (item is None or len(pending) >= inflight):
                 ordinal, fut = pending.popleft()
                 self._store(ordinal, fut.result())

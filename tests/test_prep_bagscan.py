@@ -104,7 +104,7 @@ def test_truncated_compressed_bag_keeps_every_whole_chunk(tmp_path, compression)
     assert counts == sorted(counts) and counts[1] > 0
 
 
-def test_garbage_record_stops_with_a_report(tmp_path):
+def test_garbage_record_is_skipped_and_counted(tmp_path):
     bag = _bag(tmp_path, chunk_threshold=30_000)
     whole, _ = _scan(bag)
     ends = _message_ends(bag, whole)
@@ -112,9 +112,12 @@ def test_garbage_record_stops_with_a_report(tmp_path):
     blob[ends[10] : ends[10] + 4] = b"\xff\xff\xff\x7f"  # next record claims a 2 GB header
     bad = tmp_path / "bad.bag"
     bad.write_bytes(bytes(blob))
-    got, s = _scan(bad)
-    assert got == whole[:11] and s.report.stopped_at == ends[10]
-    assert "damaged" in s.report.problem
+    got, s = _scan(bad)  # that one record is lost, the rest of the bag is kept
+    assert got == whole[:11] + whole[12:] and s.report.stopped_at is None
+    assert s.report.skipped.counts == {"damaged_record": 1, "lost": 1}
+    first = s.report.skipped.first[0]
+    assert first["offset"] == ends[10] and "damaged" in first["error"]
+    assert s.report.skipped.first[1]["topic"] == whole[11][0]
 
 
 def test_not_a_bag_and_empty_file(tmp_path):

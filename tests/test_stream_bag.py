@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from stream_util import tiny_checkpoint
 
-from vbp_live.core.hud import HudInfo, HudStyle, hud_lines
+from vbp_live.core.hud import HudInfo, HudStyle, angle_text, hud_lines
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.sources import open_source
 from vbp_live.io.udacity_bag import SteeringSamples, write_udacity_bag
@@ -67,4 +67,4 @@ def test_bag_playback_shows_truth_and_error(bag, drive, tmp_path):
     assert rows.size and rows.max() < 0.25 * shown.shape[0]  # the text panel at the top
     assert (shown[rows.min():rows.max() + 1, :150] == with_t[rows.min():rows.max() + 1, :150]).mean() > 0.98
     lines = [t for t, _ in hud_lines(HudInfo(i, t_s, pred.steering_rad, rec.truth_rad), HudStyle())]
-    assert lines[2] == f"error {err_deg:+7.1f} deg" and lines[1] == f"true  {true_deg:+7.1f} deg"
+    assert lines[2] == f"error {angle_text(err_deg)}" and lines[1] == f"true  {angle_text(true_deg)}"

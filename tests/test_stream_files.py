@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from stream_util import CROP, H, W, coded_frame, decode_index, read_video, tiny_checkpoint, write_video
 
+from vbp_live.core.overlay import MaskStyle
 from vbp_live.io.dataset import DatasetWriter
 from vbp_live.io.frames import SourceError
 from vbp_live.io.sinks import FramesDirSink, VideoFileSink
@@ -30,10 +31,10 @@ def engine(tmp_path_factory) -> OverlayEngine:
     return OverlayEngine.from_checkpoint(ckpt, device="cpu")
 
 
-def run(source, engine, sinks, hud=False, **cfg):
+def run(source, engine, sinks, hud=False, renderer=None, **cfg):
     from vbp_live.core.hud import HudStyle
 
-    renderer = OverlayRenderer(engine.crop, HudStyle() if hud else None)
+    renderer = renderer or OverlayRenderer(engine.crop, HudStyle() if hud else None)
     log = PredictionLog()
     stats = Pipeline(source, engine, renderer, sinks, PipelineConfig(**cfg), log=log).run()
     return stats, log
@@ -58,7 +59,8 @@ def test_video_file_keeps_every_frame_in_order_at_source_fps(tmp_path, engine):
 def test_overlay_is_red_inside_the_crop_band_only(tmp_path, engine):
     src_path = write_video(tmp_path / "in.mp4", 6)
     out_dir = tmp_path / "frames"
-    stats, _ = run(VideoFileSource(src_path), engine, [FramesDirSink(out_dir)])
+    paper = OverlayRenderer(engine.crop, None, mask_style=MaskStyle(mode="paper"), outline=False)  # the formula below
+    stats, _ = run(VideoFileSource(src_path), engine, [FramesDirSink(out_dir)], renderer=paper)
     assert stats.frames_out == 6
     shot = cv2.imread(str(out_dir / "000003.png"))
     src = VideoFileSource(src_path)

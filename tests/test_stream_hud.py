@@ -14,9 +14,9 @@ def test_error_is_actual_minus_predicted_in_degrees():
     info = HudInfo(index=3, time_s=0.15, pred_rad=math.radians(10.0), true_rad=math.radians(4.0), fps=29.7)
     assert info.error_deg == pytest.approx(-6.0)
     texts = [t for t, _ in hud_lines(info, HudStyle())]
-    assert texts[0].startswith("pred") and "+10.0 deg" in texts[0]
-    assert texts[1].startswith("true") and "+4.0 deg" in texts[1]
-    assert texts[2].startswith("error") and "-6.0 deg" in texts[2]
+    assert texts[0] == "pred  10.0° L"  # positive = left
+    assert texts[1] == "true  4.0° L"
+    assert texts[2] == "error 6.0° R"  # the driver steered 6° further right than predicted
     assert "#3" in texts[3] and "0.15 s" in texts[3] and "29.7 fps" in texts[3]
 
 

@@ -121,7 +121,8 @@ def test_ctrl_c_finalizes_a_playable_file_and_exits_130(tmp_path, ckpt):
     src = write_video(tmp_path / "in.mp4", 300, fps=15)
     out = tmp_path / "out.mp4"
     cmd = [sys.executable, "-m", "vbp_live.cli.main", "run", str(src), "-c", str(ckpt), "--out", str(out),
-           "--realtime", "--quiet", "--threads", "1", "--stats-json", str(tmp_path / "s.json")]
+           "--realtime", "--quiet", "--threads", "1", "--stats-json", str(tmp_path / "s.json"),
+           "--codec", "mp4v"]  # mp4v grows as it goes (H.264's muxer writes ~256 KB at a time): the probe below
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + DEADLINE_S
     while time.time() < deadline and not any(p.stat().st_size > 20_000 for p in tmp_path.glob(".out.partial-*")):

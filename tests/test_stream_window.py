@@ -16,11 +16,14 @@ import pytest
 from stream_util import CROP, H, W, coded_frame, tiny_checkpoint
 
 from vbp_live.core.hud import HudStyle
+from vbp_live.core.overlay import MaskStyle
 from vbp_live.io.sinks import WindowSink
 from vbp_live.io.video import ArraySource
 from vbp_live.stream import OverlayEngine, OverlayRenderer, Pipeline, PipelineConfig
 
 TITLE = "vbp-live window test"
+PAPER = MaskStyle(mode="paper")  # red in proportion to the mask: "none where it is empty" holds (the default
+# look tints weak values too; tests/test_overlay_render.py covers it)
 WAIT_S = 20.0  # hang guard
 
 
@@ -77,7 +80,7 @@ def wait_for(cond, what: str) -> None:
 def test_window_shows_red_overlay_where_the_mask_is_and_obeys_keys(xvfb, tmp_path):
     engine = OverlayEngine.from_checkpoint(tiny_checkpoint(tmp_path / "t.pt"), device="cpu")
     frame = coded_frame(3)
-    renderer = OverlayRenderer(engine.crop, HudStyle())
+    renderer = OverlayRenderer(engine.crop, HudStyle(), mask_style=PAPER)
     window = WindowSink(TITLE, snapshot_dir=tmp_path)
     source = ArraySource(((frame, 0.05) for _ in range(100_000)), fps=20, name="still")
     pipe = Pipeline(source, engine, renderer, [window], PipelineConfig(batch_size=2, queue_size=2, realtime=True))
@@ -126,7 +129,7 @@ def expected_band(frame: np.ndarray, engine: OverlayEngine) -> np.ndarray:
     pred = engine.infer([frame])[0]
     y0, y1, _, _ = CROP.box(H, W)
     record = type("R", (), {"image": frame, "cropped": False})()
-    expected = OverlayRenderer(engine.crop, None).overlay(record, pred.mask)
+    expected = OverlayRenderer(engine.crop, None, mask_style=PAPER).overlay(record, pred.mask)
     return np.ascontiguousarray(expected[y0:y1])
 
 

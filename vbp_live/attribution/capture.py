@@ -127,7 +127,11 @@ class ConvChain:
 
 
 def conv_geometry(m: nn.Conv2d) -> Geometry2d:
-    """Geometry of a Conv2d (string paddings resolved; asymmetric 'same' refused)."""
+    """Geometry of a Conv2d (string paddings resolved; asymmetric 'same' refused).
+
+    A conv that pads per side itself (``models.blocks.PaddedConv2d``) states its leading padding and
+    ``ceil_mode`` (one extra trailing row/column), as pooling layers do.
+    """
     k, d = pair(m.kernel_size), pair(m.dilation)
     if isinstance(m.padding, str):
         if m.padding == "valid":
@@ -139,7 +143,7 @@ def conv_geometry(m: nn.Conv2d) -> Geometry2d:
             p = (tot[0] // 2, tot[1] // 2)
     else:
         p = pair(m.padding)
-    return Geometry2d(k, pair(m.stride), p, d)
+    return Geometry2d(k, pair(m.stride), p, d, bool(getattr(m, "ceil_mode", False)))
 
 
 def pool_geometry(m: nn.Module) -> Geometry2d:

@@ -19,8 +19,9 @@ import logging
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -29,6 +30,7 @@ from tqdm import tqdm
 from vbp_live.attribution import VisualBackProp, VisualBackPropReference, create_method, list_methods
 from vbp_live.bench import vbp_pass
 from vbp_live.bench.peers import PEERS, PeerUnavailable
+from vbp_live.io.model_card import open_model
 from vbp_live.models import create_model
 
 log = logging.getLogger(__name__)
@@ -60,6 +62,8 @@ class BenchConfig:
     reference: bool = True
     peers: bool = True
     seed: int = 0
+    checkpoint: str = ""  # a checkpoint or model card to time instead of ``models``
+    trust_pickle: bool = False
 
 
 @dataclass
@@ -229,15 +233,30 @@ def run_bench(cfg: BenchConfig, progress: bool = False) -> BenchReport:
     report = BenchReport(environment=environment(dev))
     bandwidth = copy_bandwidth(dev, 256 if dev.type == "cuda" else 64)
     gen = torch.Generator().manual_seed(cfg.seed)
-    jobs = [(m, b) for m in cfg.models for b in cfg.batches]
-    for name, b in tqdm(jobs, desc="bench", disable=not progress):
-        kwargs = {"height": cfg.size[0], "width": cfg.size[1]} if cfg.size else {}
-        model = create_model(name, **kwargs).to(dev).eval()
-        x = torch.rand(b, *model.in_shape, generator=gen).to(dev)  # (B, C, H, W)
+    bar = tqdm(total=len(cfg.batches) * (1 if cfg.checkpoint else len(cfg.models)), desc="bench",
+               disable=not progress)
+    for name, model, in_shape, b in _jobs(cfg, dev):
+        x = torch.rand(b, *in_shape, generator=gen).to(dev)  # (B, C, H, W)
         secs, paired = measure(name, model, x, cfg, report)
+        bar.update()
         act_bytes = vbp_pass.activation_bytes(model, x)
         report.notes += vbp_pass.target_notes(name, b, secs, act_bytes, bandwidth, dev, LRP_OURS, paired)
     return report
+
+
+def _jobs(cfg: BenchConfig, dev: torch.device) -> Iterator[tuple[str, nn.Module, tuple[int, ...], int]]:
+    """(name, model, input (C, H, W), batch) to time: the registered ``models``, or ``checkpoint``'s model."""
+    if cfg.checkpoint:
+        ck = open_model(cfg.checkpoint, cfg.trust_pickle)
+        model, c = ck.build_model(dev), ck.crop
+        for b in cfg.batches:
+            yield Path(cfg.checkpoint).name, model, (c.channels, c.out_height, c.out_width), b
+        return
+    for name in cfg.models:
+        kwargs = {"height": cfg.size[0], "width": cfg.size[1]} if cfg.size else {}
+        model = create_model(name, **kwargs).to(dev).eval()
+        for b in cfg.batches:
+            yield name, model, model.in_shape, b
 
 
 def rows_to_markdown(rows: list[BenchRow]) -> str:

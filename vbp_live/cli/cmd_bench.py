@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, add_device_option, resolve_device
+from vbp_live.cli.options import (
+    COUNT,
+    POSITIVE,
+    HelpFormatter,
+    add_device_option,
+    add_trust_pickle_option,
+    resolve_device,
+)
 
 EPILOG = """\
 Rows include the forward pass unless named "pass alone". On a GPU run, e.g.:
@@ -63,6 +70,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--models", default="netsvf,nethvf", help="comma-separated model names (default: %(default)s)")
+    p.add_argument("--checkpoint", metavar="FILE", default=None,
+                   help="time this checkpoint or model card (.yaml, see docs/models.md) instead of --models")
+    add_trust_pickle_option(p)
     p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--size", type=_size, default=None,
                    help="input HEIGHTxWIDTH for the models (default: each model's own)")
@@ -87,10 +97,12 @@ def run(args: argparse.Namespace) -> int:
 
     models = tuple(m for m in args.models.split(",") if m)
     unknown = [m for m in models if m not in list_models()]
-    if unknown or not models:
+    if args.checkpoint and args.size:
+        raise UsageError("--size: the input size of --checkpoint is its own; leave --size out")
+    if (unknown or not models) and not args.checkpoint:
         raise UsageError(f"--models: unknown model(s) {', '.join(unknown) or '(none)'}; "
                          f"registered: {', '.join(list_models())}")
-    if args.size:
+    if args.size and not args.checkpoint:
         _check_size(models, args.size)
     device = resolve_device(args.device)
     if args.threads:
@@ -98,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(
         models=models, batches=args.batches, repeats=max(1, args.repeats), device=device,
         size=args.size, reference=not args.no_reference, peers=not args.no_peers,
+        checkpoint=args.checkpoint or "", trust_pickle=args.trust_pickle,
     )
     report = run_bench(cfg, progress=True)
     text = report.to_markdown()

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import POSITIVE, HelpFormatter, add_device_option, resolve_device
+from vbp_live.cli.options import (
+    POSITIVE,
+    HelpFormatter,
+    add_device_option,
+    add_look_options,
+    add_trust_pickle_option,
+    look_options,
+    overlay_line,
+    resolve_device,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,8 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=POSITIVE, default=120,
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
-    p.add_argument("--checkpoint", help="use this checkpoint instead of the shipped model")
+    p.add_argument("--checkpoint", help="use this checkpoint or model card (.yaml) instead of the shipped model")
+    add_trust_pickle_option(p)
     add_device_option(p)
+    add_look_options(p, timeline=10.0)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -36,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from vbp_live.stream.demo import run_demo
 
     res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device), args.checkpoint,
-                   progress=not args.quiet)
+                   progress=not args.quiet, trust_pickle=args.trust_pickle, look=look_options(args))
     st = res.run.stats
     untrained = " -- the overlay shows the pipeline, not a trained network's attention"
     print(f"model: {res.model}" + ("" if res.trained else untrained))
@@ -44,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
           f"end to end (model step alone {st.model_fps:.1f} fps)")
     if res.rmse_deg is not None:
         print(f"steering error RMSE: {res.rmse_deg:.2f} deg (actual - predicted, steering wheel angle)")
+    if res.run.overlay:
+        print(overlay_line(res.run.overlay))
     for path in res.run.outputs:
         print(f"wrote {path.resolve()}")
     if st.error:

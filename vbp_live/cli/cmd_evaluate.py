@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     from vbp_live.evaluate.perturb import PerturbSettings
     from vbp_live.evaluate.report import write_report
     from vbp_live.evaluate.run import EvalConfig, ResultCache, evaluate, fingerprint
-    from vbp_live.io.checkpoint import load_checkpoint
+    from vbp_live.io.model_card import open_model
 
     cfg = EvalConfig(
         methods=method_names(args), batch=args.batch, seed=args.seed, device=resolve_device(args.device),
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         sanity_frames=args.sanity_frames, options=method_options(args),
     )
     ckpt_path = checkpoint_or_shipped(args.checkpoint)
-    ckpt = load_checkpoint(ckpt_path)
+    ckpt = open_model(ckpt_path, args.trust_pickle)
     model = ckpt.build_model(cfg.device)
     samples = load_samples(args.data, ckpt.crop, args.frames, _split(args.data, args.split))
     out = Path(args.out)
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     cache = ResultCache(cache_dir, fingerprint(ckpt_path, samples, cfg))
     meta = {"checkpoint": str(ckpt_path), "data": str(args.data),
             "date": datetime.datetime.now().isoformat(timespec="seconds")}
-    results, maps = evaluate(samples, model, cfg, cache, progress=tqdm, meta=meta)
+    results, maps = evaluate(samples, model, cfg, cache, progress=tqdm, meta=meta, crop=ckpt.crop)
     paths = write_report(results, maps, samples, ckpt.crop, out)
     print(f"wrote {paths[0]} (+ {len(paths) - 1} files in {out})")
     for name, r in results["methods"].items():

@@ -91,6 +91,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cols", type=POSITIVE, default=3, help="panels per row (default: %(default)s)")
     p.add_argument("--percentile", type=float_in(0.0, 100.0, low_open=True), default=99.5,
                    help="map percentile shown as full red (100 = the maximum; default: %(default)s)")
+    p.add_argument("--video", metavar="FILE", default=None,
+                   help="also write the figures, one per frame, as a video (.mp4: H.264 that browsers play)")
+    p.add_argument("--video-fps", type=float_in(0.0, low_open=True), default=2.0,
+                   help="figures per second in --video (default: %(default)s)")
     p.set_defaults(func=run)
 
 
@@ -102,12 +106,12 @@ def run(args: argparse.Namespace) -> int:
 
     from vbp_live.evaluate.figures import describe_output, run_explain
     from vbp_live.evaluate.inputs import apply_steering, load_samples
-    from vbp_live.io.checkpoint import load_checkpoint
+    from vbp_live.io.model_card import open_model
 
     names = method_names(args)
     options = method_options(args)
     device = resolve_device(args.device)
-    ckpt = load_checkpoint(checkpoint_or_shipped(args.checkpoint))
+    ckpt = open_model(checkpoint_or_shipped(args.checkpoint), args.trust_pickle)
     model = ckpt.build_model(device)
     samples = load_samples(args.input, ckpt.crop, args.frames, args.split)
     apply_steering(samples, args.steering)
@@ -118,4 +122,16 @@ def run(args: argparse.Namespace) -> int:
     for s, out, path in zip(samples, outputs, paths, strict=True):
         print(f"{path}: {describe_output(out, s.truth_rad)}")
     print("ms/frame: " + ", ".join(f"{n} {v:.1f}" for n, v in ms.items()) + f" ({device}, batch {args.batch})")
+    if args.video:
+        write_figure_video(paths, args.video, args.video_fps)
     return 0
+
+
+def write_figure_video(paths: list, video: str, fps: float) -> None:
+    """The written figures as one video (the one writer: ``vbp_live.io.video_writer``)."""
+    import cv2
+
+    from vbp_live.io.video_writer import write_video
+
+    path, n, codec = write_video(video, (cv2.imread(str(p)) for p in paths), fps)
+    print(f"wrote {path} ({n} figures at {fps:g} fps, {codec})")

@@ -7,10 +7,19 @@ import sys
 
 from vbp_live.core.config import SET_HELP, Override
 
+# Kept here so `vbp-live --help` imports no reader; tests check they equal recordings.formats.KINDS,
+# data_prep.config.crop_presets() and recordings.options.ANGLE_UNITS.
+KINDS = ("auto", "bag", "dump", "sim", "comma2k19", "tub", "folder")
+PRESETS = ("donkey", "nethvf", "netsvf", "pilotnet", "signnet")
+ANGLE_UNITS = ("deg", "rad", "normalized")
+
 EPILOG = """\
 inputs: .bag files (several = one drive, merged in time), a folder of bags, a bag-dump folder
-(camera.csv + steering.csv + center/*.jpg), a simulator driving_log.csv (or its folder), or a
-comma2k19 segment folder (labels only: it has no video).
+(camera.csv + steering.csv + center/*.jpg), a simulator driving_log.csv (or its folder), a
+comma2k19 segment folder (with video.hevc: frames; without: --labels-only), a donkeycar tub v2
+(manifest.json) or v1 (meta.json), several tubs or a folder of tubs (sessions in time order),
+or a folder of frames with data.txt (`0.jpg 12.5`, degrees) or a labels CSV with a header.
+Tubs and data.txt folders have no speed: the speed filter is skipped (the manifest says so).
 
 steps (configs/prep.yaml; override any key with --set KEY=VALUE):
   1 sync steering + speed onto camera header stamps (linear | zoh); frames before the first /
@@ -24,6 +33,8 @@ examples:
   vbp-live prep drive1.bag drive2.bag -o data/udacity --model netsvf
   vbp-live prep HMB_dump/ -o data/hmb --sync zoh --test-count 20000
   vbp-live prep segment/ -o labels/ --labels-only
+  vbp-live prep mycar/data/ -o data/donkey --model donkey --mode user
+  vbp-live prep driving_dataset/ -o data/sully --angle-unit deg --positive right --fps 30
 """
 
 
@@ -41,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="recording files or folders (see below)")
     p.add_argument("-o", "--out", required=True, help="dataset directory to create")
     p.add_argument("--config", help="prep YAML (default: built-in defaults = configs/prep.yaml)")
-    p.add_argument("--model", choices=["netsvf", "nethvf"], help="crop preset (crop.preset)")
+    p.add_argument("--model", choices=list(PRESETS), help="crop preset (crop.preset)")
     p.add_argument("--sync", choices=["linear", "zoh"], help="sync.method")
     p.add_argument("--max-gap", type=float, metavar="S", help="sync.max_gap_s")
     p.add_argument("--min-speed", type=float, metavar="MPS", help="filter.min_speed_mps")
@@ -51,7 +62,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steering-topic", help="steering.topic")
     p.add_argument("--threads", type=int, help="decode.threads")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=SET_HELP)
-    p.add_argument("--kind", default="auto", choices=["auto", "bag", "dump", "sim", "comma2k19"], help="input kind")
+    p.add_argument("--kind", default="auto", choices=list(KINDS), help="input kind")
+    rec = p.add_argument_group("tubs and frame folders")
+    rec.add_argument("--angle-unit", choices=list(ANGLE_UNITS), help="folder.angle_unit (frame folders)")
+    rec.add_argument("--positive", choices=["left", "right"],
+                     help="which way a positive recorded angle turns (tub.positive_right, folder.positive_right)")
+    rec.add_argument("--full-scale-deg", type=float, metavar="DEG",
+                     help="angle of a normalized 1.0 (tub.full_scale_deg, folder.full_scale_deg)")
+    rec.add_argument("--fps", type=float, help="folder.fps: frame rate of frame folders without a time column")
+    rec.add_argument("--min-throttle", type=float, help="tub.min_throttle: keep records with more throttle")
+    rec.add_argument("--mode", dest="modes", action="append", metavar="MODE",
+                     help="tub.modes: keep only records with this user/mode (repeatable)")
     p.add_argument("--labels-only", action="store_true", help="write the synchronized index only (no frames)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.add_argument("--restart", action="store_true", help="ignore an interrupted run's progress; start clean")
@@ -64,16 +85,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 FLAG_KEYS = {"--model": "crop.preset", "--sync": "sync.method", "--max-gap": "sync.max_gap_s",
              "--min-speed": "filter.min_speed_mps", "--test-fraction": "split.test_fraction",
              "--test-count": "split.test_count", "--camera-topic": "camera.topics",
-             "--steering-topic": "steering.topic", "--threads": "decode.threads"}
+             "--steering-topic": "steering.topic", "--threads": "decode.threads",
+             "--angle-unit": "folder.angle_unit", "--fps": "folder.fps", "--min-throttle": "tub.min_throttle",
+             "--mode": "tub.modes"}
+# options that set one key in each of several sections
+FLAG_MULTI_KEYS = {"--full-scale-deg": ("tub.full_scale_deg", "folder.full_scale_deg"),
+                   "--positive": ("tub.positive_right", "folder.positive_right")}
 
 
 def overrides(args: argparse.Namespace) -> list[Override | str]:
     """Config overrides from the command line: the shortcut options, then every ``--set`` in order."""
     out: list[Override | str] = []
     for flag, key in FLAG_KEYS.items():
-        value = getattr(args, flag[2:].replace("-", "_"))
+        value = getattr(args, "modes" if flag == "--mode" else flag[2:].replace("-", "_"))
         if value is not None:
             out.append(Override(key, value, f"{flag} {value}"))
+    for flag, keys in FLAG_MULTI_KEYS.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is not None:
+            typed = value == "right" if flag == "--positive" else value
+            out += [Override(k, typed, f"{flag} {value}") for k in keys]
     return out + list(args.sets)
 
 

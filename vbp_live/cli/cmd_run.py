@@ -14,8 +14,12 @@ from vbp_live.cli.options import (
     POSITIVE,
     HelpFormatter,
     add_device_option,
+    add_look_options,
+    add_trust_pickle_option,
     checkpoint_or_shipped,
     float_in,
+    look_options,
+    overlay_line,
     resolve_device,
 )
 
@@ -29,6 +33,10 @@ SOURCE is one of:
   image folder        frames/ (natural file-name order; --fps sets the rate, default 20)
   Udacity bag         drive.bag, or a folder of the .bag parts of one drive
                       (ground truth from /vehicle/steering_report, synchronized to the frames)
+  donkeycar tub       a tub v2 (manifest.json) or v1 (meta.json), or a folder of tubs (ground truth
+                      from user/angle: +1 = full right = -25 deg road wheel, see docs/data.md)
+  frame folder        frames/ with data.txt (`0.jpg 12.5`, degrees) or a labels CSV (image,angle,...)
+  comma2k19 segment   a segment folder with video.hevc (ground truth from CAN steering_angle)
   prepared dataset    a folder made by `vbp-live prep` (frames are the crop: overlay on the crop)
   camera              0, 1, ...
   stream URL          http://host:8080/video.mjpg, rtsp://host/stream
@@ -50,9 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="video file, image folder, .bag, dataset folder, camera index, URL or pipeline; "
                         "several, or a folder of videos, run one after another (see --out-dir)")
     p.add_argument("--checkpoint", "-c", help=CHECKPOINT_HELP)
+    add_trust_pickle_option(p)
     out = p.add_argument_group("outputs (default: --out <source name>_overlay.mp4)")
     out.add_argument("--out", "-o", metavar="FILE",
-                     help="write an overlay video (.mp4 with mp4v, or .avi with MJPG) at the source's fps")
+                     help="write an overlay video at the source's fps (.mp4: H.264 that browsers play; .avi: MJPG)")
+    out.add_argument("--codec", choices=["auto", "h264", "mp4v", "mjpg"], default="auto",
+                     help="video codec (default: %(default)s = H.264 for .mp4/.mkv/.mov through PyAV, MJPG for "
+                          ".avi; mp4v and mjpg are written by OpenCV)")
     out.add_argument("--show", action="store_true", help="show a window (q quits, space pauses, s saves a snapshot)")
     out.add_argument("--frames-dir", help="write every overlay frame as a PNG into this folder")
     out.add_argument("--no-output", action="store_true", help="write nothing (benchmarks)")
@@ -88,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     look.add_argument("--no-hud", action="store_true", help="no text and no glyph: the overlay alone")
     look.add_argument("--alpha", type=float_in(0.0, 1.0), default=0.7,
                       help="overlay strength at mask 1 (default: %(default)s)")
+    add_look_options(look)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=run_cmd)
 
@@ -160,7 +173,7 @@ def build_sinks(args: argparse.Namespace, info, server=None) -> list:
     if server is not None:
         sinks.append(server.sink())
     if args.out or not (args.no_output or args.show or args.serve or args.frames_dir):
-        sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, hold_time=info.live))
+        sinks.append(VideoFileSink(args.out or default_out(args.source), info.fps, args.codec, hold_time=info.live))
     return sinks
 
 
@@ -177,11 +190,11 @@ def run_cmd(args: argparse.Namespace) -> int:
     many = bool(args.out_dir or args.summary_json or inputs != args.source[:1])
     place = Place.from_env() if many else Place()
     opts = RunOptions(
-        checkpoint=checkpoint_or_shipped(args.checkpoint), device=resolve_device(rank_device(args.device, place)),
-        method=args.method, batch_size=args.batch,
+        checkpoint=checkpoint_or_shipped(args.checkpoint), trust_pickle=args.trust_pickle,
+        device=resolve_device(rank_device(args.device, place)), method=args.method, batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
-        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
+        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, **look_options(args),
     )
     if many:
         return run_many_cmd(args, inputs, place, opts)
@@ -249,7 +262,7 @@ def run_share(args: argparse.Namespace, inputs: list[str], place, opts) -> list:
     for k, (pos, (spec, name)) in enumerate(mine, 1):
         print(f"{who}[{k}/{len(mine)}] {spec}", flush=True)
         res = batch.run_input(spec, name, engine, opts, out_dir,
-                              lambda info, path: [VideoFileSink(path, info.fps, hold_time=info.live)],
+                              lambda info, path: [VideoFileSink(path, info.fps, args.codec, hold_time=info.live)],
                               progress=not args.quiet)
         res.position, res.rank = pos, place.rank
         results.append(res)
@@ -287,14 +300,18 @@ def report(result, args: argparse.Namespace) -> int:
     for line in result.notes:
         print(line)
     print(st.summary())
+    if result.overlay:
+        print(overlay_line(result.overlay))
     for path in result.outputs:
         print(f"wrote {path}")
     if args.stats_json:
-        stats = {**st.to_dict(), "outputs": [str(p) for p in result.outputs]}
+        stats = {**st.to_dict(), "overlay": result.overlay, "outputs": [str(p) for p in result.outputs]}
         write_text_atomic(args.stats_json, json.dumps(stats, indent=2))
         print(f"stats: {args.stats_json}")
-    print(f"ended: {st.end_reason}" + (f": {st.error}" if st.error else ""),
+    print(f"ended: {st.end_reason}" + (f" ({st.signal})" if st.signal else "") + (f": {st.error}" if st.error else ""),
           file=sys.stderr if st.error else sys.stdout)
     if st.end_reason == "interrupted":
-        return 130
+        from vbp_live.core.signals import exit_code
+
+        return exit_code(st.signal)  # 130 for Ctrl-C, 143 for SIGTERM
     return 1 if st.error else 0

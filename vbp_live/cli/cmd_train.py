@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     with logging_redirect_tqdm():
         result = train(cfg, resume=args.resume)
     if not main_rank:
-        return 130 if result.status == "interrupted" else 0
+        return result.exit_code
     m = result.metrics
     summary = ", ".join(f"{k} {v:.4g}" for k, v in m.items() if k.startswith("val_") and isinstance(v, float))
     print(f"{result.status} at step {result.global_step}: {summary or 'no epoch finished yet'}")
@@ -72,5 +72,5 @@ def run(args: argparse.Namespace) -> int:
         again = "".join(f" --set {shlex.quote(o)}" for o in args.sets)
         again += f" --device {args.device}" if args.device else ""
         print(f"resume with: vbp-live train --config {args.config} --resume{again}")
-        return 130
+        return result.exit_code  # 130 after Ctrl-C, 143 after SIGTERM
     return 0

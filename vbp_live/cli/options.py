@@ -15,7 +15,10 @@ from pathlib import Path
 from vbp_live.core.errors import VbpLiveError
 
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
-CHECKPOINT_HELP = "vbp_live checkpoint (.pt): the model and its crop (default: the shipped model)"
+CHECKPOINT_HELP = ("vbp_live checkpoint (.pt) or model card (.yaml, see docs/models.md): the model and its crop "
+                   "(default: the shipped model)")
+TRUST_PICKLE_HELP = ("allow a model card's 'format: pickle' (a whole pickled model, torch.save(model)): loading it "
+                     "runs code from the file, so only for files you trust")
 
 _COLUMN = re.compile(r"^(\s+\S+(?:\s\S+)*\s{2,})")  # an indented table row: its first column and the gap
 
@@ -116,8 +119,14 @@ def add_device_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, defa
 
 
 def add_checkpoint_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str) -> None:
-    """``--checkpoint`` (optional: the shipped model is the default)."""
+    """``--checkpoint`` (optional: the shipped model is the default) and ``--trust-pickle``."""
     p.add_argument("--checkpoint", *flags, default=None, help=CHECKPOINT_HELP)
+    add_trust_pickle_option(p)
+
+
+def add_trust_pickle_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--trust-pickle``: load a whole pickled model named by a model card (it runs code from the file)."""
+    p.add_argument("--trust-pickle", action="store_true", help=TRUST_PICKLE_HELP)
 
 
 def resolve_device(text: str) -> str:
@@ -150,3 +159,39 @@ def checkpoint_or_shipped(path: str | None) -> Path:
     if shipped is None:
         raise CheckpointError(f"no --checkpoint given and the shipped model ({SHIPPED}) is not installed")
     return shipped
+
+
+RENDER_CHOICES = ("temporal", "frame", "paper")  # vbp_live.core.overlay.RENDER_MODES (kept light: no cv2 here)
+COLOR_CHOICES = ("red", "cividis", "viridis", "magma", "inferno")  # vbp_live.core.colormaps.COLOR_NAMES
+
+
+def add_look_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, timeline: float | None = None) -> None:
+    """How the overlay looks: ``--render``, ``--color``, ``--timeline``, ``--min-height`` (``run``, ``demo``)."""
+    p.add_argument("--render", choices=RENDER_CHOICES, default="temporal",
+                   help="mask look: temporal (default: scaled to a percentile of the mask smoothed over ~1 s, "
+                        "weak values still tinted), frame (the same scale per frame), paper (per-frame min-max, "
+                        "as the paper's figures)")
+    p.add_argument("--color", choices=COLOR_CHOICES, default="red",
+                   help="mask colour: red (default), or a colour map that colour-blind viewers read "
+                        "(cividis, viridis, magma, inferno)")
+    p.add_argument("--timeline", type=float_in(0.0), nargs="?", const=10.0, default=timeline or 0.0,
+                   metavar="SECONDS",
+                   help="a strip along the bottom: predicted and actual steering over the last SECONDS "
+                        f"(default: {'off' if timeline is None else f'{timeline:g}'}; the flag alone: 10; 0: off)")
+    p.add_argument("--min-height", type=int_in(0), default=360, metavar="PX",
+                   help="enlarge lower frames (whole factors) so the HUD stays legible; 0: never "
+                        "(default: %(default)s)")
+
+
+def look_options(args: argparse.Namespace) -> dict[str, object]:
+    """The :func:`add_look_options` values as ``RunOptions`` fields."""
+    return {"render": args.render, "color": args.color, "timeline_s": args.timeline or None,
+            "min_height": args.min_height}
+
+
+def overlay_line(o: dict) -> str:
+    """One summary line about the mask as drawn: look, flicker and visibility."""
+    return (f"overlay: --render {o['render']} --color {o['color']}: flicker {o['flicker']:.4f} (mean |change| of "
+            f"the drawn tint per pixel and frame; {o['relative_flicker']:.3f} of the mean tint), "
+            f"{100 * o['mass_visible']:.0f}% of the mask's mass visibly tinted, "
+            f"{100 * o['band_tinted']:.0f}% of the crop band tinted")

@@ -1,35 +1,64 @@
-"""The one crop / grayscale / resize step shared by data preparation, training and streaming.
+"""The one preprocessing step shared by data preparation, training, streaming and imported models.
 
-A :class:`CropSpec` names a band of the source frame in *fractions* of its height and width (so
-the same spec serves 640×480 Udacity frames, 320×160 simulator frames and 960×540 dashcams) and
-the network's input size. :func:`preprocess_frame` applies it; :func:`mask_to_frame` maps a
-mask computed on the network input back onto the full-resolution frame.
+A :class:`CropSpec` says how a network sees a frame:
+
+- the **crop box**, in *fractions* of the frame's height and width (so the same spec serves
+  640×480 Udacity frames, 320×160 simulator frames and 960×540 dashcams) or in *pixels*
+  (``frame[top:bottom, left:right]`` with Python's slice rules, for models trained on one camera);
+- the **colour space** (``gray``, ``bgr``, ``rgb``, ``yuv``, ``hsv``) and **channel order**;
+- the network's input **size** and the resize **interpolation**;
+- the **scaling** of the uint8 pixels to the network's input values (``y = x * scale + offset``,
+  per channel; :func:`affine_scaling` builds it from ``x/127.5-1`` or mean/std) and the tensor **layout**.
+
+:func:`preprocess_frame` does the uint8 part (what prepared datasets store);
+:func:`vbp_live.models.frames_to_input` applies the scaling and layout;
+:func:`mask_to_frame` maps a mask computed on the network input back onto the full-resolution frame.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ast
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import cv2
 import numpy as np
 
-INPUT_SCALE = 1.0 / 255.0  # uint8 pixel -> network input value
+INPUT_SCALE = 1.0 / 255.0  # default: uint8 pixel -> network input value
 
-_INTERP = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}
+_INTERP = {
+    "area": cv2.INTER_AREA,
+    "linear": cv2.INTER_LINEAR,
+    "nearest": cv2.INTER_NEAREST,
+    "cubic": cv2.INTER_CUBIC,
+    "lanczos": cv2.INTER_LANCZOS4,
+}
+COLORS = ("gray", "bgr", "rgb", "yuv", "hsv")
+_FROM_BGR = {"rgb": cv2.COLOR_BGR2RGB, "yuv": cv2.COLOR_BGR2YUV, "hsv": cv2.COLOR_BGR2HSV}
+UNITS = ("fraction", "pixel")
+LAYOUTS = ("nchw", "nhwc")
 
 
 @dataclass(frozen=True)
 class CropSpec:
-    """Which band of a frame the network sees and at what size.
+    """How a network sees a frame: crop box, colour, size, scaling and layout.
 
     Attributes:
-        top, bottom: band rows as fractions of the frame height (0 = top edge, 1 = bottom edge).
-        left, right: band columns as fractions of the frame width.
+        top, bottom: band rows. ``units="fraction"``: fractions of the frame height (0 = top edge,
+            1 = bottom edge). ``units="pixel"``: slice bounds ``frame[top:bottom]``; negative values count
+            from the bottom edge and ``bottom=0`` means the edge itself (``60, -25`` = rows ``60:-25``).
         out_height, out_width: network input size in pixels.
-        grayscale: convert BGR frames to one gray channel (the paper's step iv).
-        interpolation: ``area`` (default, best for downscaling), ``linear`` or ``nearest``.
+        left, right: band columns, as ``top``/``bottom`` (default: the full width).
+        color: colour space of the network input: ``gray`` (one channel, the paper's step iv),
+            ``bgr`` (as OpenCV reads frames), ``rgb``, ``yuv`` or ``hsv`` (OpenCV's 8-bit YUV / HSV, H in 0..179).
+        interpolation: ``area`` (default, best for downscaling), ``linear``, ``nearest``, ``cubic`` or ``lanczos``.
+        units: ``fraction`` (default) or ``pixel``: how the crop box is given.
+        channel_order: the colour's letters in the network's channel order, e.g. ``vuy`` for a ``yuv``
+            net that takes V first; empty = the colour's own order.
+        scale, offset: network input ``y = x * scale + offset`` for uint8 ``x``; one value for all channels
+            or one per channel (default ``x / 255``).
+        layout: ``nchw`` (default, PyTorch) or ``nhwc`` (channels last, for a model that takes that).
     """
 
     top: float
@@ -37,50 +66,121 @@ class CropSpec:
     out_height: int
     out_width: int
     left: float = 0.0
-    right: float = 1.0
-    grayscale: bool = True
+    right: float | None = None
+    color: str = "gray"
     interpolation: str = "area"
+    units: str = "fraction"
+    channel_order: str = ""
+    scale: tuple[float, ...] = (INPUT_SCALE,)
+    offset: tuple[float, ...] = (0.0,)
+    layout: str = "nchw"
 
     def __post_init__(self) -> None:
-        if not (0.0 <= self.top < self.bottom <= 1.0):
-            raise ValueError(f"crop band needs 0 <= top < bottom <= 1, got top={self.top}, bottom={self.bottom}")
-        if not (0.0 <= self.left < self.right <= 1.0):
-            raise ValueError(f"crop band needs 0 <= left < right <= 1, got left={self.left}, right={self.right}")
+        if self.units not in UNITS:
+            raise ValueError(f"units must be one of {list(UNITS)}, got {self.units!r}")
+        if self.right is None:
+            object.__setattr__(self, "right", 1.0 if self.units == "fraction" else 0)
+        if self.units == "fraction":
+            self._check_fractions()
+        else:
+            self._check_pixels()
         if self.out_height < 1 or self.out_width < 1:
             raise ValueError(f"output size must be positive, got {self.out_height}x{self.out_width}")
         if self.interpolation not in _INTERP:
             raise ValueError(f"interpolation must be one of {sorted(_INTERP)}, got {self.interpolation!r}")
+        if self.color not in COLORS:
+            raise ValueError(f"color must be one of {list(COLORS)}, got {self.color!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
+        self._check_channel_order()
+        self._check_scaling()
+
+    def _check_fractions(self) -> None:
+        if not (0.0 <= self.top < self.bottom <= 1.0):
+            raise ValueError(f"crop band needs 0 <= top < bottom <= 1, got top={self.top}, bottom={self.bottom}")
+        if not (0.0 <= self.left < self.right <= 1.0):
+            raise ValueError(f"crop band needs 0 <= left < right <= 1, got left={self.left}, right={self.right}")
+
+    def _check_pixels(self) -> None:
+        for name in ("top", "bottom", "left", "right"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not float(v).is_integer():
+                raise ValueError(f"a pixel crop needs whole numbers, got {name}={v!r}")
+            object.__setattr__(self, name, int(v))
+        for a, b, what in ((self.top, self.bottom, "rows"), (self.left, self.right, "columns")):
+            if a >= 0 and b > 0 and b <= a:
+                raise ValueError(f"pixel crop {what} {a}:{b} are empty")
+
+    def _check_channel_order(self) -> None:
+        own = "" if self.color == "gray" else self.color
+        if self.channel_order and sorted(self.channel_order) != sorted(own):
+            raise ValueError(f"channel_order must be a reordering of {own!r} (color {self.color}), "
+                             f"got {self.channel_order!r}")
+
+    def _check_scaling(self) -> None:
+        for name in ("scale", "offset"):
+            v = getattr(self, name)
+            vals = tuple(float(x) for x in (v if isinstance(v, Sequence) else (v,)))
+            if len(vals) not in (1, self.channels):
+                raise ValueError(f"{name} needs 1 or {self.channels} values (one per channel), got {len(vals)}")
+            if not all(np.isfinite(vals)) or (name == "scale" and 0.0 in vals):
+                raise ValueError(f"{name} must be finite{' and non-zero' if name == 'scale' else ''}, got {vals}")
+            object.__setattr__(self, name, vals)
+
+    @property
+    def grayscale(self) -> bool:
+        """Whether the network input is one gray channel."""
+        return self.color == "gray"
 
     @property
     def channels(self) -> int:
-        """Channels of the network input (1 for grayscale, 3 for BGR)."""
+        """Channels of the network input (1 for grayscale, else 3)."""
         return 1 if self.grayscale else 3
 
     def box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """Pixel box ``(y0, y1, x0, x1)`` of the band in a ``height``×``width`` frame."""
-        y0, y1 = round(self.top * height), round(self.bottom * height)
-        x0, x1 = round(self.left * width), round(self.right * width)
-        if y1 <= y0 or x1 <= x0:
-            raise ValueError(f"crop band is empty on a {width}x{height} frame")
+        if self.units == "pixel":
+            y0, y1 = _pixel_span(int(self.top), int(self.bottom), height)
+            x0, x1 = _pixel_span(int(self.left), int(self.right), width)
+        else:
+            y0, y1 = round(self.top * height), round(self.bottom * height)
+            x0, x1 = round(self.left * width), round(self.right * width)
+        if y1 <= y0 or x1 <= x0 or y0 < 0 or x0 < 0 or y1 > height or x1 > width:
+            raise ValueError(f"crop band {y0}:{y1}, {x0}:{x1} is empty or outside a {width}x{height} frame")
         return y0, y1, x0, x1
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict (YAML / checkpoint friendly)."""
-        return asdict(self)
+        """Plain dict (YAML / checkpoint friendly: lists, numbers, strings)."""
+        d = asdict(self)
+        d["scale"], d["offset"] = list(self.scale), list(self.offset)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CropSpec:
-        """Build from a dict, rejecting unknown keys with a clear message."""
+        """Build from a dict, rejecting unknown keys with a clear message.
+
+        Dicts written before colour spaces existed (``grayscale: true/false``) still load.
+        """
+        d = dict(d)
+        if "grayscale" in d and "color" not in d:
+            d["color"] = "gray" if d.pop("grayscale") else "bgr"
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown crop keys {unknown}; known: {sorted(names)}")
-        return cls(**dict(d))
+        return cls(**d)
 
     def with_height(self, out_height: int) -> CropSpec:
         """Same field of view per output row, taller output (e.g. the paper's 135-row variant)."""
+        if self.units != "fraction":
+            raise ValueError("with_height needs a crop box in fractions")
         band = (self.bottom - self.top) * out_height / self.out_height
         return CropSpec(**{**self.to_dict(), "out_height": out_height, "bottom": min(1.0, self.top + band)})
+
+
+def _pixel_span(a: int, b: int, n: int) -> tuple[int, int]:
+    """Slice bounds ``a:b`` of a length-``n`` axis (negative = from the end, ``b == 0`` = the end)."""
+    return (a + n if a < 0 else a), (b + n if b <= 0 else b)
 
 
 # Defaults for 640x480 Udacity center-camera frames. NetSVF sees a 125-row band at full
@@ -93,14 +193,18 @@ CROP_PRESETS: dict[str, CropSpec] = {
 
 
 def preprocess_frame(frame: np.ndarray, spec: CropSpec) -> np.ndarray:
-    """Crop, convert and resize one frame for the network.
+    """Crop, convert and resize one frame for the network (the uint8 part of the preprocessing).
+
+    Gray nets: crop, convert, resize (the conversion then touches fewer pixels). Colour nets: crop,
+    resize (in BGR), convert to the colour space, reorder channels; resizing before the YUV/HSV
+    conversion is what most Keras driving pipelines do and never interpolates hue.
 
     Args:
         frame: uint8 image, (H, W) gray or (H, W, 3) BGR as OpenCV reads it.
-        spec: the crop band and output size.
+        spec: the crop box, colour space and output size.
 
     Returns:
-        uint8 array (out_height, out_width) if ``spec.grayscale`` else (out_height, out_width, 3).
+        uint8 array (out_height, out_width) for ``color="gray"``, else (out_height, out_width, 3).
     """
     if frame.dtype != np.uint8 or frame.ndim not in (2, 3):
         raise ValueError(f"expected a uint8 (H,W) or (H,W,3) frame, got {frame.dtype} {frame.shape}")
@@ -112,6 +216,10 @@ def preprocess_frame(frame: np.ndarray, spec: CropSpec) -> np.ndarray:
         band = cv2.cvtColor(band, cv2.COLOR_GRAY2BGR)
     if band.shape[:2] != (spec.out_height, spec.out_width):
         band = cv2.resize(band, (spec.out_width, spec.out_height), interpolation=_INTERP[spec.interpolation])
+    if spec.color in _FROM_BGR:
+        band = cv2.cvtColor(band, _FROM_BGR[spec.color])  # (h, w, 3) in the colour's own order
+    if spec.channel_order:
+        band = band[..., [spec.color.index(c) for c in spec.channel_order]]
     return np.ascontiguousarray(band)
 
 
@@ -131,3 +239,69 @@ def mask_to_frame(mask: np.ndarray, spec: CropSpec, frame_shape: tuple[int, ...]
     full = np.zeros((h, w), np.float32)
     full[y0:y1, x0:x1] = cv2.resize(mask.astype(np.float32), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
     return full
+
+
+def affine_scaling(
+    expr: str = "x/255", mean: Sequence[float] | float | None = None, std: Sequence[float] | float | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(scale, offset)`` for :class:`CropSpec` from an affine expression in ``x`` and an optional mean/std.
+
+    The input is ``(expr(x) - mean) / std``, e.g. ``affine_scaling("x/127.5-1")`` or, torchvision style,
+    ``affine_scaling("x/255", mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])``.
+
+    Args:
+        expr: ``+ - * /``, numbers, parentheses and ``x`` (the uint8 pixel), affine in ``x``.
+        mean, std: one value or one per channel, subtracted and divided after ``expr``.
+
+    Raises:
+        ValueError: the expression is not affine in ``x`` or uses anything else.
+    """
+    a, b = _affine(expr)
+    means = _as_tuple(0.0 if mean is None else mean)
+    stds = _as_tuple(1.0 if std is None else std)
+    n = max(len(means), len(stds))
+    if {len(means), len(stds)} - {1, n}:
+        raise ValueError(f"mean and std need the same number of values, got {len(means)} and {len(stds)}")
+    if 0.0 in stds:
+        raise ValueError("std must be non-zero")
+    means, stds = means * (n // len(means)), stds * (n // len(stds))
+    scale = tuple(a / s for s in stds)
+    offset = tuple((b - m) / s for m, s in zip(means, stds, strict=True))
+    return scale, offset
+
+
+def _as_tuple(v: Sequence[float] | float) -> tuple[float, ...]:
+    return tuple(float(x) for x in v) if isinstance(v, Sequence) else (float(v),)
+
+
+def _affine(expr: str) -> tuple[float, float]:
+    """``(a, b)`` with ``expr == a*x + b``; parsed with :mod:`ast`, never evaluated as code."""
+    try:
+        tree = ast.parse(str(expr).strip(), mode="eval")
+        a, b = _affine_node(tree.body)
+    except (SyntaxError, ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"scaling {expr!r} is not an affine expression in x ({e})") from None
+    if a == 0.0:
+        raise ValueError(f"scaling {expr!r} is not an affine expression in x (it does not depend on x)")
+    return a, b
+
+
+def _affine_node(node: ast.AST) -> tuple[float, float]:
+    if isinstance(node, ast.Name) and node.id == "x":
+        return 1.0, 0.0
+    if isinstance(node, ast.Constant) and isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return 0.0, float(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        a, b = _affine_node(node.operand)
+        return (-a, -b) if isinstance(node.op, ast.USub) else (a, b)
+    if isinstance(node, ast.BinOp):
+        (a1, b1), (a2, b2) = _affine_node(node.left), _affine_node(node.right)
+        if isinstance(node.op, ast.Add | ast.Sub):
+            sign = 1.0 if isinstance(node.op, ast.Add) else -1.0
+            return a1 + sign * a2, b1 + sign * b2
+        if isinstance(node.op, ast.Mult) and (a1 == 0.0 or a2 == 0.0):
+            return a1 * b2 + a2 * b1, b1 * b2
+        if isinstance(node.op, ast.Div) and a2 == 0.0:
+            return a1 / b2, b1 / b2
+        raise ValueError("only products and quotients by numbers are affine")
+    raise ValueError(f"unsupported element {ast.dump(node)[:40]}")

@@ -61,9 +61,10 @@ def build_methods(model: nn.Module, names: Sequence[str], options: dict[str, dic
     return methods
 
 
-def samples_to_input(samples: Sequence[Sample], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Network inputs of the samples as one float batch (N, C, H, W)."""
-    return frames_to_input(np.stack([s.net_input for s in samples]), device)
+def samples_to_input(samples: Sequence[Sample], device: torch.device | str = "cpu",
+                     crop: CropSpec | None = None) -> torch.Tensor:
+    """Network inputs of the samples as one float batch (N, C, H, W), scaled as ``crop`` says."""
+    return frames_to_input(np.stack([s.net_input for s in samples]), device, crop)
 
 
 def batches(n: int, size: int) -> Iterable[slice]:
@@ -169,7 +170,7 @@ def run_explain(samples: Sequence[Sample], model: nn.Module, crop: CropSpec, nam
 
     Returns the written paths, the model outputs (N, K) and each method's ms/frame.
     """
-    x = samples_to_input(samples, device)  # (N, C, H, W)
+    x = samples_to_input(samples, device, crop)  # (N, C, H, W)
     outputs = predict(model, x, batch)
     methods = build_methods(model, names, options, fit_images=x)
     maps, ms = {}, {}

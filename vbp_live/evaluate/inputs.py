@@ -16,11 +16,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from vbp_live.core.errors import InputError
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
+from vbp_live.recordings.images import ImageError, decode_payload
 
 log = logging.getLogger(__name__)
 GT_MASKS = ("lane", "hmark", "shadow", "car")  # the cues the paper discusses
@@ -56,7 +56,7 @@ def even_indices(total: int, n: int) -> list[int]:
 
 def mask_to_input(mask: np.ndarray, crop: CropSpec) -> np.ndarray:
     """A full-frame bool mask -> network-input resolution, through the same crop and resize as frames."""
-    spec = dataclasses.replace(crop, grayscale=True, interpolation="area")
+    spec = dataclasses.replace(crop, color="gray", channel_order="", interpolation="area")
     return preprocess_frame(mask.astype(np.uint8) * 255, spec) >= 128
 
 
@@ -86,9 +86,10 @@ def load_samples(spec: str | os.PathLike[str], crop: CropSpec, frames: int = 8,
     from vbp_live.io.video import IMAGE_SUFFIXES
 
     if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-        img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR) if p.stat().st_size else None
-        if img is None:
-            raise InputError(f"{p}: not a readable image")
+        try:
+            img = decode_payload(p, gray=False, follow_symlinks=True)
+        except ImageError as e:
+            raise InputError(f"{p}: not a readable image ({e})") from None
         return [make_sample(p.stem, img, crop)]
     try:
         src = open_source(str(p), split=split)

@@ -33,6 +33,7 @@ from torch import nn
 
 from vbp_live.attribution import Attribution
 from vbp_live.core.metrics import aopc, curve_auc, mass_fraction, mass_ratio, spearman, topk_iou
+from vbp_live.core.preprocess import CropSpec
 from vbp_live.evaluate.figures import batches, build_methods, samples_to_input
 from vbp_live.evaluate.inputs import GT_MASKS, Sample
 from vbp_live.evaluate.perturb import (
@@ -219,9 +220,12 @@ def _maps_and_timings(model: nn.Module, x: torch.Tensor, cfg: EvalConfig, cache:
 
 def evaluate(samples: Sequence[Sample], model: nn.Module, cfg: EvalConfig, cache: ResultCache | None = None,
              progress: Progress | None = None, meta: dict[str, Any] | None = None,
-             ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Run the whole evaluation; returns the results as plain data (see :mod:`.report`) and the maps."""
-    x = samples_to_input(samples, cfg.device)  # (N, C, H, W)
+             crop: CropSpec | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Run the whole evaluation; returns the results as plain data (see :mod:`.report`) and the maps.
+
+    ``crop``: the model's preprocessing (its input scaling); None: ``x / 255``.
+    """
+    x = samples_to_input(samples, cfg.device, crop)  # (N, C, H, W)
     contexts = [frame_context(model, x[i], cfg.seed * 100_003 + i, cfg.perturb) for i in range(len(x))]
     stage, forward_ms = _maps_and_timings(model, x, cfg, cache, progress)
     results: dict[str, Any] = {

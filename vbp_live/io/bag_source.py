@@ -4,7 +4,9 @@ No second bag reader: :class:`~vbp_live.recordings.bag.BagRecording` does the re
 (truncation-safe scan, topic choice, the 2016-10-25 left/center swap, zero header stamps), and
 :func:`~vbp_live.recordings.labels.frame_steering` puts the steering reports onto the camera
 stamps, exactly as data preparation does. Frames outside the steering reports' time range (or
-inside a gap) get no ground truth rather than a made-up value.
+inside a gap) get no ground truth rather than a made-up value. A damaged bag plays what can be
+read: the reader's warnings (messages skipped by reason, a cut, ...) are logged when the
+source opens and kept in :attr:`BagFrameSource.warnings` for the run summary.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class BagFrameSource(FrameSource):
         camera: which camera to play (``center`` by default).
         sync: ``linear`` interpolation (default) or ``zoh`` (zero-order hold).
 
+    Attributes:
+        warnings: problems the reader found and survived, one line each (for the run summary).
+        skipped: what the reader skipped, by reason (:class:`~vbp_live.recordings.base.SkipLog`).
+
     Raises:
         SourceError: the bags cannot be read or hold no camera frames or steering.
     """
@@ -47,7 +53,8 @@ class BagFrameSource(FrameSource):
             scan = self.bag.scan()
         except InputError as e:
             raise SourceError(f"{', '.join(map(str, self.paths))}: {e}") from e
-        for w in scan.warnings:
+        self.warnings, self.skipped = list(scan.warnings), scan.skipped
+        for w in self.warnings:
             log.warning("%s", w)
         self.frame_t = scan.frame_t  # (F,) ns, in playback (ordinal) order
         self.truth = frame_steering(scan, SyncConfig(method=sync))  # (F,) rad, NaN where unknown

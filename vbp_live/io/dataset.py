@@ -21,6 +21,7 @@ killed at any instant (even ``kill -9``) resumes to the same bytes as an uninter
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -38,8 +39,52 @@ INDEX_FIELDS = ["i", "timestamp_ns", "steering_rad", "speed_mps", "source", "spl
 _ROWS, _PROGRESS = "rows.csv", "progress.yaml"  # resume bookkeeping inside <dir>.partial
 
 
+FINGERPRINT_KEY = "frames_fingerprint"
+_FINGERPRINT_FRAMES = 4
+MAX_FRAME_BYTES = 64 << 20  # one frame; a manifest claiming more is not a dataset this tool wrote
+
+
 class DatasetError(InputError):
     """A dataset directory is missing, incomplete or inconsistent."""
+
+
+def frames_fingerprint(frames: np.ndarray) -> str:
+    """sha256 of the frame shape and of up to 4 whole frames spread over the set (first, ..., last).
+
+    Stored in the manifest at :meth:`DatasetWriter.finalize` and checked on open: a ``frame_shape``
+    edited to another one with the same byte count (which would read every frame scrambled) or
+    a replaced ``frames.u8`` no longer matches. Reads 4 frames, so it is cheap for any size.
+    """
+    h = hashlib.sha256(repr(tuple(int(v) for v in frames.shape[1:])).encode())
+    n = len(frames)
+    for i in sorted({round(k * (n - 1) / max(1, _FINGERPRINT_FRAMES - 1)) for k in range(_FINGERPRINT_FRAMES)}
+                    if n else []):
+        h.update(np.ascontiguousarray(frames[i]).tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+def _read_manifest(man: Path) -> dict[str, Any]:
+    try:
+        with open(man, encoding="utf-8") as f:
+            manifest = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise DatasetError(f"{man}: not valid YAML ({str(e).splitlines()[0]})") from e
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{man}: expected a mapping of manifest keys, got {type(manifest).__name__}")
+    if manifest.get("format") != FORMAT:
+        raise DatasetError(f"{man}: format {manifest.get('format')!r}, expected {FORMAT!r}")
+    return manifest
+
+
+def _frame_shape(man: Path, shape: object) -> tuple[int, ...]:
+    """``frame_shape`` as (H, W) or (H, W, 3) of positive ints within :data:`MAX_FRAME_BYTES`."""
+    ok = (isinstance(shape, list) and len(shape) in (2, 3)
+          and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+          and (len(shape) == 2 or shape[2] == 3))
+    if not ok or int(np.prod(shape, dtype=np.float64)) > MAX_FRAME_BYTES:
+        raise DatasetError(f"{man}: frame_shape must be [H, W] or [H, W, 3] of positive sizes "
+                           f"(at most {MAX_FRAME_BYTES >> 20} MiB a frame), got {shape!r}")
+    return tuple(shape)
 
 
 class PreparedDataset:
@@ -52,34 +97,54 @@ class PreparedDataset:
             unfinished = (self.path.parent / (self.path.name + ".partial")).exists()
             hint = " (an unfinished run? re-run `vbp-live prep`)" if unfinished else ""
             raise DatasetError(f"{self.path}: not a prepared dataset, manifest.yaml is missing{hint}")
-        with open(man, encoding="utf-8") as f:
-            self.manifest: dict[str, Any] = yaml.safe_load(f) or {}
-        if self.manifest.get("format") != FORMAT:
-            raise DatasetError(f"{man}: format {self.manifest.get('format')!r}, expected {FORMAT!r}")
-        self.crop = CropSpec.from_dict(self.manifest["crop"])
-        self.frame_shape = tuple(int(v) for v in self.manifest["frame_shape"])
+        self.manifest = _read_manifest(man)
+        try:
+            self.crop = CropSpec.from_dict(self.manifest["crop"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise DatasetError(f"{man}: crop is not a valid crop ({e})") from e
+        self.frame_shape = _frame_shape(man, self.manifest.get("frame_shape"))
         self._read_index()
         self.frames = self._open_frames()
+        self._check_fingerprint(man)
 
     def _read_index(self) -> None:
-        with open(self.path / "index.csv", newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-        self.timestamps_ns = np.array([int(r["timestamp_ns"]) for r in rows], np.int64)
-        self.steering = np.array([float(r["steering_rad"]) for r in rows], np.float32)
-        self.speed = np.array([float(r["speed_mps"]) for r in rows], np.float32)
-        self.sources = [r["source"] for r in rows]
-        self.split = np.array([r["split"] for r in rows])
+        index = self.path / "index.csv"
+        try:
+            with open(index, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+            self.timestamps_ns = np.array([int(r["timestamp_ns"]) for r in rows], np.int64)
+            self.steering = np.array([float(r["steering_rad"]) for r in rows], np.float32)
+            self.speed = np.array([float(r["speed_mps"]) for r in rows], np.float32)
+            self.sources = [str(r["source"]) for r in rows]
+            self.split = np.array([str(r["split"]) for r in rows])
+        except FileNotFoundError as e:
+            raise DatasetError(f"{index}: missing (every prepared dataset has one)") from e
+        except (KeyError, TypeError, ValueError, OverflowError, UnicodeDecodeError, csv.Error) as e:
+            raise DatasetError(f"{index}: malformed ({type(e).__name__}: {e}); re-run `vbp-live prep`") from e
 
     def _open_frames(self) -> np.memmap:
         n = len(self.timestamps_ns)
-        if n != int(self.manifest["num_frames"]):
-            raise DatasetError(f"{self.path}: index.csv has {n} rows, manifest says {self.manifest['num_frames']}")
+        declared = self.manifest.get("num_frames")
+        if not isinstance(declared, int) or isinstance(declared, bool) or n != declared:
+            raise DatasetError(f"{self.path}: index.csv has {n} rows, manifest says num_frames {declared!r}")
         f = self.path / "frames.u8"
         want = n * int(np.prod(self.frame_shape))
         if not f.is_file() or f.stat().st_size != want:
             got = f.stat().st_size if f.is_file() else "missing"
             raise DatasetError(f"{f}: expected {want} bytes for {n} frames of {self.frame_shape}, got {got}")
         return np.memmap(f, np.uint8, "r", shape=(n, *self.frame_shape))
+
+    def _check_fingerprint(self, man: Path) -> None:
+        """The manifest's ``frames_fingerprint`` (datasets written since it exists) must match the frames."""
+        stored = self.manifest.get(FINGERPRINT_KEY)
+        if stored is None:
+            return  # an older dataset: nothing to compare with
+        if stored != frames_fingerprint(self.frames):
+            raise DatasetError(
+                f"{man}: frame_shape {list(self.frame_shape)} or frames.u8 was changed after the dataset was "
+                f"written ({FINGERPRINT_KEY} does not match): the frames would be read scrambled; "
+                "re-run `vbp-live prep`"
+            )
 
     def __len__(self) -> int:
         return len(self.timestamps_ns)
@@ -213,6 +278,7 @@ class DatasetWriter:
             "format": FORMAT,
             "num_frames": len(self.rows),
             "frame_shape": list(self.frame_shape),
+            FINGERPRINT_KEY: self._fingerprint(),
             "crop": self.crop.to_dict(),
             "splits": {k: int(np.sum(np.asarray(splits) == k)) for k in sorted(set(splits))},
             **(manifest_extra or {}),
@@ -224,6 +290,14 @@ class DatasetWriter:
             shutil.rmtree(self.out_dir)
         os.replace(self.partial, self.out_dir)
         return self.out_dir
+
+    def _fingerprint(self) -> str:
+        path, n = self.partial / "frames.u8", len(self.rows)
+        frames = np.memmap(path, np.uint8, "r", shape=(n, *self.frame_shape)) if n else np.zeros((0, *self.frame_shape))
+        try:
+            return frames_fingerprint(frames)
+        finally:
+            del frames
 
     def _close_files(self) -> None:
         self._frames.close()

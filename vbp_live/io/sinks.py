@@ -21,6 +21,7 @@ import numpy as np
 
 from vbp_live.core.errors import OutputError
 from vbp_live.io.atomic import temp_beside, write_bytes_atomic
+from vbp_live.io.video_writer import EncoderBase, VideoWriteError, even_size, fit_frame, open_encoder, resolve_codec
 
 log = logging.getLogger(__name__)
 
@@ -74,37 +75,44 @@ class NullSink(FrameSink):
 class VideoFileSink(FrameSink):
     """A video file at the source's frame rate, finalized by renaming on :meth:`close`.
 
+    Encoded by :mod:`vbp_live.io.video_writer`: H.264 (yuv420p, ``+faststart``) in ``.mp4`` by
+    default, so browsers play it; ``.avi`` gives MJPG; ``codec="mp4v"`` the old OpenCV codec.
+
     Args:
-        path: the output file (``.mp4`` with the ``mp4v`` codec by default; ``.avi`` with ``MJPG``).
+        path: the output file (``.mp4``, ``.mkv``, ``.mov`` or ``.avi``).
         fps: frames per second to store.
-        fourcc: four-character codec code.
+        codec: ``auto`` (H.264, or MJPG for .avi), ``h264``, ``mp4v`` or ``mjpg``.
         hold_time: keep real time (live sources): a frame is repeated until the next one's time,
             so dropped frames and stalls do not make the recording play faster than it happened.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: float, fourcc: str | None = None, hold_time: bool = False):
+    def __init__(self, path: str | os.PathLike[str], fps: float, codec: str = "auto", hold_time: bool = False):
         self.path, self.hold_time = Path(path), hold_time
         self.fps = float(fps) if fps and fps > 0 else 30.0
-        self.fourcc = fourcc or ("MJPG" if self.path.suffix.lower() == ".avi" else "mp4v")
+        try:
+            self.codec = resolve_codec(self.path, codec)
+        except VideoWriteError as e:
+            raise SinkError(str(e)) from e
         self.tmp = temp_beside(self.path, "partial")  # permissions from the umask, like any new file
-        self.writer: cv2.VideoWriter | None = None
+        self.writer: EncoderBase | None = None
         self.size: tuple[int, int] | None = None
         self.frames = 0
         self.finalized: Path | None = None
 
     def _open(self, frame: np.ndarray) -> None:
         # codecs want even sizes (FFmpeg would silently cut a row): pad odd frames by one pixel
-        self.size = (frame.shape[1] + frame.shape[1] % 2, frame.shape[0] + frame.shape[0] % 2)
-        self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
-        if not self.writer.isOpened():
-            raise SinkError(f"{self.path}: OpenCV cannot write a {self.fourcc!r} video with this suffix")
+        self.size = even_size(frame.shape[1], frame.shape[0])
+        try:
+            self.writer = open_encoder(self.tmp, self.fps, self.size, self.codec, container_of=self.path)
+        except VideoWriteError as e:
+            raise SinkError(str(e)) from e
 
     def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
         """Encode one frame (resized if the stream changed size; repeated to keep time with ``hold_time``)."""
         if self.writer is None:
             self._open(frame)
             self.t0 = time_s or 0.0
-        frame = self._fit(frame)
+        frame = fit_frame(frame, self.size)
         repeat = 1
         if self.hold_time and time_s is not None:
             repeat = max(1, round((time_s - self.t0) * self.fps) + 1 - self.frames)
@@ -112,21 +120,12 @@ class VideoFileSink(FrameSink):
             self.writer.write(frame)
         self.frames += repeat
 
-    def _fit(self, frame: np.ndarray) -> np.ndarray:
-        """The frame at the file's size: odd sizes padded (edge pixels repeated), other sizes resized."""
-        dw, dh = self.size[0] - frame.shape[1], self.size[1] - frame.shape[0]
-        if dw == dh == 0:
-            return frame
-        if dw in (0, 1) and dh in (0, 1):
-            return cv2.copyMakeBorder(frame, 0, dh, 0, dw, cv2.BORDER_REPLICATE)
-        return cv2.resize(frame, self.size, interpolation=cv2.INTER_AREA)
-
     def close(self) -> None:
         """Finish the file and rename it into place (nothing is left when no frame was written)."""
         if self.finalized is not None or not self.tmp.exists():
             return
         if self.writer is not None:
-            self.writer.release()
+            self.writer.close()
         if self.frames == 0:
             self.tmp.unlink(missing_ok=True)
             log.warning("%s: no frames were written, no file made", self.path)
@@ -135,12 +134,12 @@ class VideoFileSink(FrameSink):
             os.fsync(f.fileno())
         os.replace(self.tmp, self.path)
         self.finalized = self.path
-        log.info("wrote %s (%d frames at %.2f fps)", self.path, self.frames, self.fps)
+        log.info("wrote %s (%d frames at %.2f fps, %s)", self.path, self.frames, self.fps, self.codec)
 
     def abort(self) -> None:
         """Release and delete the temporary file (the sink itself failed)."""
         if self.writer is not None:
-            self.writer.release()
+            self.writer.abort()
         self.tmp.unlink(missing_ok=True)
 
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from vbp_live.io.bag_source import BagFrameSource
 from vbp_live.io.frames import FrameSource, SourceError, VideoInfo
 from vbp_live.io.live import LiveSource, ReconnectPolicy, is_live_spec
+from vbp_live.io.recording_source import RecordingFrameSource
 from vbp_live.io.video import DatasetSource, ImageFolderSource, VideoFileSource
-from vbp_live.recordings.formats import bag_files
+from vbp_live.recordings.formats import bag_files, detect_kind, open_recording
 
 
 def open_source(
@@ -29,8 +30,11 @@ def open_source(
       a string with ``!``: a GStreamer pipeline -- all live;
     * ``*.bag``, or a folder of ``.bag`` parts of one drive: Udacity ROS1 bags (ground truth
       from the steering reports);
-    * a folder with ``manifest.yaml``: a prepared dataset; another folder: its images;
-    * any other file: a video file.
+    * a folder with ``manifest.yaml``: a prepared dataset;
+    * any other recording :mod:`vbp_live.recordings` reads (a donkeycar tub or folder of tubs, a
+      frame folder with ``data.txt`` or a labels CSV, a comma2k19 segment with ``video.hevc``, a
+      simulator log, a bag dump), with ground truth;
+    * another folder: its images; any other file: a video file.
 
     Args:
         spec: the SOURCE string.
@@ -50,8 +54,11 @@ def open_source(
     if not p.exists():
         raise SourceError(f"{spec}: no such file or folder (and not a camera index, URL or GStreamer pipeline)")
     bags = bag_files([p])
+    kind = None if bags or (p / "manifest.yaml").is_file() else detect_kind(p)
     if bags:
         src: FrameSource = BagFrameSource(bags)
+    elif kind is not None:
+        src = RecordingFrameSource(open_recording([p], kind=kind), str(p), fps=fps)
     elif p.is_dir():
         src = DatasetSource(p, split) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
     else:

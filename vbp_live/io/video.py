@@ -20,6 +20,7 @@ import numpy as np
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.io.frames import FrameRecord, FrameSource, SourceError, VideoInfo, stamped
 from vbp_live.io.opencv_log import opencv_quiet
+from vbp_live.recordings.images import ImageError, decode_payload
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +54,24 @@ class VideoFileSource(FrameSource):
         )
 
     def frames(self, stop: threading.Event | None = None) -> Iterator[FrameRecord]:
-        """Decode every frame; a failed read before the known frame count is a skipped frame."""
+        """Decode every frame; a failed read before the known frame count is a skipped frame.
+
+        Failed reads count as skipped (``corrupt``) only when a good frame follows them; the
+        failures at the end of a file that ends early are missing frames, not skipped ones.
+        """
         index = 0
         max_skips = 25  # consecutive failures that mean "the file ends here"
         fails = 0
         while not (stop and stop.is_set()):
             ok, img = self.cap.read()
             if ok:
+                if fails:
+                    self.corrupt += fails
+                    log.warning("%s: %d unreadable frame(s) before frame %d, skipped", self.path, fails, index)
                 fails = 0
                 yield stamped(FrameRecord(index, index / self.info.fps, img))
             elif self.info.total is not None and index < self.info.total - 1 and fails < max_skips:
                 fails += 1
-                self.corrupt += 1
-                log.warning("%s: frame %d is unreadable, skipped", self.path, index)
             else:
                 return
             index += 1
@@ -101,18 +107,22 @@ class ImageFolderSource(FrameSource):
         for i, f in enumerate(self.files):
             if stop and stop.is_set():
                 return
-            img = _imread(f)
-            if img is None:
+            try:
+                img = decode_payload(f, gray=False, follow_symlinks=True)
+            except ImageError as e:
                 self.corrupt += 1
-                log.warning("%s: not a readable image, skipped", f)
+                log.warning("%s: not a readable image, skipped (%s)", f, e)
                 continue
             yield stamped(FrameRecord(i, i / self.info.fps, img))
 
 
 def _imread(path: Path) -> np.ndarray | None:
-    """cv2.imread that also survives non-ASCII paths; None when the file does not decode."""
-    data = np.fromfile(path, np.uint8)
-    return cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    """The image decoded strictly (:func:`~vbp_live.recordings.images.decode_payload`); None when it does not."""
+    try:
+        return decode_payload(path, gray=False, follow_symlinks=True)
+    except ImageError as e:
+        log.debug("%s", e)
+        return None
 
 
 class DatasetSource(FrameSource):

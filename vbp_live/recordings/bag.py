@@ -4,6 +4,11 @@ Several files (a drive split into parts) are read one after the other and merged
 all steering samples are pooled and sorted, all frames are sorted by their header stamp
 before synchronization. Each file picks its own camera topic, the first configured topic it
 contains, with the left/center swap applied to the 2016-10-25 El Camino bags.
+
+Damage never ends the read: a message whose payload does not match its definition is skipped
+and counted (``undecodable``, with its topic and byte offset) next to what the scanner
+skipped (:mod:`.bagscan`), in :attr:`~.base.Scan.skipped`; the second pass skips exactly the
+frames the first pass skipped. A definition that cannot be used is refused with one line.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import numpy as np
 
 from vbp_live.core.errors import InputError
 from vbp_live.recordings.bagscan import BagConnection, BagScanner
-from vbp_live.recordings.base import Progress, Recording, Scan
-from vbp_live.recordings.images import Payload, RawImage
+from vbp_live.recordings.base import Progress, Recording, Scan, SkipLog
+from vbp_live.recordings.images import Payload, image_payload
 from vbp_live.recordings.options import CameraConfig, SteeringConfig
-from vbp_live.recordings.rosmsg import MessageTypes, stamp_ns
+from vbp_live.recordings.rosmsg import DefinitionError, MessageTypes, UndecodableMessage, stamp_ns
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class BagRecording(Recording):
         self.types = MessageTypes()
         self.selected: list[str | None] = []
         self.frame_counts: list[int] = []
+        self.skipped_frames: list[set[int]] = []  # per file: positions on its camera topic skipped by the scan
 
     def _swapped(self, path: Path) -> bool:
         """True for files whose left and center topics are swapped (and a camera that is affected)."""
@@ -62,16 +68,17 @@ class BagRecording(Recording):
         """Read header stamps of every candidate camera topic and all steering reports."""
         acc: dict[str, list[Any]] = {k: [] for k in ("ft", "fsrc", "st", "sa", "sv")}
         info = {"zero_stamp_frames": 0, "zero_stamp_steering": 0, "swapped_left_center": []}
-        warnings, topics_seen = [], {}
-        self.selected, self.frame_counts = [], []
+        warnings, topics_seen, skipped = [], {}, SkipLog()
+        self.selected, self.frame_counts, self.skipped_frames = [], [], []
         for fi, path in enumerate(self.paths):
-            stamps, report = self._scan_file(path, acc, info, progress)
+            stamps, bad, report = self._scan_file(path, acc, info, progress)
             topics_seen[path.name] = report.topics()
-            if report.stopped_at is not None:
-                warnings.append(report.describe())
+            warnings.extend(report.warnings())
+            skipped.merge(report.skipped, file=path.name)
             chosen = next((t for t in self.camera_topics(path) if stamps.get(t)), None)
             self.selected.append(chosen)
             self.frame_counts.append(len(stamps.get(chosen, [])))
+            self.skipped_frames.append(bad.get(chosen, set()))
             if chosen is not None:
                 acc["ft"].extend(stamps[chosen])
                 acc["fsrc"].extend([fi] * len(stamps[chosen]))
@@ -88,29 +95,50 @@ class BagRecording(Recording):
             speed=(st, np.array(acc["sv"], np.float64)),
             info=info,
             warnings=warnings,
+            skipped=skipped,
         )
 
     def _scan_file(self, path: Path, acc: dict[str, list[Any]], info: dict[str, Any], progress: Progress | None):
         cams = self.camera_topics(path)
         steer_topic = self.steering.topic
         stamps: dict[str, list[int]] = {t: [] for t in cams}
+        bad: dict[str, set[int]] = {t: set() for t in cams}  # camera messages skipped, by position on the topic
         scanner, last_pos = BagScanner(path), 0
         for conn, rec_t, raw in scanner.messages(lambda c: c.topic in stamps or c.topic == steer_topic):
-            msg = self.types.deserialize(conn, raw)
-            t, fell_back = stamp_ns(msg, rec_t)
-            if conn.topic == steer_topic:
-                self._steering_sample(conn, msg, t, acc)
-                info["zero_stamp_steering"] += fell_back
-            else:
-                _check_image_type(conn, path)
+            image = conn.topic != steer_topic
+            msg = self._decode(path, scanner, conn, raw, image)
+            if msg is None:
+                if image:
+                    bad[conn.topic].add(len(stamps[conn.topic]) + len(bad[conn.topic]))
+            elif image:
+                t, fell_back = stamp_ns(msg, rec_t)
                 stamps[conn.topic].append(t)
                 info["zero_stamp_frames"] += fell_back
+            else:
+                t, fell_back = stamp_ns(msg, rec_t)
+                self._steering_sample(conn, msg, t, acc)
+                info["zero_stamp_steering"] += fell_back
             if progress and scanner.report.position != last_pos:
                 progress(scanner.report.position - last_pos)
                 last_pos = scanner.report.position
         if progress:
             progress(scanner.size - last_pos)
-        return stamps, scanner.report
+        return stamps, bad, scanner.report
+
+    def _decode(self, path: Path, scanner: BagScanner, conn: BagConnection, raw: memoryview, image: bool) -> Any:
+        """The message, or None when it does not match its definition (counted as ``undecodable``)."""
+        if image:
+            _check_image_type(conn, path)
+        try:
+            msg = self.types.deserialize(conn, raw)
+            if image:
+                _payload_of(conn, msg)
+            return msg
+        except UndecodableMessage as e:
+            scanner.report.skipped.add("undecodable", topic=conn.topic, **scanner.where(), error=str(e))
+            return None
+        except DefinitionError as e:
+            raise DefinitionError(f"{path}: {e}") from None
 
     def _steering_sample(self, conn: BagConnection, msg: Any, t: int, acc: dict[str, list[Any]]) -> None:
         sc = self.steering
@@ -122,9 +150,15 @@ class BagRecording(Recording):
                 f"{conn.topic} ({conn.msgtype}) has no field(s) {missing}; its fields: "
                 f"{self.types.field_names(conn)} (set steering.angle_field / steering.speed_field)"
             ) from None
+        try:
+            angle, speed = float(angle), float(speed)
+        except (TypeError, ValueError):
+            raise InputError(f"{conn.topic} ({conn.msgtype}): fields {sc.angle_field} / {sc.speed_field} are not "
+                             f"numbers in the bag's definition (set steering.angle_field / steering.speed_field)"
+                             ) from None
         acc["st"].append(t)
-        acc["sa"].append(float(angle))
-        acc["sv"].append(float(speed))
+        acc["sa"].append(angle)
+        acc["sv"].append(speed)
 
     def _check_found(self, acc: dict[str, list[Any]], topics_seen: dict[str, dict[str, tuple[str, int]]],
                      warnings: list[str]) -> None:
@@ -141,27 +175,36 @@ class BagRecording(Recording):
     def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:
         """Stream the selected camera topic of each file; decode-ready payloads."""
         offset = 0
-        for path, topic, n in zip(self.paths, self.selected, self.frame_counts, strict=True):
+        files = zip(self.paths, self.selected, self.frame_counts, self.skipped_frames, strict=True)
+        for path, topic, n, bad in files:
             if topic is not None and offset + n > start and wanted[offset : offset + n].any():
-                yield from self._file_payloads(path, topic, n, offset, wanted, start)
+                yield from self._file_payloads(path, topic, n, bad, offset, wanted, start)
             offset += n
 
-    def _file_payloads(self, path: Path, topic: str, n: int, offset: int, wanted: np.ndarray, start: int):
+    def _file_payloads(self, path: Path, topic: str, n: int, bad: set[int], offset: int, wanted: np.ndarray,
+                       start: int) -> Iterator[tuple[int, Payload]]:
         k = 0
-        for conn, _, raw in BagScanner(path).messages(lambda c: c.topic == topic):
+        for j, (conn, _, raw) in enumerate(BagScanner(path).messages(lambda c: c.topic == topic)):
+            if j in bad:
+                continue  # skipped (and counted) by the first pass
             o, k = offset + k, k + 1
             if k > n:
                 break
             if o >= start and wanted[o]:
-                yield o, self._payload(conn, raw)
+                yield o, _payload_of(conn, self.types.deserialize(conn, raw))
         if k != n:
             raise InputError(f"{path}: has {k} frames on {topic} now, the first pass saw {n} (file changed?)")
 
-    def _payload(self, conn: BagConnection, raw: memoryview) -> Payload:
-        msg = self.types.deserialize(conn, raw)
-        if conn.msgtype == "sensor_msgs/CompressedImage":
-            return msg.data
-        return RawImage(int(msg.height), int(msg.width), str(msg.encoding), int(msg.step), msg.data)
+
+def _payload_of(conn: BagConnection, msg: Any) -> Payload:
+    """The image payload of a camera message (UndecodableMessage when its fields are not an image's)."""
+    try:
+        data = msg.data
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+            raise TypeError(f"data is {type(data).__name__}, not bytes")
+        return image_payload(conn.msgtype, msg)
+    except (AttributeError, TypeError, ValueError) as e:
+        raise UndecodableMessage(f"topic {conn.topic}: {conn.msgtype} message without image fields ({e})") from None
 
 
 def _check_image_type(conn: BagConnection, path: Path) -> None:

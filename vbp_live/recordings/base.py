@@ -23,6 +23,51 @@ Progress = Callable[[int], None]  # called with an increment (bytes or rows)
 
 
 @dataclass
+class SkipLog:
+    """Damaged parts of a recording that a reader skipped, counted by reason.
+
+    Attributes:
+        counts: reason -> how many were skipped (messages, records or chunks, as the reason says).
+        first: the first ``limit`` skips in detail: ``reason`` plus where (file, topic, byte
+            offset, ...) and ``error`` (why), as plain values for a manifest.
+        limit: how many skips are kept in ``first``.
+    """
+
+    counts: dict[str, int] = field(default_factory=dict)
+    first: list[dict[str, Any]] = field(default_factory=list)
+    limit: int = 20
+
+    def add(self, reason: str, n: int = 1, **where: Any) -> None:
+        """Count ``n`` skips for ``reason``; ``where`` (file, topic, offset, error, ...) is kept for the first few."""
+        self.counts[reason] = self.counts.get(reason, 0) + n
+        if len(self.first) < self.limit:
+            self.first.append({"reason": reason, **({"count": n} if n != 1 else {}), **where})
+
+    def merge(self, other: SkipLog, **where: Any) -> None:
+        """Add another log's counts and details (each detail tagged with ``where``, e.g. the file)."""
+        for reason, n in other.counts.items():
+            self.counts[reason] = self.counts.get(reason, 0) + n
+        room = max(0, self.limit - len(self.first))
+        self.first.extend({**d, **where} for d in other.first[:room])
+
+    @property
+    def total(self) -> int:
+        """Skips over all reasons."""
+        return sum(self.counts.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"counts": {reason: n}, "first": [...]}`` for a manifest or a stats file."""
+        return {"counts": dict(sorted(self.counts.items())), "first": [dict(d) for d in self.first]}
+
+    def describe(self) -> str:
+        """One line for people: the counts by reason and the first skip ('' when nothing was skipped)."""
+        if not self.counts:
+            return ""
+        first = ", ".join(f"{k} {v}" for k, v in self.first[0].items() if k != "reason")
+        return f"skipped {dict(sorted(self.counts.items()))}; first: {self.first[0]['reason']} ({first})"
+
+
+@dataclass
 class Scan:
     """Result of a recording's first pass; arrays are in ordinal order.
 
@@ -33,9 +78,16 @@ class Scan:
         steering: (t_ns, rad) samples to synchronize, or None when ``presynced``.
         speed: (t_ns, m/s) samples, or None when ``presynced``.
         presynced: per-frame ``steering`` and ``speed`` for sources whose rows already pair
-            each image with its measurements (simulator logs, interpolated.csv).
+            each image with its measurements (simulator logs, interpolated.csv, tubs, frame
+            folders); without a ``speed`` entry the recording has no speed and the speed
+            filter is skipped.
+        reason: (F,) object array, per frame "" or why the reader already rejects it
+            (``deleted``, ``missing_image``, ``empty_image``, ``throttle``, ``mode``, ...); None: all usable.
+        columns: extra per-frame values kept beside the labels (a tub's ``throttle``), ordinal order.
         info: counts worth reporting (zero stamps replaced, other cameras, ...).
         warnings: problems found and survived (truncated bags, ...), one line each.
+        skipped: damaged parts of the recording that were skipped (undecodable messages, ...),
+            counted by reason, the first few with where they are.
     """
 
     frame_t: np.ndarray
@@ -46,6 +98,14 @@ class Scan:
     presynced: dict[str, np.ndarray] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    skipped: SkipLog = field(default_factory=SkipLog)
+    reason: np.ndarray | None = None
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def has_speed(self) -> bool:
+        """Whether the recording measured speed at all (tubs and data.txt folders do not)."""
+        return self.speed is not None if self.presynced is None else "speed" in self.presynced
 
 
 class Recording(ABC):
@@ -79,6 +139,16 @@ class Recording(ABC):
             st = os.stat(p)
             out.append({"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns})
         return out
+
+
+def image_file_reason(path: Path) -> str:
+    """Why an image file cannot be a frame, found without reading it: ``missing_image``,
+    ``empty_image`` (0 bytes), or "" when it may be one."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return "missing_image"
+    return "empty_image" if size == 0 else ""
 
 
 class ImageFileRecording(Recording):

@@ -15,14 +15,18 @@ import numpy as np
 
 from vbp_live.core.errors import InputError
 from vbp_live.recordings.base import ImageFileRecording, Progress, Scan
-from vbp_live.recordings.csvrows import number, read_csv_rows
+from vbp_live.recordings.csvrows import member_file, number, read_csv_rows, timestamp_ns
 from vbp_live.recordings.options import CameraConfig
 
 DUMP_FILES = ("camera.csv", "steering.csv", "interpolated.csv")
 
 
-def _num(path: Path, line: int, row: dict[str, str], col: str, kind: type = float):
-    return number(path, line, row.get(col), repr(col), kind)
+def _num(path: Path, line: int, row: dict[str, str], col: str) -> float:
+    return float(number(path, line, row.get(col), repr(col)))
+
+
+def _stamp(path: Path, line: int, row: dict[str, str]) -> int:
+    return timestamp_ns(path, line, row.get("timestamp"), "'timestamp'")
 
 
 class DumpRecording(ImageFileRecording):
@@ -64,9 +68,9 @@ class DumpRecording(ImageFileRecording):
         rows, others = self._frames(src, ("angle", "speed") if presynced else ())
         if not rows:
             raise InputError(f"{src}: no {self.camera.name} camera frames")
-        self.files = [self.folder / r["filename"].replace("\\", "/") for _, r in rows]
+        self.files = [member_file(self.folder, r["filename"], f"{src}:{ln}") for ln, r in rows]
         scan = Scan(
-            frame_t=np.array([_num(src, ln, r, "timestamp", int) for ln, r in rows], np.int64),
+            frame_t=np.array([_stamp(src, ln, r) for ln, r in rows], np.int64),
             frame_source=np.zeros(len(rows), np.int32),
             names=[self.folder.name],
             info={"other_camera_rows": others, "labels_from": src.name},
@@ -79,7 +83,7 @@ class DumpRecording(ImageFileRecording):
             st = read_csv_rows(self.steering_csv, ("timestamp", "angle", "speed"))
             if not st:
                 raise InputError(f"{self.steering_csv}: no steering samples")
-            t = np.array([_num(self.steering_csv, ln, r, "timestamp", int) for ln, r in st], np.int64)
+            t = np.array([_stamp(self.steering_csv, ln, r) for ln, r in st], np.int64)
             scan.steering = (t, np.array([_num(self.steering_csv, ln, r, "angle") for ln, r in st]))
             scan.speed = (t, np.array([_num(self.steering_csv, ln, r, "speed") for ln, r in st]))
         if progress:

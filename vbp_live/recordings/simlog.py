@@ -16,7 +16,7 @@ import numpy as np
 
 from vbp_live.core.errors import InputError
 from vbp_live.recordings.base import ImageFileRecording, Progress, Scan
-from vbp_live.recordings.csvrows import number, read_csv_lines
+from vbp_live.recordings.csvrows import member_file, number, read_csv_lines
 from vbp_live.recordings.options import SimulatorConfig
 
 MPH_TO_MPS = 0.44704
@@ -36,10 +36,19 @@ def sim_timestamp(name: str) -> int | None:
     return (int(dt.timestamp()) * 1000 + ms) * 1_000_000
 
 
-def image_in_img_folder(log_dir: Path, cell: str) -> Path:
-    """Resolve a logged image path (relative, absolute, Windows) by file name in ``IMG/``."""
+def image_in_img_folder(log_dir: Path, cell: str, where: str = "") -> Path:
+    """Resolve a logged image path (relative, absolute, Windows) by file name in ``IMG/``.
+
+    Only the file name counts, so the path cannot point elsewhere; the file must be a regular
+    file (no link, FIFO or device) in ``IMG/`` (:func:`~vbp_live.recordings.csvrows.member_file`).
+
+    Raises:
+        InputError: an empty name, ``..``, or a file that is not a regular one.
+    """
     name = re.split(r"[\\/]", cell.strip())[-1]
-    return log_dir / "IMG" / name
+    if name in ("", ".", ".."):
+        raise InputError(f"{where or log_dir}: image path {cell!r} names no file; not read")
+    return member_file(log_dir, f"IMG/{name}", where or str(log_dir))
 
 
 class SimLogRecording(ImageFileRecording):
@@ -72,12 +81,12 @@ class SimLogRecording(ImageFileRecording):
         """Read the log: every row is one frame already paired with steering and speed."""
         rows = self._rows()
         d = self.log.parent
-        self.files = [image_in_img_folder(d, r[0]) for _, r in rows]
+        self.files = [image_in_img_folder(d, r[0], f"{self.log}:{ln}") for ln, r in rows]
         stamps = [sim_timestamp(p.name) for p in self.files]
         period = int(round(self.simulator.frame_period_s * 1e9))
         named = all(s is not None for s in stamps)
         t = np.array(stamps if named else [i * period for i in range(len(rows))], np.int64)
-        steer = np.array([self.simulator.to_rad(_cell(self.log, ln, r, 3)) for ln, r in rows])
+        steer = np.array([self.simulator.to_rad(_steering(self.log, ln, r)) for ln, r in rows])
         speed = np.array([_cell(self.log, ln, r, 6) * MPH_TO_MPS for ln, r in rows])
         scan = Scan(frame_t=t, frame_source=np.zeros(len(rows), np.int32),
                     names=[self.log.parent.name or self.log.name], presynced={"steering": steer, "speed": speed},
@@ -92,3 +101,11 @@ class SimLogRecording(ImageFileRecording):
 
 def _cell(path: Path, line: int, row: list[str], col: int) -> float:
     return float(number(path, line, row[col], str(col + 1)))
+
+
+def _steering(path: Path, line: int, row: list[str]) -> float:
+    """The normalized steering cell; outside [-1, 1] is an error (NaN stays: the frame is dropped and counted)."""
+    v = _cell(path, line, row, 3)
+    if abs(v) > 1.0 + 1e-6:
+        raise InputError(f"{path}:{line}: steering {row[3]} is outside the simulator's normalized range [-1, 1]")
+    return v

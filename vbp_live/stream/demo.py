@@ -49,12 +49,12 @@ class DemoResult:
 
 
 def demo_engine(
-    device: str = "auto", checkpoint: str | os.PathLike[str] | None = None
+    device: str = "auto", checkpoint: str | os.PathLike[str] | None = None, trust_pickle: bool = False
 ) -> tuple[OverlayEngine, bool, str]:
-    """The shipped model (or ``checkpoint``); else an untrained NetSVF with the Udacity crop."""
+    """The shipped model (or ``checkpoint``: a checkpoint or model card); else an untrained NetSVF."""
     ckpt = checkpoint or shipped_checkpoint()
     if ckpt is not None:
-        return OverlayEngine.from_checkpoint(ckpt, device=device), True, str(ckpt)
+        return OverlayEngine.from_checkpoint(ckpt, device=device, trust_pickle=trust_pickle), True, str(ckpt)
     log.warning("the shipped model %s is not installed: using an UNTRAINED NetSVF", "vbp_live/assets/netsvf_synth.pt")
     torch.manual_seed(0)
     engine = OverlayEngine(create_model("netsvf").eval(), CROP_PRESETS["netsvf"], device if device != "auto" else "cpu")
@@ -69,6 +69,8 @@ def run_demo(
     checkpoint: str | os.PathLike[str] | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    trust_pickle: bool = False,
+    look: dict[str, object] | None = None,
 ) -> DemoResult:
     """Render a synthetic drive and write its overlay video.
 
@@ -80,16 +82,18 @@ def run_demo(
         checkpoint: another model instead of the shipped one.
         batch_size: most frames per model step (default: 2 on CPU, 16 on CUDA).
         progress: show a progress bar.
+        trust_pickle: allow a model card's whole pickled model (runs code from the file).
+        look: overlay look as :class:`RunOptions` fields (``render``, ``color``, ``timeline_s``, ...).
     """
     from vbp_live.synth import DriveConfig, render_frames, simulate_drive
 
-    engine, trained, model = demo_engine(device, checkpoint)
+    engine, trained, model = demo_engine(device, checkpoint, trust_pickle)
     configure_threads(engine.device)
     drive = simulate_drive(DriveConfig(seed=seed, frames=frames, start_stopped=False))
     pairs = ((img, float(t)) for (img, _), t in zip(render_frames(drive), drive.steering, strict=True))
     name = f"synthetic drive (seed {seed})"
     source = ArraySource(pairs, fps=drive.config.fps, total=frames, name=name, size=(640, 480))
-    opts = RunOptions(batch_size=batch_size)
+    opts = RunOptions(batch_size=batch_size, **(look or {}))
     preds = PredictionLog()
     sink = VideoFileSink(Path(out), drive.config.fps)
     note = "" if trained else UNTRAINED_NOTE

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from vbp_live.attribution import create_method, list_methods
+from vbp_live.attribution.ones_kernel import minmax_normalize
 from vbp_live.core.errors import InputError, ModelError
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
 from vbp_live.models import frames_to_input
@@ -34,10 +35,13 @@ class Prediction:
     Attributes:
         steering_rad: predicted steering wheel angle (rad).
         mask: float32 (out_height, out_width) VisualBackProp mask in [0, 1], on the network input grid.
+        mask_range: (min, max) of the mask before its per-frame min-max: ``min + mask * (max - min)``
+            is the raw mask, whose scale the overlay keeps across frames.
     """
 
     steering_rad: float
     mask: np.ndarray
+    mask_range: tuple[float, float] = (0.0, 1.0)
 
 
 def usable_cores() -> int:
@@ -118,18 +122,21 @@ class OverlayEngine:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.checkpoint_meta: dict = {}
+        self.model_name: str = getattr(model, "model_name", type(model).__name__)
         self.method_name = pick_method(self.device, method)
         self.method = create_method(self.method_name, self.model)
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", **kwargs: object) -> OverlayEngine:
-        """Rebuild the model and its crop from a checkpoint alone."""
-        from vbp_live.io.checkpoint import load_checkpoint
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", trust_pickle: bool = False,
+                        **kwargs: object) -> OverlayEngine:
+        """Rebuild the model and its crop from a checkpoint or a model card alone."""
+        from vbp_live.io.model_card import open_model
 
-        ckpt = load_checkpoint(path)
+        ckpt = open_model(path, trust_pickle)
         dev = pick_device(device)
         engine = cls(ckpt.build_model(dev), ckpt.crop, dev, **kwargs)
         engine.checkpoint_meta = ckpt.meta
+        engine.model_name = ckpt.model_name
         return engine
 
     def network_input(self, image: np.ndarray, cropped: bool = False) -> np.ndarray:
@@ -152,16 +159,20 @@ class OverlayEngine:
         """
         cropped = cropped or [False] * len(images)
         batch = np.stack([self.network_input(im, c) for im, c in zip(images, cropped, strict=True)])  # (B, h, w[, 3])
-        x = frames_to_input(batch, self.device)  # (B, C, h, w)
+        x = frames_to_input(batch, self.device, self.crop)  # (B, C, h, w)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            res = self.method.run(x)
+            res = self.method.run(x, raw=True)
+            raw = res.mask.flatten(1)  # (B, h*w)
+            lo, hi = raw.amin(1), raw.amax(1)  # (B,), (B,)
+            mask = minmax_normalize(res.mask)  # (B, 1, h, w)
         out = res.output.reshape(len(images), -1)  # (B, n_out)
         if out.shape[1] != 1:
             raise ModelError(
                 f"vbp-live run shows steering: the model must output 1 value per frame, got {out.shape[1]}"
             )
         steer = out[:, 0].float().cpu().numpy()  # (B,)
-        masks = res.mask[:, 0].float().cpu().numpy()  # (B, h, w)
-        return [Prediction(float(s), m) for s, m in zip(steer, masks, strict=True)]
+        masks = mask[:, 0].float().cpu().numpy()  # (B, h, w)
+        ranges = torch.stack([lo, hi], 1).float().cpu().tolist()  # (B, 2)
+        return [Prediction(float(s), m, (r[0], r[1])) for s, m, r in zip(steer, masks, ranges, strict=True)]

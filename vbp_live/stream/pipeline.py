@@ -7,9 +7,10 @@ dropped), so the output stays current instead of lagging.
 
 Shutdown (improving on supervision's ``process_video``, which can hang when its callback
 raises): one stop event, every queue operation waits with a timeout and re-checks it, a failing
-stage records its error and sets the event, the writer always closes (finalizes) its sinks, and
-the caller's thread joins every stage with a timeout. Ctrl-C in the caller's thread stops the
-run the same way.
+stage records its error and sets the event, and the writer always closes (finalizes) its sinks.
+Ctrl-C and SIGTERM only set that event (no ``KeyboardInterrupt`` ever lands inside
+``Thread.join``, which on Python 3.11 can mark a live thread as stopped), and the caller's thread
+waits for every stage before anything (the capture, the writer) is released.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+from vbp_live.core.signals import StopRequest, signal_name, stop_on_signals
 from vbp_live.io.frames import FrameRecord, FrameSource
 from vbp_live.io.live import SourceLostError
 from vbp_live.io.sinks import FrameSink
@@ -39,14 +41,15 @@ class PipelineConfig:
     Attributes:
         batch_size: most frames per model step (file sources; what is queued is taken, up to this).
         queue_size: capacity of each queue for file sources (live sources keep 1).
-        join_timeout_s: how long to wait for each thread after a stop before giving up on it.
+        join_timeout_s: how long to wait for the threads after a stop before giving up on them (a stage
+            stuck in a blocking call; what it holds is then never released, see ``Pipeline.stuck``).
         max_frames: stop after this many frames from the source.
         realtime: pace a file source at its frame rate (as if it were a camera).
     """
 
     batch_size: int = 8
     queue_size: int = 32
-    join_timeout_s: float = 10.0
+    join_timeout_s: float = 30.0
     max_frames: int | None = None
     realtime: bool = False
 
@@ -89,6 +92,7 @@ class Pipeline:
         self.display = Display(ui, self.stop, self.live) if ui else None
         self.threads: list[threading.Thread] = []
         self.lost: SourceLostError | None = None
+        self.signals: StopRequest | None = None
         self._failing: FrameSink | None = None
 
     # -- stages -------------------------------------------------------------------------------
@@ -115,6 +119,7 @@ class Pipeline:
             while not self.stop.is_set():
                 rec = self._next_record(frames, t_start)
                 if rec is None:
+                    self._count_missing()
                     break
                 self.stats.add(dropped=self.q_in.put(rec), frames_in=1)
                 self._source_counts()
@@ -144,6 +149,18 @@ class Pipeline:
                 return None
             rec.t_capture = time.perf_counter()  # "captured" when a camera would have delivered it
         return rec
+
+    def _count_missing(self) -> None:
+        """At the source's own end: frames its header declared that it never delivered (a truncated file)."""
+        total = self.source.info.total
+        if self.stop.is_set() or self.lost is not None or self.source.info.live or not total:
+            return
+        self._source_counts()
+        self.stats.declared = total
+        self.stats.missing = max(0, total - self.stats.frames_in - self.stats.corrupt)
+        if self.stats.missing:
+            log.warning("%s: declared %d frames, but only %d could be read (%d skipped): %d missing",
+                        self.source.info.name, total, self.stats.frames_in, self.stats.corrupt, self.stats.missing)
 
     def _source_counts(self) -> None:
         self.stats.corrupt, self.stats.reconnects = self.source.corrupt, self.source.reconnects
@@ -228,40 +245,40 @@ class Pipeline:
     # -- control ------------------------------------------------------------------------------
 
     def run(self) -> StreamStats:
-        """Run to the end of the source, a quit key, Ctrl-C or an error; always returns the stats.
+        """Run to the end of the source, a quit key, Ctrl-C/SIGTERM or an error; always returns the stats.
 
-        ``stats.end_reason`` says why it ended and ``stats.error`` carries a failing stage's message.
+        ``stats.end_reason`` says why it ended, ``stats.signal`` which signal interrupted it and
+        ``stats.error`` carries a failing stage's message. Every stage has ended when this returns,
+        unless one was stuck past ``join_timeout_s`` (then ``stats.stuck`` names it, and nothing it
+        uses may be released).
         """
         for sink in [*self.sinks, *(self.display.sinks if self.display else [])]:
             sink.attach(self.stop)
         stages = (("reader", self._read), ("model", self._model), ("writer", self._write))
         self.threads = [threading.Thread(target=self._stage(n, f), name=f"vbp-{n}", daemon=True) for n, f in stages]
         self.stats.t_start = time.perf_counter()
-        for t in self.threads:
-            t.start()
-        try:
-            self._wait()
-        except KeyboardInterrupt:
-            self.stats.end_reason = "interrupted"
-            self.stop.set()
-            self._join_all()
-        finally:
-            self._close_display()
+        with stop_on_signals(self.stop, "stopping: finishing the outputs with the frames processed") as req:
+            self.signals = req
+            for t in self.threads:
+                t.start()
+            try:
+                self._wait()
+            finally:
+                self._close_display()
         self.stats.t_end = time.perf_counter()
         self._finish_reason()
         return self.stats
 
     def _wait(self) -> None:
-        """Drive the windows (or just wait) while the stages run; after a stop, join with a deadline."""
-        while any(t.is_alive() for t in self.threads):
-            if self.display is None:
-                for t in self.threads:
-                    t.join(POLL_S)
-            else:
-                self._display_step()
+        """Drive the windows (or just wait) while the stages run; after a stop, wait for every stage."""
+        while alive := [t for t in self.threads if t.is_alive()]:
             if self.stop.is_set():
                 self._join_all()
                 return
+            if self.display is None:
+                alive[0].join(POLL_S)  # a signal only sets the stop event: nothing is raised in here
+            else:
+                self._display_step()
         if self.display is not None:
             self.display.drain()  # the last frames the writer handed over
 
@@ -283,16 +300,23 @@ class Pipeline:
                 self.errors.append(("display", e))
 
     def _join_all(self) -> None:
+        """Wait for every stage (the writer finalizes its sinks meanwhile), up to ``join_timeout_s``."""
         deadline = time.perf_counter() + self.config.join_timeout_s
-        for t in self.threads:
-            t.join(max(0.0, deadline - time.perf_counter()))
-        stuck = [t.name for t in self.threads if t.is_alive()]
-        if stuck:
-            stuck_error = TimeoutError(f"threads did not stop within {self.config.join_timeout_s:.0f} s: {stuck}")
+        while (alive := [t for t in self.threads if t.is_alive()]) and time.perf_counter() < deadline:
+            alive[0].join(POLL_S)
+        self.stats.stuck = [t.name for t in self.threads if t.is_alive()]
+        if self.stats.stuck:
+            stuck_error = TimeoutError(f"threads did not stop within {self.config.join_timeout_s:.0f} s: "
+                                       f"{self.stats.stuck}")
             self.errors.append(("shutdown", stuck_error))
 
     def _finish_reason(self) -> None:
-        if self.errors:
+        if self.signals is not None and self.signals.signum is not None:
+            self.stats.end_reason, self.stats.signal = "interrupted", signal_name(self.signals.signum)
+            if self.errors:
+                stage, e = self.errors[0]
+                self.stats.error = f"{stage} stage failed: {type(e).__name__}: {e}"
+        elif self.errors:
             stage, e = self.errors[0]
             self.stats.end_reason = f"error in {stage}"
             self.stats.error = f"{stage} stage failed: {type(e).__name__}: {e}"
@@ -300,3 +324,6 @@ class Pipeline:
             self.stats.end_reason, self.stats.error = "source lost", str(self.lost)
         elif not self.stats.end_reason:
             self.stats.end_reason = "end of stream"
+            if self.stats.missing:
+                self.stats.end_reason += (f" ({self.stats.missing} of {self.stats.declared} declared frames missing:"
+                                          " the file ends early)")

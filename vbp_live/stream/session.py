@@ -15,6 +15,8 @@ import torch
 
 from vbp_live.core.errors import UsageError
 from vbp_live.core.hud import HudStyle
+from vbp_live.core.overlay import MaskStyle
+from vbp_live.core.preprocess import CropSpec
 from vbp_live.io.frames import FrameSource, VideoInfo
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.sources import open_source
@@ -39,6 +41,7 @@ class RunOptions:
     """Everything ``vbp-live run`` can be told (see its ``--help``)."""
 
     checkpoint: str | os.PathLike[str] | None = None
+    trust_pickle: bool = False
     device: str = "auto"
     method: str = "auto"
     batch_size: int | None = None  # None: default_batch(device)
@@ -54,6 +57,10 @@ class RunOptions:
     hud: bool = True
     alpha: float = 0.7
     csv: str | os.PathLike[str] | None = None
+    render: str = "temporal"  # the mask look: temporal, frame or paper (core/overlay.MaskStyle)
+    color: str = "red"
+    timeline_s: float | None = None
+    min_height: int = 360  # smaller frames are enlarged for display
 
 
 @dataclass
@@ -63,6 +70,7 @@ class RunResult:
     stats: StreamStats
     outputs: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    overlay: dict[str, object] = field(default_factory=dict)  # OverlayRenderer.summary(): look, flicker, visibility
 
 
 def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
@@ -72,9 +80,10 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
         raise UsageError(
             "no --checkpoint given and the shipped model (vbp_live/assets/netsvf_synth.pt) is not installed"
         )
-    engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, method=opts.method)
+    engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, trust_pickle=opts.trust_pickle,
+                                           method=opts.method)
     configure_threads(engine.device, opts.threads)
-    desc = (f"model {engine.model.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
+    desc = (f"model {engine.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
             f"{torch.get_num_threads()} torch threads")
     return engine, desc
 
@@ -92,9 +101,16 @@ def run_overlay(
         make_sinks: builds the sinks once the source is known (its fps, size, live or not).
         predictions: collects per-frame predictions (see :func:`run_source`).
     """
-    with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s) as source:
+    source = open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s)
+    result = None
+    try:
         engine, desc = load_engine(opts)
         result = run_source(source, engine, opts, make_sinks(source.info), progress=progress, predictions=predictions)
+    finally:
+        if result is None or not result.stats.stuck:
+            source.close()  # never under a reader thread that is still inside the decoder
+        else:
+            log.error("not releasing %s: threads %s are still running", source.info.name, result.stats.stuck)
     result.notes.insert(0, desc)
     return result
 
@@ -118,16 +134,18 @@ def run_source(
     if ds_crop is not None and ds_crop != engine.crop:
         log.warning("%s was prepared with crop %s, but the model was trained with %s: its masks and steering "
                     "may not mean what they would on the model's own crop", source.info.name, ds_crop, engine.crop)
-    style = HudStyle(glyph=opts.glyph) if opts.hud else None
-    renderer = OverlayRenderer(engine.crop, style, opts.alpha, note)
+    renderer = make_renderer(engine.crop, opts, note)
     batch = opts.batch_size or default_batch(engine.device)
     cfg = PipelineConfig(batch, opts.queue_size, max_frames=opts.max_frames, realtime=opts.realtime)
     bar = _progress_bar(source, opts) if progress else None
     if predictions is None and opts.csv:
         predictions = PredictionLog(opts.csv)
-    pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=predictions)
     try:
+        pipe = Pipeline(source, engine, renderer, sinks, cfg, on_frame=bar, log=predictions)
         stats = pipe.run()
+    except BaseException:
+        _discard(sinks)  # interrupted before the writer took the sinks over: leave no temporary files
+        raise
     finally:
         if bar is not None:
             bar.close()
@@ -136,7 +154,25 @@ def run_source(
         outputs.append(predictions.path)
     notes = [f"source {source.info.name}: {source.info.width}x{source.info.height} at {source.info.fps:.2f} fps"
              + (" (live: stale frames are dropped)" if source.info.live else "")]
-    return RunResult(stats, outputs, notes)
+    notes += [f"source warning: {w}" for w in getattr(source, "warnings", [])]
+    return RunResult(stats, outputs, notes, renderer.summary())
+
+
+def make_renderer(crop: CropSpec, opts: RunOptions, note: str = "") -> OverlayRenderer:
+    """The renderer ``opts`` ask for (one per run: it holds the temporal scale and the timeline)."""
+    style = HudStyle(glyph=opts.glyph) if opts.hud else None
+    look = MaskStyle(mode=opts.render, color=opts.color, alpha=opts.alpha, min_tint=min(MaskStyle.min_tint, opts.alpha))
+    return OverlayRenderer(crop, style, note=note, mask_style=look, timeline_s=opts.timeline_s,
+                          min_height=opts.min_height)
+
+
+def _discard(sinks: Sequence[FrameSink]) -> None:
+    """Abort every sink (finalized ones keep their files; temporary files are removed)."""
+    for sink in sinks:
+        try:
+            sink.abort()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            log.debug("aborting %s failed", sink, exc_info=True)
 
 
 class _Bar:

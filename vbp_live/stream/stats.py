@@ -57,6 +57,10 @@ class StreamStats:
         model_s, frames_in_model: busy time of the model step and the frames it processed.
         end_reason: "end of stream", "quit", "interrupted", "error", "source lost", "max frames".
         error: the error message when a stage failed.
+        signal: the signal that interrupted the run ("SIGINT", "SIGTERM"), None otherwise.
+        stuck: threads that did not stop in time after a stop (normally empty).
+        declared: the frame count the source declared (a file's header), None when unknown.
+        missing: declared frames the source never delivered although it ended by itself (a truncated file).
     """
 
     frames_in: int = 0
@@ -71,6 +75,10 @@ class StreamStats:
     t_end: float | None = None
     end_reason: str = ""
     error: str | None = None
+    signal: str | None = None
+    stuck: list[str] = field(default_factory=list)
+    declared: int | None = None
+    missing: int = 0
     max_samples: int = 100_000
     _lat: dict[str, deque] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -118,7 +126,8 @@ class StreamStats:
             "frames_in": self.frames_in, "frames_out": self.frames_out, "dropped": self.dropped,
             "corrupt": self.corrupt, "reconnects": self.reconnects, "batches": self.batches,
             "wall_s": round(self.wall_s, 4), "fps": round(self.fps, 3), "model_fps": round(self.model_fps, 3),
-            "end_reason": self.end_reason, "error": self.error, "latency": lat,
+            "end_reason": self.end_reason, "error": self.error, "signal": self.signal,
+            "declared": self.declared, "missing": self.missing, "latency": lat,
         }
 
     def summary(self) -> str:
@@ -128,8 +137,12 @@ class StreamStats:
             f"skipped (unreadable) {self.corrupt}, reconnects {self.reconnects}",
             f"{self.fps:.1f} fps end to end over {self.wall_s:.2f} s; model step alone {self.model_fps:.1f} fps "
             f"({self.batches} batches)",
-            "latency per frame (ms)   p50      p95",
         ]
+        if self.missing:
+            lines.append(f"frames missing: the source declared {self.declared} frames but ended after "
+                         f"{self.declared - self.missing} (read {self.frames_in}, skipped {self.corrupt}): "
+                         f"{self.missing} missing (a truncated file?)")
+        lines.append("latency per frame (ms)   p50      p95")
         for s in STAGES:
             p = self.percentiles(s)
             if p:

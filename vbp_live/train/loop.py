@@ -22,7 +22,6 @@ import contextlib
 import logging
 import math
 import signal
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -32,8 +31,9 @@ import torch
 from torch import nn
 
 from vbp_live.core.errors import ConfigError, VbpLiveError
+from vbp_live.core.signals import Interrupted, StopRequest, stop_on_signals
 from vbp_live.io.checkpoint import Checkpoint, CheckpointError, save_checkpoint
-from vbp_live.models import create_model
+from vbp_live.models import args_problem, create_model
 from vbp_live.train.callbacks import Callback
 from vbp_live.train.config import Config, config_diff, config_to_dict
 from vbp_live.train.data import BatchLoader, TrainData, epoch_batches, shard
@@ -59,6 +59,9 @@ def build_model(cfg: Config, data: TrainData) -> nn.Module:
     """Create the configured network for the data's input size; clear error on a mismatch."""
     c, h, w = data.input_shape
     args = dict(cfg.model.args)
+    problem = args_problem(cfg.model.name, args)
+    if problem:
+        raise ConfigError(f"model.{problem}")
     for key, val in (("height", h), ("width", w)):
         if args.setdefault(key, val) != val:
             raise ConfigError(f"model.args.{key}={args[key]} but the dataset's frames are {h}x{w} (H x W)")
@@ -115,7 +118,7 @@ class Trainer:
         self.total_steps = cfg.train.epochs * self.steps_per_epoch
         self.epoch = self.step_in_epoch = self.global_step = 0
         self.stop_requested = False  # all ranks agreed to stop at this step boundary
-        self._signaled = False  # this process got SIGINT/SIGTERM (set by the handler only)
+        self._signals = StopRequest()  # this process got SIGINT/SIGTERM (set by the handler only)
         self.last_metrics: dict[str, float] = {}
         self._bar_val: dict[str, str] = {}  # last validation figure, shown on the progress bar
         self._saved_at = ""  # position of the checkpoint on disk
@@ -128,6 +131,11 @@ class Trainer:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # BatchNorm statistics are already global (dist.convert_batchnorm): no buffer broadcast per forward.
         return nn.parallel.DistributedDataParallel(model, device_ids=ids, forward_sync_buffers=False)
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal (SIGINT/SIGTERM) this process got during :meth:`fit`, None if none."""
+        return self._signals.signum
 
     @property
     def checkpoint_path(self) -> Path:
@@ -192,7 +200,7 @@ class Trainer:
             out = self.model(x)  # (b, 1) or (b, classes)
         total = loss_sum(out, y, self.cfg.train.loss)
         flags = torch.stack([total.detach().double().cpu(), torch.tensor(0.0, dtype=torch.float64),
-                             torch.tensor(float(self._signaled), dtype=torch.float64)])  # (3,) on the CPU
+                             torch.tensor(float(self._signals.event.is_set()), dtype=torch.float64)])  # (3,) on the CPU
         flags[1] = float(not math.isfinite(flags[0].item()))
         all_sum(flags)  # reduced on the process group's device, back into this CPU tensor
         if flags[1] > 0:
@@ -204,7 +212,8 @@ class Trainer:
             nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.cfg.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.stop_requested = self.stop_requested or self._signaled or bool(flags[2] > 0)  # any rank signaled
+        signaled = self._signals.event.is_set() or bool(flags[2] > 0)  # any rank signaled
+        self.stop_requested = self.stop_requested or signaled
         return flags[0].item() / global_n
 
     def _position(self) -> str:
@@ -317,19 +326,11 @@ class Trainer:
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
         """SIGINT/SIGTERM set a flag; the loop saves at the next step boundary. A 2nd Ctrl-C aborts."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
 
-        def handler(signum: int, frame: Any) -> None:
-            if self._signaled and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._signaled = True
-            log.warning("%s received: stopping after this step (Ctrl-C again to abort)", signal.Signals(signum).name)
+        def again(req: StopRequest, signum: int) -> None:
+            if signum == signal.SIGINT:
+                raise Interrupted(signum)
 
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with stop_on_signals(self._signals.event, "stopping after this step (Ctrl-C again to abort)", again) as req:
+            self._signals = req
             yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from vbp_live.core.errors import ConfigError, UsageError
+from vbp_live.core.signals import exit_code
 from vbp_live.io.atomic import write_text_atomic
 from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.train.callbacks import Callback, MetricsCSV, TensorBoard
@@ -24,13 +25,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """How a run ended: ``status`` (done / interrupted / max_steps), where its checkpoint is, its last metrics."""
+    """How a run ended: ``status`` (done / interrupted / max_steps), where its checkpoint is, its last metrics.
+
+    ``exit_code`` is the command's: 0, or 130/143 when Ctrl-C/SIGTERM interrupted it.
+    """
 
     status: str
     checkpoint: Path
     run_dir: Path
     global_step: int
     metrics: dict[str, float] = field(default_factory=dict)
+    stop_signal: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when it ran to its end (or max_steps), else 128 + the stop signal (130 on Ctrl-C, 143 on SIGTERM)."""
+        return exit_code(self.stop_signal) if self.status == "interrupted" else 0
 
 
 def default_callbacks(cfg: Config, data: TrainData) -> list[Callback]:
@@ -76,8 +86,7 @@ def train(cfg: Config, resume: bool = False, callbacks: list[Callback] | None = 
         if resume:
             trainer.restore(load_checkpoint(trainer.checkpoint_path))
         status = trainer.fit()
-        return TrainResult(
-            status, trainer.checkpoint_path, Path(cfg.run_dir), trainer.global_step, trainer.last_metrics
-        )
+        return TrainResult(status, trainer.checkpoint_path, Path(cfg.run_dir), trainer.global_step,
+                           trainer.last_metrics, trainer.stop_signal)
     finally:
         cleanup_distributed()
