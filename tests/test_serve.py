@@ -145,7 +145,7 @@ def test_browser_shows_the_live_overlay_and_the_csv_numbers(tmp_path, ckpt):
             pages = [browser.new_page(), browser.new_page()]  # two viewers at once
             for page in pages:
                 assert page.goto(run.url).status == 200
-                page.wait_for_function("document.getElementById('live').naturalWidth > 0", timeout=30000)
+                page.wait_for_function("() => document.getElementById('live').naturalWidth > 0", timeout=30000)
             seen, numbers = [], []
             while True:
                 for page in pages:
@@ -155,8 +155,10 @@ def test_browser_shows_the_live_overlay_and_the_csv_numbers(tmp_path, ckpt):
                 if "ended: " in numbers[-1]["status"] or len(seen) > 400:
                     break
                 time.sleep(0.15)
-            pages[0].wait_for_function("document.getElementById('status').textContent.includes('ended: ')")
+            pages[0].wait_for_function("() => document.getElementById('status').textContent.includes('ended: ')")
             final = pages[0].evaluate(NUMBERS_JS)
+            pages[0].wait_for_timeout(1000)
+            last_shown = decode_index(_canvas_pixels(pages[0]))
             browser.close()
     finally:
         if run is not None:
@@ -174,6 +176,7 @@ def test_browser_shows_the_live_overlay_and_the_csv_numbers(tmp_path, ckpt):
         assert float(n["pred"]) == pytest.approx(pred, abs=1e-4)
         assert n["predText"] == f"{abs(float(n['pred'])):.1f}°" + (" L" if pred > 0 else " R" if pred < 0 else "")
     assert int(final["index"]) == 29 and final["frames"] == "30" and "ended: end of stream" in final["status"]
+    assert last_shown == 29  # the run's last frame stays on the page
 
 
 def _noise_video(path: Path, n: int, size: tuple[int, int] = (640, 480)) -> Path:

@@ -75,13 +75,14 @@ function drawTimeline() {
     pts.forEach((r, i) => i ? g.lineTo(x(r.time_s), y(r[key])) : g.moveTo(x(r.time_s), y(r[key])));
     g.stroke();
   };
-  line(truth, "true_deg", "#5fd35f");
-  line(shown, "pred_deg", "#ffb04d");
+  line(truth, "true_deg", "#3cdc3c");
+  line(shown, "pred_deg", "#00c8ff");
   g.fillStyle = "#999"; g.fillText("+" + (m * 1.1).toFixed(0) + "° L", 4, 12); g.fillText("−" + (m * 1.1).toFixed(0) + "° R", 4, H - 4);
 }
 
 document.getElementById("window").textContent = TIMELINE_S;
-document.getElementById("live").src = "stream.mjpg" + q;
+// after "load": a stream that has no frame yet must not hold the page's load event
+window.addEventListener("load", () => { document.getElementById("live").src = "stream.mjpg" + q; });
 fetch("state.json" + q).then(r => r.json()).then(snap => {
   apply(snap);
   const es = new EventSource("events" + q);

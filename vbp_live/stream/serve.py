@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_HOST = "127.0.0.1"
 SEND_TIMEOUT_S = 10.0  # a viewer that takes no data for this long is dropped
+REPEAT_S = 0.3  # a frame not followed by a newer one within this is sent again (see _Handler._stream)
 EVENT_INTERVAL_S = 0.1  # at most 10 state events per second per viewer
 HISTORY_ROWS = 3000  # timeline rows kept (a few minutes at 20 fps)
 BOUNDARY = "vbpframe"
@@ -141,6 +142,7 @@ class LiveState:
         self.latency_ms: deque[float] = deque(maxlen=300)
         self.times: deque[float] = deque(maxlen=30)
         self.t_start = time.perf_counter()
+        self.t_end: float | None = None
         self.status = "waiting for frames"
         self.changed = LatestSlot()
 
@@ -166,6 +168,7 @@ class LiveState:
         """The run is over (the page keeps the last frame and says so)."""
         with self.lock:
             self.status = status
+            self.t_end = self.t_end or time.perf_counter()
         self.changed.put(self.count)
 
     def stats(self) -> dict[str, Any]:
@@ -177,7 +180,7 @@ class LiveState:
         return {
             "frames": self.count, "skipped": max(0, span - self.count),
             "fps": (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0,
-            "elapsed_s": time.perf_counter() - self.t_start,
+            "elapsed_s": (self.t_end or time.perf_counter()) - self.t_start,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
             "frames_with_truth": self.err_n,
@@ -425,21 +428,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._body(HTTPStatus.OK, "application/json", json.dumps(self.live.state.snapshot()).encode())
 
     def _stream(self) -> None:
-        """MJPEG: every part is followed by the next boundary at once, so browsers show it without delay."""
+        """MJPEG. Chromium shows a part only once the next one arrives, so a frame is sent once more when
+        no newer one follows within ``REPEAT_S`` (the last frame of a run, a paused camera)."""
         self._headers(HTTPStatus.OK, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.wfile.write(f"--{BOUNDARY}\r\n".encode())
         self.live.watch(self.connection, +1)
         try:
-            seq = 0
+            seq, last, repeated = 0, None, True
             while not self.live.closing.is_set():
-                got = self.live.frames.wait_newer(seq, 1.0)
+                got = self.live.frames.wait_newer(seq, REPEAT_S)
                 if got is None:
+                    if not repeated and last is not None:
+                        self._part(*last)
+                        repeated = True
                     continue
-                seq, (index, jpg) = got
-                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\nX-Frame-Index: {index}\r\n\r\n"
-                self.wfile.write(head.encode() + jpg + f"\r\n--{BOUNDARY}\r\n".encode())
+                seq, last, repeated = got[0], got[1], False
+                self._part(*last)
         finally:
             self.live.watch(self.connection, -1)
+
+    def _part(self, index: int, jpg: bytes) -> None:
+        head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\nX-Frame-Index: {index}\r\n\r\n"
+        self.wfile.write(head.encode() + jpg + f"\r\n--{BOUNDARY}\r\n".encode())
 
     def _events(self) -> None:
         """Server-sent events: the state on every change (at most 10 a second), new timeline rows only."""
