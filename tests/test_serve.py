@@ -202,13 +202,14 @@ def test_a_stalled_viewer_does_not_hold_up_the_pipeline(tmp_path, ckpt):
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a frame or two
     stalled.connect((host, int(port)))
-    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # ... and never reads
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # ... and never reads
     gone = socket.create_connection((host, int(port)))
-    gone.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
-    gone.recv(1000)
+    gone.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert gone.recv(1000).startswith(b"HTTP/1.1 200")
     gone.close()  # a viewer that disconnects
     try:
         assert run.finish(60) == 0, "".join(run.all)
+        assert stalled.recv(12) == b"HTTP/1.1 200"  # it was a viewer of the stream, not refused
     finally:
         stalled.close()
         run.kill()
@@ -252,3 +253,6 @@ def test_loopback_needs_no_token_and_elsewhere_gets_a_random_one():
             parse_bind(bad)
     with LiveServer(Bind("127.0.0.1", 0)) as server:
         assert _get(server.url + "state.json")[0] == 200
+        port = server.httpd.server_address[1]
+        assert _get(server.url + "state.json", {"Host": f"localhost:{port}"})[0] == 200
+        assert _get(server.url + "state.json", {"Host": f"evil.example:{port}"})[0] == 403  # DNS rebinding

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import secrets
 import socket
 import threading
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_HOST = "127.0.0.1"
+LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 SEND_TIMEOUT_S = 10.0  # a viewer that takes no data for this long is dropped
 REPEAT_S = 0.3  # a frame not followed by a newer one within this is sent again (see _Handler._stream)
 EVENT_INTERVAL_S = 0.1  # at most 10 state events per second per viewer
@@ -311,6 +313,8 @@ class ServeSink(FrameSink):
 class ServedLog(PredictionLog):
     """The per-frame prediction log (and CSV, if a path is given) that also shows each row on the page.
 
+    Without a CSV only the latest row is kept, so a camera served for days does not grow in memory.
+
     Args:
         path: the CSV file, or None.
         server: the server whose page shows the rows.
@@ -324,6 +328,8 @@ class ServedLog(PredictionLog):
         """Record the row, then publish exactly the CSV's numbers with the end-to-end latency."""
         super().add(rec, pred)
         self.server.state.add(self.rows[-1], time.perf_counter() - rec.t_capture)
+        if self.path is None:
+            del self.rows[:-1]
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
@@ -354,7 +360,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), fmt % args)
+        log.debug("%s %s", self.address_string(), re.sub(r"token=[^&\s]*", "token=***", fmt % args))
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
@@ -373,7 +379,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Check the token (query, bearer header or cookie); answer 401/403 and return False when it fails."""
         want = self.live.token
         if want is None:
-            return True
+            return self._local_host()
         auth = self.headers.get("Authorization", "")
         cookie = SimpleCookie(self.headers.get("Cookie", ""))
         given = query_token or (auth[7:] if auth.startswith("Bearer ") else None) or (
@@ -385,6 +391,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._plain(HTTPStatus.FORBIDDEN, "wrong token")
             return False
         return True
+
+    def _local_host(self) -> bool:
+        """Without a token (loopback only) the Host header must name this machine: a web page elsewhere
+        cannot reach the stream by pointing its own domain name at 127.0.0.1 (DNS rebinding)."""
+        host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+        if host in LOCAL_NAMES or Bind(host, 0).loopback:
+            return True
+        self._plain(HTTPStatus.FORBIDDEN, f"Host {host!r} is not this machine: use http://127.0.0.1:PORT/")
+        return False
 
     def _headers(self, status: int, ctype: str, length: int | None = None, page: bool = False) -> None:
         """Status and headers; ``length`` None streams until the connection closes; the page sets the cookie."""
