@@ -213,7 +213,8 @@ class LiveServer:
         self.bind, self.token, self.quality = bind, token, quality
         self.state = LiveState(name)
         self.frames = LatestSlot()  # (index, jpeg bytes)
-        self.raw: tuple[np.ndarray, int] | None = None
+        self.raw: tuple[np.ndarray, int, int] | None = None  # (frame, index, offer count)
+        self.offered = 0
         self.new_raw = threading.Event()
         self.viewers = 0
         self.conns: set[socket.socket] = set()
@@ -243,20 +244,25 @@ class LiveServer:
 
     def offer(self, frame: np.ndarray, index: int) -> None:
         """Writer thread: the newest rendered frame (kept by reference, encoded only while someone watches)."""
-        self.raw = (frame, index)
+        self.offered += 1
+        self.raw = (frame, index, self.offered)
         self.new_raw.set()
 
     def _encode_loop(self) -> None:
-        done = -1
+        """Encoder thread: the newest frame as a JPEG into the slot, while anyone watches."""
+        done = 0
         while not self.closing.is_set():
             if not self.new_raw.wait(0.2):
                 continue
             self.new_raw.clear()
             raw = self.raw
-            if raw is None or raw[1] == done or not self.viewers:
+            if raw is None or raw[2] == done or not self.viewers:
                 continue
-            self.frames.put((raw[1], self.encode(raw[0])))
-            done = raw[1]
+            try:
+                self.frames.put((raw[1], self.encode(raw[0])))
+            except Exception:  # noqa: BLE001  (the run goes on; viewers keep the previous frame)
+                log.exception("live view: frame %d could not be encoded", raw[1])
+            done = raw[2]
 
     def encode(self, frame: np.ndarray) -> bytes:
         """JPEG bytes of a BGR frame."""
