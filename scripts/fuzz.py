@@ -40,14 +40,14 @@ def preload() -> None:
 
 
 def fuzz(kinds: list[str], n: int, seed: int, workdir: Path, timeout_s: float, mem_cap_mb: int, jobs: int,
-         progress: bool = True) -> list[CaseResult]:
-    """Run ``n`` cases of each kind; returns every case's result."""
+         progress: bool = True, results: list[CaseResult] | None = None) -> list[CaseResult]:
+    """Run ``n`` cases of each kind; returns every case's result (also appended to ``results`` as they end)."""
     import random
 
     base = workdir / "seed"
     base.mkdir(parents=True, exist_ok=True)
     done_setups: set[str] = set()
-    results: list[CaseResult] = []
+    results = [] if results is None else results
     for name in kinds:
         kind = KINDS[name]
         key = f"{kind.setup.__module__}.{kind.setup.__qualname__}"
@@ -104,9 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}")
     preload()
+    results: list[CaseResult] = []
     with tempfile.TemporaryDirectory(prefix="vbp-fuzz-") as tmp:
         workdir = Path(args.keep) if args.keep else Path(tmp)
-        results = fuzz(kinds, args.n, args.seed, workdir, args.timeout, args.mem_mb, args.jobs)
+        try:
+            fuzz(kinds, args.n, args.seed, workdir, args.timeout, args.mem_mb, args.jobs, results=results)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: the table covers the {len(results)} cases that ended", file=sys.stderr)
+    if not results:
+        return 130
     print(table(results))
     show = set(args.show.split(","))
     for r in results:

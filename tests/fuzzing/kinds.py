@@ -96,11 +96,83 @@ def _dataset(base: Path, d: Path, rng: random.Random) -> list[str]:
             "--set", f"run_dir={d / 'run'}"]
 
 
+def _seed_recordings(base: Path) -> None:
+    """Small valid recordings of every format prep reads (bag from :func:`_seed_state`)."""
+    _paths()
+    from recording_fixtures import write_data_txt_folder, write_label_csv_folder, write_tub_v1, write_tub_v2
+    from test_csv_hardening import make_dump, make_simlog
+
+    make_dump(base / "dump")
+    make_simlog(base / "simlog")
+    write_tub_v2(base / "tub_v2", n=8, start=3, deleted=[6, 4], size=(48, 36))
+    write_tub_v1(base / "tub_v1", n=6)
+    write_data_txt_folder(base / "data_txt", n=8, size=(48, 36))
+    write_label_csv_folder(base / "label_csv", n=8)
+
+
+PREP = ["--no-progress", "--set", "decode.threads=1"]
+SMALL = ["--set", "crop.preset=donkey", "--set", "crop.out_height=20", "--set", "crop.out_width=40",
+         "--set", "filter.min_speed_mps=0"]
+
+
+def _bag(base: Path, d: Path, rng: random.Random) -> list[str]:
+    from fuzzing.bag_mutators import mutate_bag
+
+    (d / "x.bag").write_bytes(mutate_bag((base / "seed.bag").read_bytes(), rng))
+    return ["prep", str(d / "x.bag"), "-o", str(d / "out"), *PREP]
+
+
+def _bag_run(base: Path, d: Path, rng: random.Random) -> list[str]:
+    from fuzzing.bag_mutators import mutate_bag
+
+    (d / "x.bag").write_bytes(mutate_bag((base / "seed.bag").read_bytes(), rng))
+    return ["run", str(d / "x.bag"), "--checkpoint", str(base / "ckpt.pt"), "--no-output", "--device", "cpu", "-q"]
+
+
+def _dump(base: Path, d: Path, rng: random.Random) -> list[str]:
+    from fuzzing.csv_mutators import mutate_dump
+
+    target, _ = mutate_dump(base / "dump", d / "in", rng)
+    return ["prep", str(target), "-o", str(d / "out"), *PREP]
+
+
+def _simlog(base: Path, d: Path, rng: random.Random) -> list[str]:
+    from fuzzing.csv_mutators import mutate_simlog
+
+    target, _ = mutate_simlog(base / "simlog", d / "in", rng)
+    return ["prep", str(target), "-o", str(d / "out"), *PREP, "--set", "filter.min_speed_mps=0"]
+
+
+def _tub(base: Path, d: Path, rng: random.Random) -> list[str]:
+    from fuzzing.tub_mutators import mutate_tub
+
+    mutate_tub(base / rng.choice(["tub_v2", "tub_v1"]), d / "in", rng)
+    return ["prep", str(d / "in"), "-o", str(d / "out"), *PREP, *SMALL]
+
+
+def _folder(base: Path, d: Path, rng: random.Random) -> list[str]:
+    from fuzzing.folder_mutators import mutate_folder
+
+    mutate_folder(base / rng.choice(["data_txt", "label_csv"]), d / "in", rng)
+    return ["prep", str(d / "in"), "-o", str(d / "out"), *PREP, *SMALL]
+
+
+def _seed_all(base: Path) -> None:
+    _seed_state(base)
+    _seed_recordings(base)
+
+
 KINDS: dict[str, Kind] = {
     k.name: k for k in [
-        Kind("train-config", _seed_state, _train_config, "`train --config` on a mutated training YAML"),
-        Kind("prep-config", _seed_state, _prep_config, "`prep --config` on a mutated prep YAML"),
-        Kind("checkpoint", _seed_state, _checkpoint, "`run VIDEO --checkpoint` on a mutated checkpoint"),
-        Kind("dataset", _seed_state, _dataset, "`train` on a mutated prepared dataset"),
+        Kind("bag", _seed_all, _bag, "`prep` on a damaged Udacity bag"),
+        Kind("bag-run", _seed_all, _bag_run, "`run` (overlay) on a damaged Udacity bag"),
+        Kind("dump", _seed_all, _dump, "`prep` on a damaged bag dump (CSV + images)"),
+        Kind("simlog", _seed_all, _simlog, "`prep` on a damaged simulator log (driving_log.csv + IMG/)"),
+        Kind("tub", _seed_all, _tub, "`prep` on a damaged donkeycar tub (v2 or v1)"),
+        Kind("folder", _seed_all, _folder, "`prep` on a damaged frame folder (data.txt or labels CSV)"),
+        Kind("train-config", _seed_all, _train_config, "`train --config` on a mutated training YAML"),
+        Kind("prep-config", _seed_all, _prep_config, "`prep --config` on a mutated prep YAML"),
+        Kind("checkpoint", _seed_all, _checkpoint, "`run VIDEO --checkpoint` on a mutated checkpoint"),
+        Kind("dataset", _seed_all, _dataset, "`train` on a mutated prepared dataset"),
     ]
 }
