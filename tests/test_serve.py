@@ -93,7 +93,8 @@ CANVAS_JS = """() => {
 NUMBERS_JS = """() => ({index: document.getElementById('index').textContent,
   pred: document.getElementById('pred').dataset.deg, predText: document.getElementById('pred').textContent,
   status: document.getElementById('status').textContent,
-  frames: document.getElementById('stat-frames') && document.getElementById('stat-frames').textContent})"""
+  frames: document.getElementById('stat-frames') && document.getElementById('stat-frames').textContent,
+  framesOut: document.getElementById('final-frames_out') && document.getElementById('final-frames_out').textContent})"""
 
 
 def _canvas_pixels(page) -> np.ndarray:
@@ -176,6 +177,7 @@ def test_browser_shows_the_live_overlay_and_the_csv_numbers(tmp_path, ckpt):
         assert float(n["pred"]) == pytest.approx(pred, abs=1e-4)
         assert n["predText"] == f"{abs(float(n['pred'])):.1f}°" + (" L" if pred > 0 else " R" if pred < 0 else "")
     assert int(final["index"]) == 29 and final["frames"] == "30" and "ended: end of stream" in final["status"]
+    assert final["framesOut"] == "30"  # the pipeline's own statistics once the run has ended
     assert last_shown == 29  # the run's last frame stays on the page
 
 

@@ -24,15 +24,25 @@ const STATS = [
   ["max_abs_error_deg", "max |error| (°)", 2], ["elapsed_s", "elapsed (s)", 1],
 ];
 
-function showStats(st) {
-  const table = document.getElementById("stats");
-  table.replaceChildren(...STATS.map(([key, label, d]) => {
-    const tr = document.createElement("tr");
-    const a = document.createElement("td"), b = document.createElement("td");
-    a.textContent = label; b.textContent = fmt(st[key], d); b.id = "stat-" + key;
-    tr.append(a, b);
-    return tr;
-  }));
+// the pipeline's own statistics, once the run has ended
+const FINAL = [
+  ["frames_in", "frames read", 0], ["frames_out", "frames written", 0], ["dropped", "dropped (stale)", 0],
+  ["corrupt", "skipped (unreadable)", 0], ["reconnects", "reconnects", 0], ["fps", "fps end to end", 1],
+  ["model_fps", "fps of the model step", 1],
+];
+
+function row(label, text, id) {
+  const tr = document.createElement("tr");
+  const a = document.createElement("td"), b = document.createElement("td");
+  a.textContent = label; b.textContent = text; b.id = id;
+  tr.append(a, b);
+  return tr;
+}
+
+function showStats(st, final) {
+  const rows = STATS.map(([key, label, d]) => row(label, fmt(st[key], d), "stat-" + key));
+  if (final) rows.push(...FINAL.map(([key, label, d]) => row(label, fmt(final[key], d), "final-" + key)));
+  document.getElementById("stats").replaceChildren(...rows);
 }
 
 function apply(snap) {
@@ -48,7 +58,7 @@ function apply(snap) {
     setNum("true", l.true_deg, angle);
     setNum("error", l.error_deg, signed);
   }
-  showStats(snap.stats);
+  showStats(snap.stats, snap.final);
   drawTimeline();
 }
 

@@ -145,6 +145,7 @@ class LiveState:
         self.times: deque[float] = deque(maxlen=30)
         self.t_start = time.perf_counter()
         self.t_end: float | None = None
+        self.final: dict[str, Any] | None = None
         self.status = "waiting for frames"
         self.changed = LatestSlot()
 
@@ -166,11 +167,17 @@ class LiveState:
             self.status = "running"
         self.changed.put(self.count)
 
-    def end(self, status: str = "ended") -> None:
-        """The run is over (the page keeps the last frame and says so)."""
+    def end(self, status: str = "ended", final: dict[str, Any] | None = None) -> None:
+        """The run is over (the page keeps the last frame and says so).
+
+        Args:
+            status: what the page says.
+            final: the pipeline's own statistics (``StreamStats.to_dict()``), shown as they are.
+        """
         with self.lock:
             self.status = status
             self.t_end = self.t_end or time.perf_counter()
+            self.final = final if final is not None else self.final
         self.changed.put(self.count)
 
     def stats(self) -> dict[str, Any]:
@@ -196,7 +203,7 @@ class LiveState:
         with self.lock:
             rows = [r for r in self.rows if r["n"] > since]
             return {"source": self.name, "status": self.status, "latest": self.rows[-1] if self.rows else None,
-                    "stats": self.stats(), "count": self.count, "rows": rows}
+                    "stats": self.stats(), "final": self.final, "count": self.count, "rows": rows}
 
 
 class LiveServer:
