@@ -45,7 +45,8 @@ def test_config_errors_name_the_key(tmp_path):
         load_config(None, {"filter.min_speed_mps": "fast"})
     with pytest.raises(ConfigError, match="^--set sync.method=cubic: sync.method must be one of linear, zoh"):
         load_config(None, ["sync.method=cubic"])
-    with pytest.raises(ConfigError, match="^--set crop.preset=resnet: crop.preset must be one of donkey, nethvf, netsvf"):
+    with pytest.raises(ConfigError,
+                       match="^--set crop.preset=resnet: crop.preset must be one of donkey, nethvf, netsvf"):
         load_config(None, ["crop.preset=resnet"])
     with pytest.raises(ConfigError, match="^--set crop.bottom=0.5: crop: crop band needs"):
         load_config(None, ["crop.top=0.9", "crop.bottom=0.5"])

@@ -93,7 +93,8 @@ CANVAS_JS = """() => {
 NUMBERS_JS = """() => ({index: document.getElementById('index').textContent,
   pred: document.getElementById('pred').dataset.deg, predText: document.getElementById('pred').textContent,
   status: document.getElementById('status').textContent,
-  frames: document.getElementById('stat-frames') && document.getElementById('stat-frames').textContent})"""
+  frames: document.getElementById('stat-frames') && document.getElementById('stat-frames').textContent,
+  framesOut: document.getElementById('final-frames_out') && document.getElementById('final-frames_out').textContent})"""
 
 
 def _canvas_pixels(page) -> np.ndarray:
@@ -145,7 +146,7 @@ def test_browser_shows_the_live_overlay_and_the_csv_numbers(tmp_path, ckpt):
             pages = [browser.new_page(), browser.new_page()]  # two viewers at once
             for page in pages:
                 assert page.goto(run.url).status == 200
-                page.wait_for_function("document.getElementById('live').naturalWidth > 0", timeout=30000)
+                page.wait_for_function("() => document.getElementById('live').naturalWidth > 0", timeout=30000)
             seen, numbers = [], []
             while True:
                 for page in pages:
@@ -155,8 +156,10 @@ def test_browser_shows_the_live_overlay_and_the_csv_numbers(tmp_path, ckpt):
                 if "ended: " in numbers[-1]["status"] or len(seen) > 400:
                     break
                 time.sleep(0.15)
-            pages[0].wait_for_function("document.getElementById('status').textContent.includes('ended: ')")
+            pages[0].wait_for_function("() => document.getElementById('status').textContent.includes('ended: ')")
             final = pages[0].evaluate(NUMBERS_JS)
+            pages[0].wait_for_timeout(1000)
+            last_shown = decode_index(_canvas_pixels(pages[0]))
             browser.close()
     finally:
         if run is not None:
@@ -174,6 +177,8 @@ def test_browser_shows_the_live_overlay_and_the_csv_numbers(tmp_path, ckpt):
         assert float(n["pred"]) == pytest.approx(pred, abs=1e-4)
         assert n["predText"] == f"{abs(float(n['pred'])):.1f}°" + (" L" if pred > 0 else " R" if pred < 0 else "")
     assert int(final["index"]) == 29 and final["frames"] == "30" and "ended: end of stream" in final["status"]
+    assert final["framesOut"] == "30"  # the pipeline's own statistics once the run has ended
+    assert last_shown == 29  # the run's last frame stays on the page
 
 
 def _noise_video(path: Path, n: int, size: tuple[int, int] = (640, 480)) -> Path:
@@ -199,13 +204,14 @@ def test_a_stalled_viewer_does_not_hold_up_the_pipeline(tmp_path, ckpt):
     stalled = socket.socket()
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills after a frame or two
     stalled.connect((host, int(port)))
-    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")  # ... and never reads
+    stalled.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # ... and never reads
     gone = socket.create_connection((host, int(port)))
-    gone.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: x\r\n\r\n")
-    gone.recv(1000)
+    gone.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert gone.recv(1000).startswith(b"HTTP/1.1 200")
     gone.close()  # a viewer that disconnects
     try:
         assert run.finish(60) == 0, "".join(run.all)
+        assert stalled.recv(12) == b"HTTP/1.1 200"  # it was a viewer of the stream, not refused
     finally:
         stalled.close()
         run.kill()
@@ -249,3 +255,6 @@ def test_loopback_needs_no_token_and_elsewhere_gets_a_random_one():
             parse_bind(bad)
     with LiveServer(Bind("127.0.0.1", 0)) as server:
         assert _get(server.url + "state.json")[0] == 200
+        port = server.httpd.server_address[1]
+        assert _get(server.url + "state.json", {"Host": f"localhost:{port}"})[0] == 200
+        assert _get(server.url + "state.json", {"Host": f"evil.example:{port}"})[0] == 403  # DNS rebinding

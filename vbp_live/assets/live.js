@@ -24,15 +24,25 @@ const STATS = [
   ["max_abs_error_deg", "max |error| (°)", 2], ["elapsed_s", "elapsed (s)", 1],
 ];
 
-function showStats(st) {
-  const table = document.getElementById("stats");
-  table.replaceChildren(...STATS.map(([key, label, d]) => {
-    const tr = document.createElement("tr");
-    const a = document.createElement("td"), b = document.createElement("td");
-    a.textContent = label; b.textContent = fmt(st[key], d); b.id = "stat-" + key;
-    tr.append(a, b);
-    return tr;
-  }));
+// the pipeline's own statistics, once the run has ended
+const FINAL = [
+  ["frames_in", "frames read", 0], ["frames_out", "frames written", 0], ["dropped", "dropped (stale)", 0],
+  ["corrupt", "skipped (unreadable)", 0], ["reconnects", "reconnects", 0], ["fps", "fps end to end", 1],
+  ["model_fps", "fps of the model step", 1],
+];
+
+function row(label, text, id) {
+  const tr = document.createElement("tr");
+  const a = document.createElement("td"), b = document.createElement("td");
+  a.textContent = label; b.textContent = text; b.id = id;
+  tr.append(a, b);
+  return tr;
+}
+
+function showStats(st, final) {
+  const rows = STATS.map(([key, label, d]) => row(label, fmt(st[key], d), "stat-" + key));
+  if (final) rows.push(...FINAL.map(([key, label, d]) => row(label, fmt(final[key], d), "final-" + key)));
+  document.getElementById("stats").replaceChildren(...rows);
 }
 
 function apply(snap) {
@@ -48,7 +58,7 @@ function apply(snap) {
     setNum("true", l.true_deg, angle);
     setNum("error", l.error_deg, signed);
   }
-  showStats(snap.stats);
+  showStats(snap.stats, snap.final);
   drawTimeline();
 }
 
@@ -75,13 +85,14 @@ function drawTimeline() {
     pts.forEach((r, i) => i ? g.lineTo(x(r.time_s), y(r[key])) : g.moveTo(x(r.time_s), y(r[key])));
     g.stroke();
   };
-  line(truth, "true_deg", "#5fd35f");
-  line(shown, "pred_deg", "#ffb04d");
+  line(truth, "true_deg", "#3cdc3c");
+  line(shown, "pred_deg", "#00c8ff");
   g.fillStyle = "#999"; g.fillText("+" + (m * 1.1).toFixed(0) + "° L", 4, 12); g.fillText("−" + (m * 1.1).toFixed(0) + "° R", 4, H - 4);
 }
 
 document.getElementById("window").textContent = TIMELINE_S;
-document.getElementById("live").src = "stream.mjpg" + q;
+// after "load": a stream that has no frame yet must not hold the page's load event
+window.addEventListener("load", () => { document.getElementById("live").src = "stream.mjpg" + q; });
 fetch("state.json" + q).then(r => r.json()).then(snap => {
   apply(snap);
   const es = new EventSource("events" + q);

@@ -144,11 +144,11 @@ def open_server(args: argparse.Namespace):
     return server
 
 
-def linger(server, seconds: float, end_reason: str) -> None:
-    """Show the end on the page and keep it up ``seconds`` (Ctrl-C cuts it short)."""
+def linger(server, seconds: float, stats) -> None:
+    """Show the end and the run's statistics on the page; keep it up ``seconds`` (Ctrl-C cuts it short)."""
     if server is None:
         return
-    server.state.end(f"ended: {end_reason}")
+    server.state.end(f"ended: {stats.end_reason}", stats.to_dict())
     if seconds > 0:
         print(f"live view stays up for {seconds:g} s (Ctrl-C stops)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
@@ -213,7 +213,7 @@ def run_cmd(args: argparse.Namespace) -> int:
                 raise  # the CLI names the file
             raise InputError(f"{args.source}: {e}") from e
         rc = report(result, args)
-        linger(server, args.serve_linger, result.stats.end_reason)
+        linger(server, args.serve_linger, result.stats)
         return rc
     finally:
         if server is not None:

@@ -1,7 +1,8 @@
 """Many inputs in one command: ``vbp-live run a.mp4 b.mp4 dir/ --out-dir overlays/``.
 
 Folders are expanded to the videos and recordings in them, except a folder that is itself one
-input (an image folder, a prepared dataset, the ``.bag`` parts of one drive, a recording folder),
+input (an image folder, a prepared dataset, the ``.bag`` parts of one drive, any recording folder
+:mod:`vbp_live.recordings` reads),
 which stays one input as for a single SOURCE. The model is loaded once; each input then runs
 through the usual pipeline into ``<out-dir>/<name>_overlay.mp4`` and ``<name>_overlay.csv``. An
 input that fails is reported in the summary and the others continue.
@@ -33,7 +34,6 @@ from vbp_live.io.frames import VideoInfo
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.sources import open_source
 from vbp_live.io.video import IMAGE_SUFFIXES
-from vbp_live.recordings.comma2k19 import is_comma_segment
 from vbp_live.recordings.formats import detect_kind
 from vbp_live.stream.engine import OverlayEngine
 from vbp_live.stream.records import PredictionLog
@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ts", ".wmv", ".flv",
                   ".3gp", ".hevc", ".h264", ".h265"}
-RECORDING_MARKERS = ("manifest.yaml", "driving_log.csv", "camera.csv", "interpolated.csv")
 GATHER_TIMEOUT = datetime.timedelta(days=7)  # rank 0 waits for the slowest share, however long its videos
 
 
@@ -103,10 +102,8 @@ def _natural_key(p: Path) -> list[object]:
 
 def is_one_input(folder: Path) -> bool:
     """A folder that is one input on its own: a dataset, a recording, the bags of one drive, or images."""
-    if any((folder / m).is_file() for m in RECORDING_MARKERS) or is_comma_segment(folder):
-        return True
-    if detect_kind(folder) is not None:  # a donkeycar tub or folder of tubs, a frame folder with labels, ...
-        return True
+    if (folder / "manifest.yaml").is_file() or detect_kind(folder) is not None:
+        return True  # a dataset, or a recording (tub, folder of tubs, labelled frame folder, ...)
     files = [p for p in folder.iterdir() if p.is_file()]
     if any(p.suffix.lower() == ".bag" for p in files):
         return True

@@ -24,6 +24,7 @@ import ipaddress
 import json
 import logging
 import math
+import re
 import secrets
 import socket
 import threading
@@ -49,7 +50,9 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_HOST = "127.0.0.1"
+LOCAL_NAMES = {"localhost", "localhost.localdomain"}
 SEND_TIMEOUT_S = 10.0  # a viewer that takes no data for this long is dropped
+REPEAT_S = 0.3  # a frame not followed by a newer one within this is sent again (see _Handler._stream)
 EVENT_INTERVAL_S = 0.1  # at most 10 state events per second per viewer
 HISTORY_ROWS = 3000  # timeline rows kept (a few minutes at 20 fps)
 BOUNDARY = "vbpframe"
@@ -141,6 +144,8 @@ class LiveState:
         self.latency_ms: deque[float] = deque(maxlen=300)
         self.times: deque[float] = deque(maxlen=30)
         self.t_start = time.perf_counter()
+        self.t_end: float | None = None
+        self.final: dict[str, Any] | None = None
         self.status = "waiting for frames"
         self.changed = LatestSlot()
 
@@ -162,10 +167,17 @@ class LiveState:
             self.status = "running"
         self.changed.put(self.count)
 
-    def end(self, status: str = "ended") -> None:
-        """The run is over (the page keeps the last frame and says so)."""
+    def end(self, status: str = "ended", final: dict[str, Any] | None = None) -> None:
+        """The run is over (the page keeps the last frame and says so).
+
+        Args:
+            status: what the page says.
+            final: the pipeline's own statistics (``StreamStats.to_dict()``), shown as they are.
+        """
         with self.lock:
             self.status = status
+            self.t_end = self.t_end or time.perf_counter()
+            self.final = final if final is not None else self.final
         self.changed.put(self.count)
 
     def stats(self) -> dict[str, Any]:
@@ -177,7 +189,7 @@ class LiveState:
         return {
             "frames": self.count, "skipped": max(0, span - self.count),
             "fps": (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 and t[-1] > t[0] else 0.0,
-            "elapsed_s": time.perf_counter() - self.t_start,
+            "elapsed_s": (self.t_end or time.perf_counter()) - self.t_start,
             "latency_p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
             "latency_p95_ms": float(np.percentile(lat, 95)) if lat.size else None,
             "frames_with_truth": self.err_n,
@@ -191,7 +203,7 @@ class LiveState:
         with self.lock:
             rows = [r for r in self.rows if r["n"] > since]
             return {"source": self.name, "status": self.status, "latest": self.rows[-1] if self.rows else None,
-                    "stats": self.stats(), "count": self.count, "rows": rows}
+                    "stats": self.stats(), "final": self.final, "count": self.count, "rows": rows}
 
 
 class LiveServer:
@@ -208,7 +220,8 @@ class LiveServer:
         self.bind, self.token, self.quality = bind, token, quality
         self.state = LiveState(name)
         self.frames = LatestSlot()  # (index, jpeg bytes)
-        self.raw: tuple[np.ndarray, int] | None = None
+        self.raw: tuple[np.ndarray, int, int] | None = None  # (frame, index, offer count)
+        self.offered = 0
         self.new_raw = threading.Event()
         self.viewers = 0
         self.conns: set[socket.socket] = set()
@@ -238,20 +251,25 @@ class LiveServer:
 
     def offer(self, frame: np.ndarray, index: int) -> None:
         """Writer thread: the newest rendered frame (kept by reference, encoded only while someone watches)."""
-        self.raw = (frame, index)
+        self.offered += 1
+        self.raw = (frame, index, self.offered)
         self.new_raw.set()
 
     def _encode_loop(self) -> None:
-        done = -1
+        """Encoder thread: the newest frame as a JPEG into the slot, while anyone watches."""
+        done = 0
         while not self.closing.is_set():
             if not self.new_raw.wait(0.2):
                 continue
             self.new_raw.clear()
             raw = self.raw
-            if raw is None or raw[1] == done or not self.viewers:
+            if raw is None or raw[2] == done or not self.viewers:
                 continue
-            self.frames.put((raw[1], self.encode(raw[0])))
-            done = raw[1]
+            try:
+                self.frames.put((raw[1], self.encode(raw[0])))
+            except Exception:  # noqa: BLE001  (the run goes on; viewers keep the previous frame)
+                log.exception("live view: frame %d could not be encoded", raw[1])
+            done = raw[2]
 
     def encode(self, frame: np.ndarray) -> bytes:
         """JPEG bytes of a BGR frame."""
@@ -308,6 +326,8 @@ class ServeSink(FrameSink):
 class ServedLog(PredictionLog):
     """The per-frame prediction log (and CSV, if a path is given) that also shows each row on the page.
 
+    Without a CSV only the latest row is kept, so a camera served for days does not grow in memory.
+
     Args:
         path: the CSV file, or None.
         server: the server whose page shows the rows.
@@ -321,6 +341,8 @@ class ServedLog(PredictionLog):
         """Record the row, then publish exactly the CSV's numbers with the end-to-end latency."""
         super().add(rec, pred)
         self.server.state.add(self.rows[-1], time.perf_counter() - rec.t_capture)
+        if self.path is None:
+            del self.rows[:-1]
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
@@ -351,7 +373,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, fmt: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), fmt % args)
+        log.debug("%s %s", self.address_string(), re.sub(r"token=[^&\s]*", "token=***", fmt % args))
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         url = urlsplit(self.path)
@@ -370,7 +392,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         """Check the token (query, bearer header or cookie); answer 401/403 and return False when it fails."""
         want = self.live.token
         if want is None:
-            return True
+            return self._local_host()
         auth = self.headers.get("Authorization", "")
         cookie = SimpleCookie(self.headers.get("Cookie", ""))
         given = query_token or (auth[7:] if auth.startswith("Bearer ") else None) or (
@@ -382,6 +404,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._plain(HTTPStatus.FORBIDDEN, "wrong token")
             return False
         return True
+
+    def _local_host(self) -> bool:
+        """Without a token (loopback only) the Host header must name this machine: a web page elsewhere
+        cannot reach the stream by pointing its own domain name at 127.0.0.1 (DNS rebinding)."""
+        host = urlsplit("//" + self.headers.get("Host", "")).hostname or ""
+        if host in LOCAL_NAMES or Bind(host, 0).loopback:
+            return True
+        self._plain(HTTPStatus.FORBIDDEN, f"Host {host!r} is not this machine: use http://127.0.0.1:PORT/")
+        return False
 
     def _headers(self, status: int, ctype: str, length: int | None = None, page: bool = False) -> None:
         """Status and headers; ``length`` None streams until the connection closes; the page sets the cookie."""
@@ -425,21 +456,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._body(HTTPStatus.OK, "application/json", json.dumps(self.live.state.snapshot()).encode())
 
     def _stream(self) -> None:
-        """MJPEG: every part is followed by the next boundary at once, so browsers show it without delay."""
+        """MJPEG. Chromium shows a part only once the next one arrives, so a frame is sent once more when
+        no newer one follows within ``REPEAT_S`` (the last frame of a run, a paused camera)."""
         self._headers(HTTPStatus.OK, f"multipart/x-mixed-replace; boundary={BOUNDARY}")
         self.wfile.write(f"--{BOUNDARY}\r\n".encode())
         self.live.watch(self.connection, +1)
         try:
-            seq = 0
+            seq, last, repeated = 0, None, True
             while not self.live.closing.is_set():
-                got = self.live.frames.wait_newer(seq, 1.0)
+                got = self.live.frames.wait_newer(seq, REPEAT_S)
                 if got is None:
+                    if not repeated and last is not None:
+                        self._part(*last)
+                        repeated = True
                     continue
-                seq, (index, jpg) = got
-                head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\nX-Frame-Index: {index}\r\n\r\n"
-                self.wfile.write(head.encode() + jpg + f"\r\n--{BOUNDARY}\r\n".encode())
+                seq, last, repeated = got[0], got[1], False
+                self._part(*last)
         finally:
             self.live.watch(self.connection, -1)
+
+    def _part(self, index: int, jpg: bytes) -> None:
+        head = f"Content-Type: image/jpeg\r\nContent-Length: {len(jpg)}\r\nX-Frame-Index: {index}\r\n\r\n"
+        self.wfile.write(head.encode() + jpg + f"\r\n--{BOUNDARY}\r\n".encode())
 
     def _events(self) -> None:
         """Server-sent events: the state on every change (at most 10 a second), new timeline rows only."""
