@@ -26,9 +26,17 @@ def test_shipped_checkpoint_is_compact_and_complete():
     assert test["frames"] > 1000 and 0 < test["val_rmse_deg"] < 30
 
 
+# keys added after the shipped model was trained; they change where results are shown, not training
+LATER_KEYS = {("train", "tensorboard"), ("snapshot", "video")}
+
+
 def test_shipped_config_is_the_one_in_the_repo():
     ck = load_checkpoint(ASSET)
-    assert ck.config == config_to_dict(load_config(ROOT / "configs" / "shipped_netsvf.yaml"))
+    repo = config_to_dict(load_config(ROOT / "configs" / "shipped_netsvf.yaml"))
+    for section, key in LATER_KEYS:
+        if key not in ck.config.get(section, {}):
+            repo[section].pop(key)
+    assert ck.config == repo
 
 
 def test_shipped_model_runs():
