@@ -40,6 +40,9 @@ UNITS = ("fraction", "pixel")
 LAYOUTS = ("nchw", "nhwc")
 
 
+MAX_SIDE = 16_384  # pixels: the largest network input side (cv2.resize takes at most 2**31 - 1)
+
+
 @dataclass(frozen=True)
 class CropSpec:
     """How a network sees a frame: crop box, colour, size, scaling and layout.
@@ -84,8 +87,8 @@ class CropSpec:
             self._check_fractions()
         else:
             self._check_pixels()
-        if self.out_height < 1 or self.out_width < 1:
-            raise ValueError(f"output size must be positive, got {self.out_height}x{self.out_width}")
+        if not (1 <= self.out_height <= MAX_SIDE and 1 <= self.out_width <= MAX_SIDE):
+            raise ValueError(f"output size must be 1..{MAX_SIDE} pixels a side, got {self.out_height}x{self.out_width}")
         if self.interpolation not in _INTERP:
             raise ValueError(f"interpolation must be one of {sorted(_INTERP)}, got {self.interpolation!r}")
         if self.color not in COLORS:
