@@ -121,7 +121,9 @@ def test_cli_reports_config_errors_in_one_line(capsys):
     ("optim.momentum=1.5", "optim.momentum must be in [0, 1)"),
     ("optim.milestones=[4, -1]", "optim.milestones must be epochs >= 0"),
     ("train.max_steps=-5", "train.max_steps must be >= 0"),
-    ("train.threads=-1", "train.threads must be >= 0"),
+    ("train.threads=-1", "train.threads must be in [0, 1024]"),
+    ("train.threads=100000", "train.threads must be in [0, 1024]"),
+    ("train.seed=9223372036854775808", "train.seed must be in [0, 2**63)"),
     ("snapshot.indices=[3, -2]", "snapshot.indices must be dataset rows >= 0"),
     ("data.prefetch=-1", "data.prefetch must be >= 0"),
 ])
