@@ -62,11 +62,14 @@ def fuzz(kinds: list[str], n: int, seed: int, workdir: Path, timeout_s: float, m
             return run_case(kind.name, s, lambda: kind.case(base, d, rng), d, timeout_s, mem_cap_mb)
 
         seeds = range(seed, seed + n)
-        with ThreadPoolExecutor(max(1, jobs)) as pool:
+        pool = ThreadPoolExecutor(max(1, jobs))
+        try:
             for k, r in enumerate(pool.map(one, seeds), 1):
                 results.append(r)
                 if progress:
                     print(f"\r{name}: {k}/{n}", end="", file=sys.stderr, flush=True)
+        finally:  # on Ctrl-C: the cases not started are cancelled, the running ones end by their timeout
+            pool.shutdown(wait=True, cancel_futures=True)
         if progress:
             print(file=sys.stderr)
     return results
