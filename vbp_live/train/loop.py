@@ -33,7 +33,7 @@ from torch import nn
 from vbp_live.core.errors import ConfigError, VbpLiveError
 from vbp_live.core.signals import Interrupted, StopRequest, stop_on_signals
 from vbp_live.io.checkpoint import Checkpoint, CheckpointError, save_checkpoint
-from vbp_live.models import args_problem, create_model
+from vbp_live.models import args_problem, create_model, list_models
 from vbp_live.train.callbacks import Callback
 from vbp_live.train.config import Config, config_diff, config_to_dict
 from vbp_live.train.data import BatchLoader, TrainData, epoch_batches, shard
@@ -59,6 +59,9 @@ def build_model(cfg: Config, data: TrainData) -> nn.Module:
     """Create the configured network for the data's input size; clear error on a mismatch."""
     c, h, w = data.input_shape
     args = dict(cfg.model.args)
+    if cfg.model.name not in list_models(generic=True):
+        raise ConfigError(f"model.name {cfg.model.name!r} is not a registered model "
+                          f"(registered: {', '.join(list_models())})")
     problem = args_problem(cfg.model.name, args)
     if problem:
         raise ConfigError(f"model.{problem}")
