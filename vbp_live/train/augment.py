@@ -169,7 +169,11 @@ def photometric(frames: np.ndarray, d: AugmentDraw, channels: np.ndarray | None 
 
 
 def steering_targets(targets: np.ndarray, d: AugmentDraw, swa_per_px: float) -> np.ndarray:
-    """The angles of the augmented frames: negated where flipped, minus ``shift_x * swa_per_px``. (B,) float32."""
+    """The angles of the augmented frames: negated where flipped, minus ``shift_x * swa_per_px``.
+
+    Returns:
+        (B,) of the dtype of ``targets``.
+    """
     y = np.asarray(targets, np.float64)  # (B,)
     y = np.where(d.flip, -y, y) - d.shift_x * swa_per_px  # (B,)
     return y.astype(np.asarray(targets).dtype, copy=False)
