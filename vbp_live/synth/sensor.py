@@ -242,10 +242,10 @@ def _warp_masks(masks: np.ndarray, map_nearest: np.ndarray) -> np.ndarray:
         group = masks[g:g + 8].view(np.uint8)
         packed = group[0].copy()
         for k in range(1, len(group)):
-            packed = cv2.scaleAdd(group[k], float(1 << k), packed)  # bit k
+            cv2.scaleAdd(group[k], float(1 << k), packed, dst=packed)  # bit k
         warped = cv2.remap(packed, map_nearest, None, cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         for k in range(len(group)):
-            out[g + k] = cv2.LUT(warped, _BIT_LUTS[k]).view(bool)
+            cv2.LUT(warped, _BIT_LUTS[k], dst=out[g + k].view(np.uint8))
     return out  # (K, H, W)
 
 
@@ -253,9 +253,8 @@ def _photometric(frame: np.ndarray, prep: _Prepared, params: SensorParams, i: in
                  rng: np.random.Generator) -> np.ndarray:
     """Vignetting, then white balance and exposure, then shot + read noise; (H, W, 3) uint8."""
     h, w = frame.shape[:2]
-    lit = cv2.multiply(frame, prep.vignette, scale=1.0 / 255.0)
-    gain_lut = np.clip(np.arange(256)[:, None] * frame_gains(params, i)[None, :] + 0.5, 0, 255)  # (256, 3)
-    lit = cv2.LUT(lit, gain_lut.astype(np.uint8)[:, None, :])
+    lit = cv2.multiply(frame, prep.vignette, scale=1.0 / 255.0) if params.vignette > 0 else frame
+    lit = cv2.transform(lit, np.diag(frame_gains(params, i)).astype(np.float32))  # per-channel gain, saturated
     dy, dx = (int(v) for v in rng.integers(0, _NOISE_PAD + 1, 2))
     sigma = cv2.LUT(lit, prep.sigma_lut)  # (H, W, 3) int16
     noise = cv2.multiply(prep.noise[dy:dy + h, dx:dx + w], sigma, scale=1.0 / (_NOISE_ONE * _SIGMA_ONE),
