@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from vbp_live.io.synth_writers import H264RoundTrip, drive_h264_crf, write_outputs
 from vbp_live.synth import DriveConfig, Renderer, simulate_drive
 from vbp_live.synth import sensor as sn
 from vbp_live.synth.sensor import SensorParams, apply_sensor, sample_sensor
@@ -192,3 +193,21 @@ def test_renderer_applies_the_sensor_when_randomized():
     assert masks.lane.dtype == bool and masks.lane.any() and masks.road.any()
     gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY).astype(float)
     assert gray[masks.lane].mean() > gray[masks.road & ~masks.lane].mean() + 30  # masks still on the paint
+
+
+def test_h264_round_trip_option(tmp_path):
+    drive = simulate_drive(DriveConfig(seed=2, frames=6))
+    assert drive_h264_crf(drive) == sn.H264_CRF_RANGE[0]  # randomize 0: the mildest CRF
+    assert sn.H264_CRF_RANGE[0] <= drive_h264_crf(_randomized_drive(1.0)) <= sn.H264_CRF_RANGE[1]
+    runs = []
+    for name, h264 in (("plain", False), ("a", True), ("b", True)):
+        write_outputs(drive, tmp_path / name, ["dump"], h264=h264)
+        runs.append(sorted((tmp_path / name / "dump" / "center").glob("*.jpg")))
+    plain, a, b = ([cv2.imread(str(f)) for f in files] for files in runs)
+    assert all(x.read_bytes() == y.read_bytes() for x, y in zip(runs[1], runs[2], strict=True))  # deterministic
+    assert any((x != y).any() for x, y in zip(plain, a, strict=True))
+    for x, y in zip(plain, a, strict=True):
+        assert cv2.PSNR(x, y) > 28  # compression artifacts, not a different picture
+    trip = H264RoundTrip(40)
+    frame = _textured()
+    assert cv2.PSNR(trip(frame), frame) < cv2.PSNR(H264RoundTrip(18)(frame), frame)  # CRF sets the damage
