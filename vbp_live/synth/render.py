@@ -73,9 +73,9 @@ class Renderer:
     def __init__(self, drive: Drive, camera: Camera | None = None) -> None:
         self.drive = drive
         self.cam = camera or drive.config.camera
-        self.sensor = sample_sensor(drive.config.seed, getattr(drive.config, "randomize", 0.0))
         self._init_images()
         self._init_world()
+        self.sensor = sample_sensor(drive.config.seed, getattr(drive.config, "randomize", 0.0))
 
     def _init_images(self) -> None:
         """Texture, sky/grass background, skyline and hood (all fixed for the drive)."""
