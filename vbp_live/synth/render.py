@@ -343,7 +343,8 @@ class Renderer:
                                         np.array([part.width]))
             tx.fill([(base, part.color), (cover, 1 if part.upright else 2)], polys)
         flat, upright = cover == 2, cover == 1
-        masks[4][flat] = 0
+        for k in (0, 1, 4):  # a curb is ground (it can lie in a shadow) but not road or paint
+            masks[k][flat] = 0
         if upright.any():
             for k in (0, 1, 2, 4):
                 masks[k][upright] = 0
