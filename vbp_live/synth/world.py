@@ -125,6 +125,12 @@ def _color(rng: np.random.Generator, lo: tuple[int, ...], hi: tuple[int, ...]) -
     return tuple(int(rng.integers(a, b + 1)) for a, b in zip(lo, hi, strict=True))  # type: ignore[return-value]
 
 
+def _white(rng: np.random.Generator) -> tuple[int, int, int]:
+    """White paint: 185-250 gray, at most slightly yellowed (less blue)."""
+    v = int(rng.integers(185, 251))
+    return (v - int(rng.integers(0, 16)), v, v)
+
+
 def _toward(default: tuple[int, ...], target: tuple[int, ...], r: float) -> tuple[int, int, int]:
     return tuple(int(round(d + r * (t - d))) for d, t in zip(default, target, strict=True))  # type: ignore[return-value]
 
@@ -159,7 +165,7 @@ def _lanes(rng: np.random.Generator, r: float) -> dict:
         yellow_w=0.12 + r * rng.uniform(-0.03, 0.08),
         dash_m=3.0 + r * rng.uniform(-1.5, 1.5),
         gap_m=9.0 + r * rng.uniform(-5.0, 3.0),
-        white=_toward((235, 235, 232), _color(rng, (190, 195, 195), (250, 250, 250)), r),
+        white=_toward((235, 235, 232), _white(rng), r),
         yellow=_toward((40, 190, 235), _color(rng, (20, 150, 200), (90, 215, 250)), r),
         worn_p=0.15 + r * rng.uniform(0.0, 0.4),
         edge_yellow_left=bool(lanes.oncoming == 0 and lanes.count > 1 and rng.random() < 0.5),
