@@ -60,7 +60,10 @@ class GroundTruthMasks:
 
 @dataclass(frozen=True)
 class RoadsidePart:
-    """A curb (flat strip ``width`` m wide) or an upright band (rail, barrier) from ``h0`` to ``h1`` m, at ``d``."""
+    """A curb (flat strip ``width`` m wide) or an upright band from ``h0`` to ``h1`` m, at offset ``d``.
+
+    With ``post_m`` > 0 the upright part is a row of 0.15 m wide posts every ``post_m`` metres.
+    """
 
     d: float
     color: tuple[int, int, int]
@@ -68,6 +71,7 @@ class RoadsidePart:
     width: float = 0.0
     h0: float = 0.0
     h1: float = 0.0
+    post_m: float = 0.0
 
 
 def roadside_parts(world: WorldParams, lane_width: float) -> list[RoadsidePart]:
@@ -75,12 +79,16 @@ def roadside_parts(world: WorldParams, lane_width: float) -> list[RoadsidePart]:
     d_left, d_right = road_edges(lane_width, world.lanes)
     parts = []
     for kind, edge, out in ((world.roadside_left, d_left, 1.0), (world.roadside_right, d_right, -1.0)):
+        d = edge + out * (1.2 if out > 0 else 3.0)
         if kind == "curb":
             parts.append(RoadsidePart(edge + out * 0.72, _CURB, False, width=0.24))
-        elif kind in ("guard_rail", "barrier"):
-            gap = 1.2 if out > 0 else 3.0
-            h0, h1, col = (0.5, 0.8, _RAIL) if kind == "guard_rail" else (0.0, 0.82, _CONCRETE)
-            parts.append(RoadsidePart(edge + out * gap, col, True, h0=h0, h1=h1))
+        elif kind == "guard_rail":  # posts, the rail's shadowed lower lip, the rail
+            parts += [RoadsidePart(d, (70, 72, 78), True, h0=0.0, h1=0.55, post_m=4.0),
+                      RoadsidePart(d, (95, 96, 100), True, h0=0.5, h1=0.58),
+                      RoadsidePart(d, _RAIL, True, h0=0.58, h1=0.8)]
+        elif kind == "barrier":  # a jersey barrier: the darker sloped foot, then the face
+            parts += [RoadsidePart(d, tuple(int(0.72 * c) for c in _CONCRETE), True, h0=0.0, h1=0.25),
+                      RoadsidePart(d, _CONCRETE, True, h0=0.25, h1=0.82)]
     return parts
 
 
@@ -330,13 +338,25 @@ class Renderer:
         poly = self._valid_strip(np.concatenate([u1, u0[::-1]]), np.concatenate([v1, v0[::-1]]), fwd >= Z_NEAR)
         return [poly] if len(poly) >= 3 else []
 
+    def _posts(self, view: _View, part: RoadsidePart, reach_m: float = 60.0) -> list[np.ndarray]:
+        """Pixel quads of posts at world-fixed arc lengths (multiples of ``part.post_m``), up to ``reach_m`` ahead."""
+        s0 = np.arange(math.ceil((view.s_cam + 1.0) / part.post_m), (view.s_cam + reach_m) // part.post_m + 1)
+        s = s0[:, None] * part.post_m + np.array([0.0, 0.15, 0.15, 0.0])  # (K, 4)
+        x, y = self.drive.road.frenet_to_world(s, np.full(s.shape, part.d))
+        fwd, left = world_to_vehicle(x, y, view.px, view.py, view.theta)
+        up = np.array([part.h0, part.h0, part.h1, part.h1])
+        u, v, _ = self.cam.project(fwd, left, up, view.pitch)
+        return list(np.stack([u, v], -1)[fwd.min(axis=1) >= Z_NEAR])
+
     def _draw_roadside(self, base: np.ndarray, shade: np.ndarray, masks: np.ndarray, view: _View) -> None:
         """Curbs (flat, beside the road) and guard rails / barriers (upright: they hide the ground behind)."""
         if not self.roadside:
             return
         cover = np.zeros(masks.shape[1:], np.uint8)
         for part in self.roadside:
-            if part.upright:
+            if part.post_m > 0:
+                polys = self._posts(view, part)
+            elif part.upright:
                 polys = self._wall(view, part.d, part.h0, part.h1)
             else:
                 polys, _ = self._strips(view, np.array([-np.inf]), np.array([np.inf]), np.array([part.d]),
