@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from vbp_live.io.ground_truth import load_ground_truth
+from vbp_live.io.ground_truth import GroundTruthError, load_ground_truth, write_ground_truth
 from vbp_live.synth import DriveConfig, Renderer, render_frames, simulate_drive
 from vbp_live.synth.scene import MarkingPieces
 from vbp_live.synth.world import DEFAULT_WORLD, ROADSIDE_KINDS, sample_world, world_from_dict
@@ -170,3 +170,15 @@ def test_cli_randomize_writes_the_world_and_rejects_out_of_range(tmp_path):
     assert ok.returncode == 0, ok.stderr
     gt = load_ground_truth(tmp_path / "ground_truth.npz")
     assert gt.config.randomize == 0.7 and gt.world == sample_world(4, 0.7)
+
+
+def test_a_damaged_world_record_is_a_ground_truth_error(tmp_path):
+    d = simulate_drive(DriveConfig(seed=1, frames=2, randomize=1.0))
+    path = write_ground_truth(tmp_path / "gt.npz", d, [m for _, m in render_frames(d)])
+    assert load_ground_truth(path).world == d.world
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["world_json"] = np.array(json.dumps({"lanes": {"left": 1}, "no_such_key": 3}))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(GroundTruthError, match="world_json"):
+        load_ground_truth(tmp_path / "bad.npz")

@@ -31,7 +31,7 @@ from vbp_live.core.errors import InputError
 from vbp_live.io.atomic import atomic_path
 from vbp_live.synth.drive import Drive, DriveConfig
 from vbp_live.synth.render import MASK_NAMES, GroundTruthMasks
-from vbp_live.synth.world import DEFAULT_WORLD, world_from_dict
+from vbp_live.synth.world import DEFAULT_WORLD, WorldParams, world_from_dict
 
 FORMAT = "vbp_live/synth-gt-v1"
 FRAME_FIELDS = ("frame_times_ns", "steering", "steering_cmd", "speed", "accel", "s", "offset",
@@ -107,13 +107,21 @@ class GroundTruth:
         if fmt != FORMAT:
             raise GroundTruthError(f"{self.path}: format {fmt!r}, expected {FORMAT!r}")
         self.config = DriveConfig.from_dict(json.loads(str(self._arrays["config_json"])))
-        world = self._arrays.get("world_json")
-        self.world = DEFAULT_WORLD if world is None else world_from_dict(json.loads(str(world)))
+        self.world = self._world()
         self.mask_names = tuple(str(x) for x in self._arrays["mask_names"])
         self.mask_shape = tuple(int(x) for x in self._arrays["mask_shape"])
         if len(self._arrays["mask_offsets"]) != len(self) + 1:
             entries = len(self._arrays["mask_offsets"]) - 1
             raise GroundTruthError(f"{self.path}: {len(self)} frames but {entries} mask entries")
+
+    def _world(self) -> WorldParams:
+        text = self._arrays.get("world_json")
+        if text is None:
+            return DEFAULT_WORLD
+        try:
+            return world_from_dict(json.loads(str(text)))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise GroundTruthError(f"{self.path}: world_json is not a synthetic world ({e})") from e
 
     def __len__(self) -> int:
         return len(self._arrays["frame_times_ns"])
