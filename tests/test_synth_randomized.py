@@ -190,3 +190,14 @@ def test_a_damaged_world_record_is_a_ground_truth_error(tmp_path):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(GroundTruthError, match="world_json"):
         load_ground_truth(tmp_path / "bad.npz")
+
+
+def test_cli_h264_round_trip_writes_a_readable_bag(tmp_path):
+    cmd = [sys.executable, "-m", "vbp_live.cli.main", "synth", "--out", str(tmp_path), "--seed", "4",
+           "--frames", "6", "--format", "bag", "--workers", "1", "--randomize", "1", "--h264"]
+    ok = subprocess.run(cmd, capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    from vbp_live.recordings.formats import open_recording
+
+    scan = open_recording([tmp_path / "synth_seed4.bag"]).scan()
+    assert len(scan.frame_t) == 6

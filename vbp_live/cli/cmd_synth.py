@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="render processes (default 0 = 2 when the machine has 2+ cores and the drive is long enough; "
                         "the output is identical for any number)")
     p.add_argument("--jpeg-quality", type=int_in(1, 100), default=90, help="JPEG quality (default: %(default)s)")
+    p.add_argument("--h264", action="store_true",
+                   help="round-trip the center frames through H.264 (libx264) at the drive's CRF before writing "
+                        "(18 at --randomize 0, 18-35 at 1): dashcam compression artifacts")
     p.add_argument("--force", action="store_true", help="overwrite outputs that already exist")
     p.set_defaults(func=run)
 
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     stats = write_outputs(
         drive, out, formats, split=args.split, raw=args.raw, swap_2016_10_25=args.swap_2016_10_25,
         side_cameras=args.side_cameras, overwrite=args.force, jpeg_quality=args.jpeg_quality, workers=workers,
-        progress=lambda it: tqdm(it, total=drive.n_frames, unit="frame", desc="synth"),
+        h264=args.h264, progress=lambda it: tqdm(it, total=drive.n_frames, unit="frame", desc="synth"),
     )
     slow = float((drive.speed < 5.0).mean())
     print(f"drive: seed {args.seed}, randomize {args.randomize:g}, {drive.n_frames} frames, "
