@@ -168,4 +168,4 @@ def paint_figure(panels: Sequence[PaintPanel], cols: int = 3, width: int = 480) 
         scale = width / p.image.shape[1]
         im = cv2.resize(p.image, (width, round(p.image.shape[0] * scale)), interpolation=cv2.INTER_AREA)
         cells.append(stack_rows([im, text_band([p.caption], width, scale=0.42)]))
-    return grid(cells, cols)
+    return stack_rows(cells, pad=4) if cols == 1 else grid(cells, cols)  # one column: no padding to the tallest
