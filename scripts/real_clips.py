@@ -60,6 +60,12 @@ def shared_data() -> Path:
     return ROOT.parent / "shared" / "data"
 
 
+def shown(path: str) -> str:
+    """A path as written in reports: relative to the repository when inside it."""
+    p = Path(path).resolve()
+    return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else path
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", action="append", help="a checkpoint or model card (repeatable; default: shipped)")
@@ -106,9 +112,9 @@ def measure(ckpt: str, clips: list[tuple[Path, ClipEntry]], args: argparse.Names
                            batch=args.batch)
         results.append(summarize(path.name, np.asarray(run.indices), np.asarray(run.pred_deg), run.tally,
                                  entry.straight))
-    print(f"\n## {ckpt} ({ck.model_name}, crop rows {ck.crop.top:.3f}-{ck.crop.bottom:.3f})\n")
+    print(f"\n## {shown(ckpt)} ({ck.model_name}, crop rows {ck.crop.top:.3f}-{ck.crop.bottom:.3f})\n")
     print("\n".join(report_lines(results)))
-    return {"checkpoint": str(ckpt), "model": ck.model_name, "crop": ck.crop.to_dict(),
+    return {"checkpoint": shown(ckpt), "model": ck.model_name, "crop": ck.crop.to_dict(),
             "clips": [r.to_dict() for r in results]}
 
 
