@@ -50,6 +50,7 @@ SHIPPED = ROOT / "vbp_live" / "assets" / "netsvf_synth.pt"
 TABLE = ROOT / "docs" / "evaluation" / "real_clips.yaml"
 BAND_COLORS = [(40, 39, 214), (14, 127, 255), (189, 103, 148), (34, 189, 188)]
 RECOMMENDED_COLOR = (44, 200, 44)
+VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 
 def shared_data() -> Path:
@@ -73,8 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip-horizon", type=float, default=None,
                    help="horizon row of the --clip videos as a fraction of the height (default: the band's top)")
     p.add_argument("--table", default=str(TABLE), help="the clip table (default: docs/evaluation/real_clips.yaml)")
-    p.add_argument("--data", default=None, help="folder the table's paths are relative to (default: ../shared/data)")
-    p.add_argument("--skip-table", action="store_true", help="measure only the --clip videos")
+    p.add_argument("--data", default=None,
+                   help="folder the table's paths are relative to; its video/ clips are all measured "
+                        "(default: ../shared/data)")
+    p.add_argument("--skip-table", action="store_true",
+                   help="measure only the --clip videos (not the table's nor the other videos in DATA/video)")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
     p.add_argument("--batch", type=int, default=16, help="frames per forward pass")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -86,19 +90,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def clip_list(args: argparse.Namespace, table: ClipTable, data: Path) -> list[tuple[Path, ClipEntry]]:
-    """(path, entry) of every clip to measure: the table's (unless skipped), then the --clip ones."""
-    clips = [] if args.skip_table else [(data / c.file, c) for c in table.clips]
-    clips += [(Path(c), ClipEntry(file=c, horizon=args.clip_horizon) if args.clip_horizon is not None
-               else ClipEntry(file=c, horizon=0.0)) for c in args.clip]
+    """(path, entry) of every clip to measure: the table's and every other video in ``data/video``
+    (unless --skip-table), then the --clip ones. Table entries give horizon and straight stretches."""
+    clips: list[tuple[Path, ClipEntry]] = []
+    if not args.skip_table:
+        clips = [(data / c.file, c) for c in table.clips]
+        known = {p.resolve() for p, _ in clips}
+        clips += [(p, ClipEntry(file=str(p.relative_to(data)))) for p in sorted((data / "video").glob("*"))
+                  if p.suffix.lower() in VIDEO_SUFFIXES and p.resolve() not in known]
+    clips += [(Path(c), ClipEntry(file=c, horizon=args.clip_horizon)) for c in args.clip]
     for path, _ in clips:
         if not path.is_file():
             raise InputError(f"{path}: no such clip (see --data / --clip)")
     return clips
-
-
-def horizon_of(entry: ClipEntry, args: argparse.Namespace) -> float | None:
-    """The clip's horizon; a --clip without --clip-horizon has none (the band's top is used)."""
-    return None if entry.file in args.clip and args.clip_horizon is None else entry.horizon
 
 
 def measure(ckpt: str, clips: list[tuple[Path, ClipEntry]], args: argparse.Namespace) -> dict[str, object]:
@@ -108,7 +112,7 @@ def measure(ckpt: str, clips: list[tuple[Path, ClipEntry]], args: argparse.Names
     results: list[ClipResult] = []
     for path, entry in clips:
         with open_source(str(path)) as src:
-            run = run_clip(model, ck.crop, src, horizon_of(entry, args), max_frames=args.max_frames,
+            run = run_clip(model, ck.crop, src, entry.horizon, max_frames=args.max_frames,
                            batch=args.batch)
         results.append(summarize(path.name, np.asarray(run.indices), np.asarray(run.pred_deg), run.tally,
                                  entry.straight))
@@ -142,9 +146,9 @@ def paint_rule_figure(clips: list[tuple[Path, ClipEntry]], crop: CropSpec, args:
     for path, entry in clips:
         for index, image in pick_frames(path, args.figure_frames, args.max_frames):
             box = crop.box(*image.shape[:2])
-            paint = paint_mask(image, box[:2], horizon_of(entry, args), PaintRule())
+            paint = paint_mask(image, box[:2], entry.horizon, PaintRule())
             share = paint[box[0]:box[1], box[2]:box[3]].mean()
-            panels.append(PaintPanel(draw_paint(image, paint, box, horizon_of(entry, args)),
+            panels.append(PaintPanel(draw_paint(image, paint, box, entry.horizon),
                                      f"{path.stem} frame {index}: paint {share:.1%} of the band"))
     return paint_figure(panels, cols=args.figure_frames, width=360)
 
@@ -168,7 +172,8 @@ def crops_figure(sources: list[tuple[Path, ClipEntry]], crops: dict[str, CropSpe
         rec = table.recommended_crop
         if rec is not None:
             bands.append(Band(rec.top, rec.bottom, f"recommended {rec.top:.2f}-{rec.bottom:.2f}", RECOMMENDED_COLOR))
-        caption = f"{path.name}{'' if index is None else f' frame {index}'}: horizon {entry.horizon:.3f}" + (
+        horizon = "unknown" if entry.horizon is None else f"{entry.horizon:.3f}"
+        caption = f"{path.name}{'' if index is None else f' frame {index}'}: horizon {horizon}" + (
             f", hood from {entry.hood:.2f}" if entry.hood is not None else ", no hood")
         panels.append(PaintPanel(draw_bands(image, bands, entry.horizon, entry.hood), caption))
     return paint_figure(panels, cols=1, width=540)

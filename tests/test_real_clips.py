@@ -123,19 +123,27 @@ def test_clip_table_loads_and_rejects_unknown_keys(tmp_path):
 
 @pytest.mark.slow
 def test_script_end_to_end_on_a_short_real_clip(shared_data, tmp_path):
+    """Every video of DATA/video is measured (here one, linked; no table entry: no horizon) and a --clip too."""
     clip = shared_data / "video" / "openCV_LaneDetection_road.mp4"
+    (tmp_path / "data" / "video").mkdir(parents=True)
+    (tmp_path / "data" / "video" / "linked.mp4").symlink_to(clip)
+    (tmp_path / "table.yaml").write_text("clips: []\n")
     out = tmp_path / "r.json"
-    cmd = [sys.executable, str(ROOT / "scripts" / "real_clips.py"), "--skip-table", "--clip", str(clip),
-           "--clip-horizon", "0.555", "--max-frames", "6", "--batch", "3", "--threads", "1", "--out", str(out),
-           "--paint-figure", str(tmp_path / "p.png"), "--figure-frames", "2"]
+    cmd = [sys.executable, str(ROOT / "scripts" / "real_clips.py"), "--data", str(tmp_path / "data"),
+           "--table", str(tmp_path / "table.yaml"), "--clip", str(clip), "--clip-horizon", "0.555",
+           "--max-frames", "6", "--batch", "3", "--threads", "1", "--out", str(out),
+           "--paint-figure", str(tmp_path / "p.png"), "--figure-frames", "2", "--crops-figure", str(tmp_path / "c.png")]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    assert "openCV_LaneDetection_road.mp4 | 6 |" in res.stdout
+    assert "| linked.mp4 | 6 |" in res.stdout and "| openCV_LaneDetection_road.mp4 | 6 |" in res.stdout
+    assert res.stdout.count("PASS") + res.stdout.count("FAIL") >= 2
     data = json.loads(out.read_text())
-    clip_res = data["checkpoints"][0]["clips"][0]
-    assert clip_res["frames"] == 6 and set(clip_res["passes"]) == {"focus", "step_p95", "straight_mean"}
-    assert clip_res["paint_area_share"] > 0.005 and clip_res["straight_mean_deg"] is None
-    assert cv2.imread(str(tmp_path / "p.png")) is not None
+    linked, given = data["checkpoints"][0]["clips"]
+    assert given["frames"] == 6 and set(given["passes"]) == {"focus", "step_p95", "straight_mean"}
+    assert given["paint_area_share"] > 0.005 and given["straight_mean_deg"] is None
+    assert linked["step_p95_deg"] == pytest.approx(given["step_p95_deg"])  # same frames, same predictions
+    for fig in ("p.png", "c.png"):
+        assert cv2.imread(str(tmp_path / fig)) is not None
 
 
 @pytest.mark.slow  # a subprocess that imports torch: over 5 s on a loaded machine

@@ -71,14 +71,15 @@ class ClipEntry:
 
     Attributes:
         file: path relative to the shared data folder.
-        horizon: the horizon (vanishing point) row as a fraction of the frame height.
+        horizon: the horizon (vanishing point) row as a fraction of the frame height; null = unknown
+            (the paint rule then looks at the whole crop band).
         hood: first row of the ego hood as a fraction of the height; null = no hood in view.
         straight: near-straight highway stretches (clips only).
         note: what the source shows.
     """
 
     file: str
-    horizon: float
+    horizon: float | None = None
     hood: float | None = None
     straight: list[Stretch] = field(default_factory=list)
     note: str = ""
