@@ -16,6 +16,7 @@ focus >= 5, p95 <= 2 deg, |mean| <= 3 deg on near-straight stretches. See docs/e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import shlex
@@ -190,12 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     out = {"command": shlex.join([Path(sys.argv[0]).name, *(sys.argv[1:] if argv is None else argv)]),
            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
            "units": "degrees of steering wheel angle, positive = left; raw per-frame output",
-           "targets": TARGETS, "paint_rule": PaintRule().__dict__,
+           "targets": TARGETS, "paint_rule": dataclasses.asdict(PaintRule()),
            "checkpoints": [measure(c, clips, args) for c in ckpts]}
     print("\ntargets: " + "; ".join(TARGETS.values()))
     write_text_atomic(args.out, json.dumps(out, indent=2) + "\n")
     print(f"wrote {args.out}")
-    crops = {Path(c).stem: open_model(c).crop for c in ckpts}
+    crops = {f"{k + 1}: {Path(c).stem}" if len(ckpts) > 1 else Path(c).stem: open_model(c).crop
+             for k, c in enumerate(ckpts)}
     if args.paint_figure:
         write_png(args.paint_figure, paint_rule_figure(clips, next(iter(crops.values())), args))
         print(f"wrote {args.paint_figure}")

@@ -296,11 +296,12 @@ def draw_bands(image: np.ndarray, bands: Sequence[Band], horizon: float | None, 
     out = image.copy() if image.ndim == 3 else np.repeat(image[..., None], 3, axis=2)
     h, w = out.shape[:2]
     t = max(1, round(h / 270))
+    span = w // max(1, len(bands))  # each band gets its own stretch of columns, left to right
     for k, b in enumerate(bands):
         y0, y1 = round(b.top * h), min(h - t, round(b.bottom * h))
-        x0 = round(w * (0.01 + 0.5 * k))
+        x0 = k * span + round(0.01 * w)
         for y in (y0, y1):
-            cv2.line(out, (x0, y), (x0 + w // 2 - round(0.02 * w), y), b.color, t)
+            cv2.line(out, (x0, y), (x0 + span - round(0.02 * w), y), b.color, t)
         cv2.line(out, (x0, y0), (x0, y1), b.color, t)
         _label(out, b.label, (x0 + 4 * t, y0 + 4 * t), b.color, t)
     for frac, color in ((horizon, (255, 160, 0)), (hood, (0, 0, 0))):
