@@ -5,6 +5,7 @@
     python scripts/bench_train.py --model nethvf --batch 32 --rounds 5
     python scripts/bench_train.py --dataset data/netsvf --set data.prefetch=0
     python scripts/bench_train.py --compare                # the floor under each precision / memory format
+    python scripts/bench_train.py --rmse-check 300         # validation RMSE, channels-last off vs on
 
 (a) floor: forward + backward of one fixed batch, already converted and on the device, timed alone
     (no loader, no optimizer, no bookkeeping).
@@ -17,7 +18,11 @@ Noise: the two are measured in alternating rounds (``--steps`` floor steps, then
 training steps, ``--rounds`` times) inside one training run: a callback pauses the loop after
 every ``--steps`` steps to time the floor, and that time is left out of (b). Medians are printed.
 ``--compare`` times only the floor, alternating one step of each variant (fp32 / bf16 autocast,
-contiguous / channels-last), each on its own model built from the same seed.
+contiguous / channels-last), each on its own model built from the same seed. ``--precision bf16``
+runs the bench (both a and b) under CPU bf16 autocast, which is not a training option: it measured
+slower on this CPU (no native bf16). ``--rmse-check N`` trains N steps twice from the same seed
+on a small learnable synthetic dataset, once contiguous and once channels-last, and prints both
+validation RMSEs.
 """
 
 from __future__ import annotations
@@ -31,12 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vbp_live.core.preprocess import CROP_PRESETS
+from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.io.dataset import DatasetWriter
 from vbp_live.train.callbacks import Callback, MetricsCSV
 from vbp_live.train.config import Config, load_config
 from vbp_live.train.data import BatchLoader, TrainData, load_data
 from vbp_live.train.loop import Trainer
+from vbp_live.train.run import train
 from vbp_live.train.snapshots import VBPSnapshots, pick_frames
 
 TARGET = 0.15
@@ -103,9 +109,10 @@ class Alternate(Callback):
 def bench_config(path: Path, args: argparse.Namespace, run_dir: str) -> Config:
     """The training config of the run: defaults, the bench's settings, then ``--set`` overrides."""
     total = args.warmup + args.rounds * args.steps
+    cl = [] if args.channels_last == "config" else [f"train.channels_last={args.channels_last == 'on'}".lower()]
     return load_config(None, [f"data.path={path}", f"model.name={args.model}", f"train.batch_size={args.batch}",
                               "train.progress=false", "train.tensorboard=false", f"train.threads={args.threads}",
-                              f"train.max_steps={total}", f"run_dir={run_dir}", *args.set])
+                              f"train.max_steps={total}", f"run_dir={run_dir}", *cl, *args.set])
 
 
 def callbacks(cfg: Config, data: TrainData, floor_cb: Alternate) -> list[Callback]:
@@ -119,6 +126,8 @@ def callbacks(cfg: Config, data: TrainData, floor_cb: Alternate) -> list[Callbac
 def measure(cfg: Config, data: TrainData, args: argparse.Namespace) -> tuple[list[float], list[float]]:
     """(floor step seconds, training step seconds) from one alternating run."""
     trainer = Trainer(cfg, data)
+    if args.precision == "bf16":  # bench only: what CPU bf16 autocast would cost end to end
+        trainer.amp, trainer.amp_dtype = True, torch.bfloat16
     floor = FloorTimer(trainer, data, args.batch)
     floor.step()  # warm the floor path too
     floor.times.clear()
@@ -156,6 +165,38 @@ def compare(data: TrainData, cfg: Config, args: argparse.Namespace) -> dict[str,
     return times
 
 
+def make_learnable(path: Path, n: int, height: int = 125, width: int = 160) -> Path:
+    """n noisy frames with a bright slanted line whose slant is the steering angle (learnable, seed 0)."""
+    crop = CropSpec(0.0, 1.0, height, width)
+    w = DatasetWriter(path, (height, width), crop)
+    rng = np.random.default_rng(0)
+    rows = np.arange(height)[:, None]  # (H, 1)
+    for i in range(n):
+        steer = float(rng.uniform(-0.3, 0.3))
+        centre = width / 2 + rng.normal(0, 4) + steer * 150 * (1 - rows / height)  # (H, 1) line column per row
+        img = rng.normal(80, 20, (height, width)) + 120 * (np.abs(np.arange(width)[None] - centre) < 2)
+        w.append(np.clip(img, 0, 255).astype(np.uint8), i * 50_000_000, steer, 10.0, "rmse-check")
+    return w.finalize(["train"] * (n - n // 5) + ["test"] * (n // 5))
+
+
+def rmse_check(steps: int, tmp: str, model: str) -> None:
+    """Validation RMSE after ``steps`` steps, same seed, contiguous vs channels-last."""
+    path = make_learnable(Path(tmp) / "learnable", 1000)
+    data = load_data(load_config(None, [f"data.path={path}"]).data)
+    zero = np.degrees(np.sqrt(np.mean(np.square(data.targets[data.val_idx]))))
+    print(f"predicting 0: val RMSE {zero:.3f} deg")
+    for cl in (False, True):
+        cfg = load_config(None, [f"data.path={path}", f"model.name={model}", "train.batch_size=16",
+                                 "train.progress=false", "train.tensorboard=false", "snapshot.epochs=[]",
+                                 "optim.lr=0.005", f"train.epochs={-(-steps // 50)}", f"train.max_steps={steps}",
+                                 f"train.channels_last={str(cl).lower()}", f"run_dir={tmp}/rmse_{cl}"])
+        t0 = time.perf_counter()
+        res = train(cfg, callbacks=[])
+        m = res.metrics
+        print(f"channels_last={cl!s:5}: val RMSE {m.get('val_rmse_deg', float('nan')):.3f} deg after "
+              f"{res.global_step} steps, {time.perf_counter() - t0:.0f} s")
+
+
 def report(floor: list[float], full: list[float], batch: int) -> None:
     """Medians, frames/s and the overhead ratio."""
     a, b = statistics.median(floor), statistics.median(full)
@@ -177,6 +218,11 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2, help="training steps not timed")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     p.add_argument("--interop-threads", type=int, default=0, help="torch inter-op threads (0 = default)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: CPU autocast (bench only)")
+    p.add_argument("--channels-last", default="config", choices=["config", "on", "off"],
+                   help="train.channels_last (config: the config's value, on by default)")
+    p.add_argument("--rmse-check", type=int, default=0, metavar="STEPS",
+                   help="train STEPS steps contiguous and channels-last from one seed; print validation RMSE")
     p.add_argument("--compare", action="store_true", help="time the floor of fp32/bf16 x contiguous/channels-last")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training config override, e.g. data.prefetch=0 (repeatable)")
@@ -188,6 +234,9 @@ def main() -> None:
     if args.interop_threads:
         torch.set_num_interop_threads(args.interop_threads)
     with tempfile.TemporaryDirectory() as tmp:
+        if args.rmse_check:
+            rmse_check(args.rmse_check, tmp, args.model)
+            return
         need = int((args.warmup + args.rounds * args.steps + 2) * args.batch * 1.25)
         path = Path(args.dataset) if args.dataset else make_dataset(Path(tmp) / "ds", max(args.frames, need),
                                                                      args.model)
@@ -198,7 +247,8 @@ def main() -> None:
         h, w = data.frames.shape[1:3]
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
               f"({torch.get_num_interop_threads()} inter-op), {args.model} {w}x{h}, batch {args.batch}, "
-              f"prefetch {cfg.data.prefetch}, {args.rounds} rounds x {args.steps} steps")
+              f"prefetch {cfg.data.prefetch}, {args.precision}, channels_last {cfg.train.channels_last}, "
+              f"{args.rounds} rounds x {args.steps} steps")
         if args.compare:
             for name, t in compare(data, cfg, args).items():
                 med = statistics.median(t)
