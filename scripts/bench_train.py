@@ -3,7 +3,7 @@
 
     python scripts/bench_train.py                          # NetSVF, batch 16, a temporary random dataset
     python scripts/bench_train.py --model nethvf --batch 32 --rounds 5
-    python scripts/bench_train.py --dataset data/netsvf --set data.prefetch=0
+    python scripts/bench_train.py --augment --set data.prefetch=0   # loader augmentation, no prefetch thread
     python scripts/bench_train.py --compare                # the floor under each precision / memory format
     python scripts/bench_train.py --rmse-check 300         # validation RMSE, channels-last off vs on
 
@@ -110,6 +110,7 @@ def bench_config(path: Path, args: argparse.Namespace, run_dir: str) -> Config:
     """The training config of the run: defaults, the bench's settings, then ``--set`` overrides."""
     total = args.warmup + args.rounds * args.steps
     cl = [] if args.channels_last == "config" else [f"train.channels_last={args.channels_last == 'on'}".lower()]
+    cl += ["augment.enabled=true"] if args.augment else []
     return load_config(None, [f"data.path={path}", f"model.name={args.model}", f"train.batch_size={args.batch}",
                               "train.progress=false", "train.tensorboard=false", f"train.threads={args.threads}",
                               f"train.max_steps={total}", f"run_dir={run_dir}", *cl, *args.set])
@@ -223,6 +224,7 @@ def parse_args() -> argparse.Namespace:
                    help="train.channels_last (config: the config's value, on by default)")
     p.add_argument("--rmse-check", type=int, default=0, metavar="STEPS",
                    help="train STEPS steps contiguous and channels-last from one seed; print validation RMSE")
+    p.add_argument("--augment", action="store_true", help="augment.enabled=true (loader augmentation)")
     p.add_argument("--compare", action="store_true", help="time the floor of fp32/bf16 x contiguous/channels-last")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training config override, e.g. data.prefetch=0 (repeatable)")
@@ -248,6 +250,7 @@ def main() -> None:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads "
               f"({torch.get_num_interop_threads()} inter-op), {args.model} {w}x{h}, batch {args.batch}, "
               f"prefetch {cfg.data.prefetch}, {args.precision}, channels_last {cfg.train.channels_last}, "
+              f"augment {cfg.augment.enabled}, "
               f"{args.rounds} rounds x {args.steps} steps")
         if args.compare:
             for name, t in compare(data, cfg, args).items():

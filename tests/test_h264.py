@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vbp_live.io.sinks import SinkError, VideoFileSink
-from vbp_live.io.video_writer import h264_encoder, resolve_codec, write_video
+from vbp_live.io.sinks import FrameSink, SinkError, VideoFileSink
+from vbp_live.io.video_writer import EncoderBase, h264_encoder, resolve_codec, write_video
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -156,3 +156,13 @@ def test_explain_writes_its_figures_as_an_h264_video(tmp_path: Path, capsys: pyt
     assert (info["codec"], info["pix_fmt"], info["decoded"]) == ("h264", "yuv420p", 3)
     assert info["size"] == (first.shape[1] + first.shape[1] % 2, first.shape[0] + first.shape[0] % 2)
     assert f"wrote {video} (3 figures at 4 fps, h264)" in capsys.readouterr().out
+
+
+def test_sink_and_encoder_bases_are_abstract():
+    """A sink or encoder without ``write`` cannot be made (rather than failing on its first frame)."""
+    class NoWrite(FrameSink):
+        pass
+
+    for base in (FrameSink, EncoderBase, NoWrite):
+        with pytest.raises(TypeError, match="abstract"):
+            base()

@@ -10,7 +10,7 @@ import torch
 from vbp_live.core.preprocess import CROP_PRESETS
 from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.models import frames_to_input
-from vbp_live.train.config import config_to_dict, load_config
+from vbp_live.train.config import Config, config_to_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSET = ROOT / "vbp_live" / "assets" / "netsvf_synth.pt"
@@ -29,6 +29,8 @@ def test_shipped_checkpoint_is_compact_and_complete():
 # keys added after the shipped model was trained; they change where results are shown or the speed
 # (channels_last: the memory format, same values up to float rounding), not what is learned
 LATER_KEYS = {("train", "tensorboard"), ("train", "channels_last"), ("snapshot", "video")}
+# sections added after it was trained: absent from its config = their defaults (augment: off)
+LATER_SECTIONS = {"augment"}
 
 
 def test_shipped_config_is_the_one_in_the_repo():
@@ -37,6 +39,9 @@ def test_shipped_config_is_the_one_in_the_repo():
     for section, key in LATER_KEYS:
         if key not in ck.config.get(section, {}):
             repo[section].pop(key)
+    for section in LATER_SECTIONS:
+        if section not in ck.config:
+            assert repo.pop(section) == config_to_dict(Config())[section]
     assert ck.config == repo
 
 

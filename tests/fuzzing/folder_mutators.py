@@ -13,6 +13,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from fuzzing.image_mutators import damage_image_files
+
 ODD_CELLS = ["nan", "inf", "-inf", "1e999", "1e300", "-9e18", "", "abc", "0x10", "1,5", "١٢", "--1", "1e-400", "  ",
              "None", "/etc/passwd", "../0.jpg", "C:\\x.jpg", "a" * 3000, "\x00", '"', "0.jpg 1.0"]
 
@@ -78,17 +80,7 @@ def _bytes(folder: Path, rng: random.Random) -> None:
 
 def _images(folder: Path, rng: random.Random) -> None:
     imgs = sorted(p for p in folder.iterdir() if p.suffix in (".jpg", ".png"))
-    for img in rng.sample(imgs, min(len(imgs), rng.randrange(1, 4))):
-        op = rng.randrange(4)
-        if op == 0:
-            img.unlink()
-        elif op == 1:
-            img.write_bytes(b"")
-        elif op == 2:
-            data = img.read_bytes()
-            img.write_bytes(data[: rng.randrange(len(data) + 1)])
-        else:
-            img.write_bytes(bytes(rng.randrange(256) for _ in range(40)))
+    damage_image_files(imgs, min(len(imgs), rng.randrange(1, 4)), rng, garbage=40)
 
 
 def _header(folder: Path, rng: random.Random) -> None:

@@ -3,6 +3,7 @@
 Each takes the encoded bytes and a ``random.Random`` and returns ``(mutant, what)`` where
 ``what`` names the mutation, so a case is reproduced by its seed alone. Some mutations keep
 the checksums valid (PNG CRCs recomputed) so the damage must be found deeper than the CRC.
+:func:`damage_image_files` damages image files in place (the tub and folder mutators' image step).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import random
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 Mutation = Callable[[bytes, random.Random], bytes]
 
@@ -199,3 +201,21 @@ def mutate_image(data: bytes, rng: random.Random) -> tuple[bytes, str]:
     table = {b"\x89PNG": PNG_MUTATIONS, b"qoif": QOI_MUTATIONS}.get(data[:4], JPEG_MUTATIONS)
     name = rng.choice(sorted(table))
     return table[name](data, rng), name
+
+
+# ---------------------------------------------------------------- image files in a recording
+
+def damage_image_files(images: list[Path], k: int, rng: random.Random, garbage: int) -> None:
+    """Damage ``k`` of ``images`` (a sorted list), chosen by ``rng``: each is deleted, emptied, cut
+    at a random byte or replaced by ``garbage`` random bytes. Used by the tub and folder mutators."""
+    for img in rng.sample(images, k):
+        op = rng.randrange(4)
+        if op == 0:
+            img.unlink()
+        elif op == 1:
+            img.write_bytes(b"")
+        elif op == 2:
+            data = img.read_bytes()
+            img.write_bytes(data[: rng.randrange(len(data) + 1)])
+        else:
+            img.write_bytes(bytes(rng.randrange(256) for _ in range(garbage)))

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fuzzing.image_mutators import damage_image_files
+
 ODD_VALUES: list[Any] = [None, True, "0.5", "", [], {}, [0.1], -1e308, 1e308, 10**30, -(10**30), 2**63, "NaN",
                          "../x.jpg", "/etc/passwd", "a" * 3000, 0, -1, 1.5]
 ODD_JSON = ["NaN", "Infinity", "-Infinity", "1e999", "null", "[[[[[[[[]]]]]]]]", '"\\ud800"', "{}", "tru"]
@@ -135,17 +137,7 @@ def _images(tub: Path, rng: random.Random) -> None:
     imgs = sorted(folder.glob("*.jpg"))
     if not imgs:
         return
-    for img in rng.sample(imgs, rng.randrange(1, min(4, len(imgs)) + 1)):
-        op = rng.randrange(4)
-        if op == 0:
-            img.unlink()
-        elif op == 1:
-            img.write_bytes(b"")
-        elif op == 2:
-            data = img.read_bytes()
-            img.write_bytes(data[: rng.randrange(len(data) + 1)])
-        else:
-            img.write_bytes(bytes(rng.randrange(256) for _ in range(64)))
+    damage_image_files(imgs, rng.randrange(1, min(4, len(imgs)) + 1), rng, garbage=64)
 
 
 def _non_utf8(tub: Path, rng: random.Random) -> None:

@@ -14,6 +14,7 @@ import os
 import sys
 import threading
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import cv2
@@ -30,8 +31,8 @@ class SinkError(OutputError):
     """A sink cannot be opened or written (the message names it)."""
 
 
-class FrameSink:
-    """Base class: ``write`` each BGR frame, ``close`` once. ``quit_requested`` ends the run.
+class FrameSink(ABC):
+    """Abstract base: subclasses ``write`` each BGR frame; ``close`` once. ``quit_requested`` ends the run.
 
     ``needs_main_thread`` sinks (windows) are driven from the thread that runs the pipeline,
     which calls :meth:`idle` between frames; the others run on the writer thread.
@@ -40,18 +41,18 @@ class FrameSink:
     quit_requested: bool = False
     needs_main_thread: bool = False
 
-    def attach(self, stop: threading.Event) -> None:
+    def attach(self, stop: threading.Event) -> None:  # noqa: B027  (an optional hook: nothing by default)
         """Give the sink the pipeline's stop event (interactive sinks watch it while paused)."""
 
+    @abstractmethod
     def write(self, frame: np.ndarray, index: int, time_s: float | None = None) -> None:
         """Consume one uint8 (H, W, 3) BGR frame (source index, media time in seconds)."""
-        raise NotImplementedError
 
     def idle(self, wait_s: float) -> None:
         """No frame is due: keep an interactive sink responsive for up to ``wait_s`` seconds."""
         time.sleep(wait_s)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook: nothing by default)
         """Finish: finalize files, close windows."""
 
     def abort(self) -> None:
@@ -195,7 +196,7 @@ class WindowSink(FrameSink):
         self.shown = 0  # frames put on screen
         self.paused = False
 
-    def attach(self, stop: threading.Event) -> None:
+    def attach(self, stop: threading.Event) -> None:  # noqa: B027  (an optional hook: nothing by default)
         """Watch the pipeline's stop event while paused."""
         self.stop = stop
 

@@ -12,7 +12,8 @@ Formats (``FORMATS``):
 
 Each format is a *sink* (``add(record)``, ``close()``); :func:`write_outputs` renders every frame
 once and feeds all chosen sinks. The one-format helpers (:func:`write_bag`, ...) render on their
-own.
+own. With ``h264=True`` the center frames are first round-tripped through H.264
+(:class:`H264RoundTrip`), so every format carries a dashcam video's compression artifacts.
 """
 
 from __future__ import annotations
@@ -22,15 +23,22 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
+import cv2
+import numpy as np
+
+from vbp_live.core.errors import OutputError
 from vbp_live.io import synth_formats as sf
 from vbp_live.io.ground_truth import GroundTruthWriter
 from vbp_live.io.synth_records import RenderClock, RenderedFrame, iter_records
 from vbp_live.io.udacity_bag import UdacityBagWriter
+from vbp_live.io.video_writer import h264_encoder
 from vbp_live.synth.drive import Drive
+from vbp_live.synth.sensor import sample_sensor
 
 log = logging.getLogger(__name__)
 FORMATS = ("bag", "mp4", "dump", "simlog", "gt")
@@ -146,6 +154,71 @@ class GroundTruthSink:
         """Nothing on disk yet: the file is written in one go by :meth:`close`."""
 
 
+class H264RoundTrip:
+    """Encode frames with H.264 (PyAV's libx264, ``yuv420p``) and decode them again, in order.
+
+    ``tune=zerolatency`` (no B-frames, no look-ahead) gives one decoded frame per frame in, so
+    each frame comes back at once with the blocking, ringing, smearing of motion and halved
+    chroma resolution of a dashcam video at this CRF. One thread: the same frames give the same
+    bytes.
+
+    Args:
+        crf: x264 constant rate factor (18 = nearly clean, 35 = heavy artifacts).
+        fps: frame rate the rate control assumes.
+    """
+
+    def __init__(self, crf: int, fps: float = 20.0) -> None:
+        import av
+
+        name = h264_encoder()
+        if name is None:
+            raise OutputError("h264 round trip: this PyAV has no H.264 encoder (libx264)")
+        self.av, self.crf, self.fps = av, crf, Fraction(fps).limit_denominator(100_000)
+        self.enc = self.dec = None
+        self.name, self.frames = name, 0
+
+    def _open(self, width: int, height: int) -> None:
+        if width % 2 or height % 2:
+            raise ValueError(f"h264 round trip needs an even frame size, got {width}x{height}")
+        self.enc = self.av.CodecContext.create(self.name, "w")
+        self.enc.width, self.enc.height, self.enc.pix_fmt = width, height, "yuv420p"
+        self.enc.time_base, self.enc.framerate = 1 / self.fps, self.fps
+        self.enc.options = {"crf": str(self.crf), "preset": "veryfast", "tune": "zerolatency", "threads": "1"}
+        self.dec = self.av.CodecContext.create("h264", "r")
+        self.dec.thread_count = 1
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """The (H, W, 3) uint8 BGR frame after H.264 encoding and decoding."""
+        if self.enc is None:
+            self._open(frame.shape[1], frame.shape[0])
+        vf = self.av.VideoFrame.from_ndarray(cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+        vf.pts = self.frames
+        self.frames += 1
+        out = [d for pkt in self.enc.encode(vf) for d in self.dec.decode(pkt)]
+        if len(out) != 1:
+            raise RuntimeError(f"H.264 round trip returned {len(out)} frames for one (zerolatency expected)")
+        return cv2.cvtColor(out[0].to_ndarray(format="yuv420p"), cv2.COLOR_YUV2BGR_I420)
+
+    def close(self) -> None:
+        """Release the codecs."""
+        self.enc = self.dec = None
+
+
+def h264_records(records: Iterable[RenderedFrame], crf: int, fps: float) -> Iterator[RenderedFrame]:
+    """The records with their center frame round-tripped through H.264 (:class:`H264RoundTrip`), in order."""
+    trip = H264RoundTrip(crf, fps)
+    try:
+        for rec in records:
+            yield replace(rec, frame=trip(rec.frame), _jpeg={})
+    finally:
+        trip.close()
+
+
+def drive_h264_crf(drive: Drive) -> int:
+    """The drive's random CRF for ``h264=True``: 18 at ``randomize`` 0, up to 35 at 1 (its sensor stream)."""
+    return sample_sensor(drive.config.seed, getattr(drive.config, "randomize", 0.0)).h264_crf
+
+
 @dataclass
 class WriteStats:
     """What :func:`write_outputs` did and how long it took (seconds).
@@ -193,7 +266,7 @@ def make_sinks(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[
 
 def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterable[str] = FORMATS, *,
                   split: int = 1, raw: bool = False, swap_2016_10_25: bool = False, side_cameras: bool = False,
-                  overwrite: bool = False, jpeg_quality: int = 90, workers: int = 1,
+                  overwrite: bool = False, jpeg_quality: int = 90, workers: int = 1, h264: bool = False,
                   progress: Callable[[Iterator[RenderedFrame]], Iterable[RenderedFrame]] | None = None) -> WriteStats:
     """Render ``drive`` once and write every chosen format under ``out_dir``.
 
@@ -206,6 +279,8 @@ def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterab
         overwrite: replace existing bag files.
         jpeg_quality: JPEG quality of compressed images.
         workers: render processes (1 = this process); the output is the same for any number.
+        h264: round-trip the center frames through H.264 at the drive's CRF (:func:`drive_h264_crf`)
+            before every writer (side cameras stay as rendered); one encode + decode per frame, in this process.
         progress: wraps the record iterator (e.g. ``tqdm``).
 
     Returns:
@@ -215,8 +290,10 @@ def write_outputs(drive: Drive, out_dir: str | os.PathLike[str], formats: Iterab
     stats, clock = WriteStats(workers=max(1, workers)), RenderClock()
     sinks = make_sinks(drive, out_dir, formats, split=split, raw=raw, swap_2016_10_25=swap_2016_10_25,
                        side_cameras=side_cameras, overwrite=overwrite)
-    jpeg = ("bag" in formats and not raw) or "dump" in formats
+    jpeg = (("bag" in formats and not raw) or "dump" in formats) and not h264  # workers' JPEGs would be stale
     records: Iterable[RenderedFrame] = iter_records(drive, side_cameras, jpeg_quality, workers, clock, jpeg)
+    if h264:
+        records = h264_records(records, drive_h264_crf(drive), drive.config.fps)
     if progress is not None:
         records = progress(records)  # type: ignore[arg-type]
     try:

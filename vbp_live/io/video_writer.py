@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
@@ -74,16 +75,16 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return width + width % 2, height + height % 2
 
 
-class EncoderBase:
-    """An open encoder: ``write`` uint8 (H, W, 3) BGR frames of its size, then ``close`` (or ``abort``)."""
+class EncoderBase(ABC):
+    """An open encoder (abstract): ``write`` uint8 (H, W, 3) BGR frames of its size, then ``close`` (or ``abort``)."""
 
     codec: str = ""
 
+    @abstractmethod
     def write(self, frame: np.ndarray) -> None:
         """Encode one frame of exactly the writer's size."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (an optional hook: nothing by default)
         """Flush and finish the file."""
 
     def abort(self) -> None:

@@ -1,4 +1,7 @@
-"""Building blocks of converted networks (Keras ``.h5``, ONNX): pure torch, described by JSON-able specs.
+"""Building blocks of our networks and of converted ones (Keras ``.h5``, ONNX): pure torch.
+
+:func:`conv_block` is the one place a hand-written net (:mod:`.pilotnet`, :mod:`.community`)
+pairs a convolution with its activation. The rest builds converted networks from JSON-able specs.
 
 Convolutions are real ``nn.Conv2d`` and activations real modules (``nn.ReLU``, ``nn.ELU``, ...), so
 VisualBackProp's tracer finds the conv -> activation chain of a converted net as in our own nets.
@@ -140,6 +143,28 @@ class Crop2d(nn.Module):
     def extra_repr(self) -> str:
         """Show the crop."""
         return f"crop(t,b,l,r)={self.crop}"
+
+
+def conv_block(c_in: int, c_out: int, kernel: int, stride: int, act: nn.Module, *, batchnorm: bool = False,
+               dropout: nn.Module | None = None) -> list[nn.Module]:
+    """``[BatchNorm ->]`` valid ``kernel`` x ``kernel`` conv ``-> act [-> dropout]``, as a list of layers.
+
+    Wrap the list in ``nn.Sequential`` (one submodule per block) or splice it into a flat one; the
+    positions of the layers (so the state-dict keys) depend only on ``batchnorm`` and whether
+    ``dropout`` is given, never on which activation or dropout module it is.
+
+    Args:
+        c_in: input channels.
+        c_out: output channels.
+        kernel: square kernel size (no padding).
+        stride: the conv's stride.
+        act: the activation module after the conv.
+        batchnorm: put a ``BatchNorm2d`` over the input first.
+        dropout: a module after the activation (``nn.Dropout`` or ``nn.Identity``); None: no slot.
+    """
+    layers: list[nn.Module] = [nn.BatchNorm2d(c_in)] if batchnorm else []
+    layers += [nn.Conv2d(c_in, c_out, kernel, stride=stride), act]
+    return layers if dropout is None else [*layers, dropout]
 
 
 def conv2d(in_channels: int, out_channels: int, kernel: Sequence[int], stride: Sequence[int] = (1, 1),

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from vbp_live.models.blocks import conv_block
 from vbp_live.models.registry import register_model
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU}
@@ -63,7 +64,7 @@ class PlainConvNet(nn.Module):
         layers: list[nn.Module] = []
         c = self.in_shape[0]
         for c_out, k, s in convs:
-            layers += [nn.Conv2d(c, c_out, k, stride=s), _activation(activation), _dropout(conv_dropout)]
+            layers += conv_block(c, c_out, k, s, _activation(activation), dropout=_dropout(conv_dropout))
             c = c_out
         self.features = nn.Sequential(*layers)
         self.dropout = _dropout(flat_dropout)

@@ -13,15 +13,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from vbp_live.models.blocks import conv_block
 from vbp_live.models.registry import register_model
 
 STEERING_CHANNELS = (32, 32, 48, 48, 64, 64, 96, 96, 128, 128)
 SIGN_CHANNELS = (16, 16, 24, 24, 32, 32, 48, 48)
 
 
-def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    """BatchNorm -> 3x3 valid conv -> ReLU (in place)."""
-    return nn.Sequential(nn.BatchNorm2d(c_in), nn.Conv2d(c_in, c_out, 3, stride=stride), nn.ReLU(inplace=True))
+def bn_conv_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    """BatchNorm -> 3x3 valid conv -> ReLU (in place): one block of the paper's nets."""
+    return nn.Sequential(*conv_block(c_in, c_out, 3, stride, nn.ReLU(inplace=True), batchnorm=True))
 
 
 class ConvNet(nn.Module):
@@ -40,7 +41,7 @@ class ConvNet(nn.Module):
         c = self.in_shape[0]
         blocks = []
         for i, c_out in enumerate(channels):
-            blocks.append(conv_block(c, c_out, stride=1 if i % 2 == 0 else 2))
+            blocks.append(bn_conv_relu(c, c_out, stride=1 if i % 2 == 0 else 2))
             c = c_out
         self.features = nn.Sequential(*blocks)
         with torch.no_grad():

@@ -9,6 +9,7 @@ plays any of them with ground truth.
 kind                       module                          reader
 =========================  ==============================  ======================================
 ``bag``                    :mod:`.bag` (+ :mod:`.bagscan`,  :class:`~.bag.BagRecording`
+                           :mod:`.bagreport`,
                            :mod:`.bagrecords`,
                            :mod:`.rosmsg`)
 ``dump``                   :mod:`.dump`                    :class:`~.dump.DumpRecording`

@@ -1,11 +1,12 @@
-"""The record layer of ROS1 bags (format v2.0): headers, field checks, bounded chunk inflation, resync.
+"""The record layer of ROS1 bags (format v2.0): framing, headers, field checks, bounded chunk inflation, resync.
 
 Record layout (http://wiki.ros.org/Bags/Format/2.0): ``<u32 header_len><header><u32
 data_len><data>``; header fields are ``<u32 len>name=value``. Every function here treats the
 bytes as untrusted: a field of the wrong length is a :class:`RecordError` (never a
 ``struct.error``), a chunk never inflates past the size its header states nor past
 :data:`MAX_CHUNK_BYTES`, and :func:`find_record` finds the next plausible record after damage
-so a reader can go on with the rest of the file.
+so a reader can go on with the rest of the file. :func:`frame_at` (a record in the file) and
+:func:`frame_in` (one inside a decompressed chunk) frame a record or raise :class:`RecordDamage`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,14 @@ class BagError(InputError):
 
 class RecordError(Exception):
     """Internal: one record's header is malformed (its framing may still be intact)."""
+
+
+class RecordDamage(Exception):
+    """Internal: the record at ``offset`` cannot be framed (its lengths or header are garbage)."""
+
+    def __init__(self, offset: int, problem: str):
+        super().__init__(problem)
+        self.offset, self.problem = offset, problem
 
 
 def parse_header(buf: bytes | memoryview) -> dict[str, bytes]:
@@ -246,3 +255,49 @@ def find_record(read: Reader, start: int, end: int, ops: tuple[int, ...], window
             k = buf.find(_OP_FIELD, k + 1)
         base += window
     return None
+
+
+def frame_at(read: Reader, pos: int) -> tuple[dict[str, bytes], int, int, int]:
+    """Header, op, data position and data length of the record at file byte ``pos``.
+
+    Raises:
+        RecordDamage: the lengths or the header are garbage, or the file ends inside the header.
+    """
+    raw = read(pos, 4)
+    if len(raw) < 4:
+        raise RecordDamage(pos, "record cut inside its header length")
+    hlen = int.from_bytes(raw, "little")
+    if hlen > MAX_HEADER:
+        raise RecordDamage(pos, f"damaged record (header length {hlen})")
+    hb = read(pos + 4, hlen + 4)
+    if len(hb) < hlen + 4:
+        raise RecordDamage(pos, "record cut inside its header")
+    try:
+        header = parse_header(hb[:hlen])
+    except BagError as e:
+        raise RecordDamage(pos, f"damaged record header ({e})") from None
+    return header, op_of(header), pos + 8 + hlen, int.from_bytes(hb[hlen:], "little")
+
+
+def frame_in(buf: bytes | bytearray, pos: int) -> tuple[dict[str, bytes], int, int]:
+    """Header, data position and data length of the record at byte ``pos`` of a decompressed chunk.
+
+    Raises:
+        RecordDamage: the lengths or the header are garbage, or the record does not fit in ``buf``.
+    """
+    n = len(buf)
+    if pos + 4 > n:
+        raise RecordDamage(pos, "record cut inside its header length")
+    hlen = int.from_bytes(buf[pos : pos + 4], "little")
+    if hlen > MAX_HEADER:
+        raise RecordDamage(pos, f"damaged record (header length {hlen})")
+    if pos + 8 + hlen > n:
+        raise RecordDamage(pos, "record cut inside its header")
+    try:
+        header = parse_header(buf[pos + 4 : pos + 4 + hlen])
+    except BagError as e:
+        raise RecordDamage(pos, f"damaged record header ({e})") from None
+    dlen = int.from_bytes(buf[pos + 4 + hlen : pos + 8 + hlen], "little")
+    if pos + 8 + hlen + dlen > n:
+        raise RecordDamage(pos, "record cut inside its data")
+    return header, pos + 8 + hlen, dlen

@@ -16,8 +16,9 @@ the start instead, one chunk at a time (memory: one chunk, at most
 - the bag header says whether the file was closed properly: a file cut exactly between two
   records (its index starts past the end) or never indexed is reported.
 
-Everything skipped is counted by reason in :attr:`ScanReport.skipped` with the byte offset of
-the first few; message payloads are deserialized elsewhere (:mod:`.rosmsg`).
+Everything skipped is counted by reason in :attr:`~.bagreport.ScanReport.skipped` with the byte
+offset of the first few (:mod:`.bagreport`: what a scan found and where); the records themselves
+are parsed by :mod:`.bagrecords`, message payloads deserialized by :mod:`.rosmsg`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -34,7 +34,6 @@ from vbp_live.recordings.bagrecords import (
     INNER_OPS,
     MAGIC,
     MAX_CHUNK_BYTES,
-    MAX_HEADER,
     OP_BAGHEADER,
     OP_CHUNK,
     OP_CHUNK_INFO,
@@ -44,99 +43,29 @@ from vbp_live.recordings.bagrecords import (
     TOP_OPS,
     BagConnection,
     BagError,
+    RecordDamage,
     RecordError,
     check_fields,
     connection_record,
     find_record,
+    frame_at,
+    frame_in,
     inflate,
     op_of,
-    parse_header,
     time_ns,
     u32,
     u64,
 )
-from vbp_live.recordings.base import SkipLog
+from vbp_live.recordings.bagreport import ScanReport, in_chunk, location
 
 __all__ = ["BagConnection", "BagError", "BagScanner", "ScanReport", "bag_topics"]
 
 log = logging.getLogger(__name__)
-MAX_NOTES = 10  # notes (non-UTF-8 names, ...) kept per file
 MAX_INDEX_BYTES = 1 << 26  # the index section read for fallback connection records
-
-
-@dataclass
-class ScanReport:
-    """What a scan of one bag found, what it skipped and where it stopped.
-
-    Attributes:
-        path: the bag file.
-        size: file size in bytes.
-        messages: whole messages yielded (all topics that were asked for).
-        stopped_at: byte offset of the first record that could not be read and after which
-            nothing readable follows (a cut), or None when the file was read to its end.
-        problem: why it stopped there (None for a clean end).
-        connections: every connection seen, by id.
-        counts: messages read per connection id (all topics).
-        position: the byte the scan has reached.
-        skipped: damaged parts skipped, by reason (see the module docstring).
-        notes: other problems found and survived, one line each (cut at a record boundary,
-            never indexed, names that are not UTF-8).
-        chunks: chunk records seen (damaged ones included).
-    """
-
-    path: Path
-    size: int
-    messages: int = 0
-    stopped_at: int | None = None
-    problem: str | None = None
-    connections: dict[int, BagConnection] = field(default_factory=dict)
-    counts: dict[int, int] = field(default_factory=dict)
-    position: int = 0
-    skipped: SkipLog = field(default_factory=SkipLog)
-    notes: list[str] = field(default_factory=list)
-    chunks: int = 0
-
-    def topics(self) -> dict[str, tuple[str, int]]:
-        """Topic -> (type, whole messages seen) over everything scanned so far."""
-        out: dict[str, tuple[str, int]] = {}
-        for c in self.connections.values():
-            prev = out.get(c.topic, (c.msgtype, 0))[1]
-            out[c.topic] = (c.msgtype, prev + self.counts.get(c.id, 0))
-        return out
-
-    def describe(self) -> str:
-        """One line for people: clean or where and why it stopped."""
-        if self.stopped_at is None:
-            return f"{self.path.name}: read to the end, {self.messages} messages"
-        return (
-            f"{self.path.name}: {self.problem} at byte {self.stopped_at} of {self.size}; "
-            f"kept the {self.messages} whole messages before it"
-        )
-
-    def warnings(self) -> list[str]:
-        """Every problem of this file worth telling, one line each (empty for a clean file)."""
-        out = [self.describe()] if self.stopped_at is not None else []
-        out += [f"{self.path.name}: {n}" for n in self.notes]
-        if self.skipped.counts:
-            out.append(f"{self.path.name}: {self.skipped.describe()}")
-        return out
-
-    def note(self, line: str) -> None:
-        """Add a note (at most :data:`MAX_NOTES`)."""
-        if len(self.notes) < MAX_NOTES:
-            self.notes.append(line)
 
 
 class _Cut(Exception):
     """Internal: nothing readable follows the record at ``offset``."""
-
-    def __init__(self, offset: int, problem: str):
-        super().__init__(problem)
-        self.offset, self.problem = offset, problem
-
-
-class _Damage(Exception):
-    """Internal: the record at ``offset`` cannot be framed (its lengths or header are garbage)."""
 
     def __init__(self, offset: int, problem: str):
         super().__init__(problem)
@@ -175,7 +104,7 @@ class BagScanner:
     def where(self) -> dict[str, int]:
         """Where the message just yielded is: ``{"offset": byte}``, plus ``in_chunk`` (its byte
         inside the decompressed chunk) when ``offset`` is that of a compressed chunk."""
-        return _where(self._offset)
+        return location(self._offset)
 
     def _read(self, pos: int, n: int) -> bytes:
         assert self._f is not None
@@ -221,15 +150,15 @@ class BagScanner:
         while pos < self.size:
             self.report.position = pos
             try:
-                h, op, dpos, dlen = self._head(pos)
-            except _Damage as d:
+                h, op, dpos, dlen = frame_at(self._read, pos)
+            except RecordDamage as d:
                 pos = self._resync(d)
                 continue
             if op == OP_CHUNK:
                 pos = yield from self._chunk(pos, h, dpos, dlen, want)
                 continue
             if dpos + dlen > self.size:
-                pos = self._resync(_Damage(pos, "file ends inside a record"))
+                pos = self._resync(RecordDamage(pos, "file ends inside a record"))
                 continue
             if op in (OP_MSGDATA, OP_CONNECTION):
                 records = [(pos, h, memoryview(self._read(dpos, dlen)))]
@@ -239,24 +168,7 @@ class BagScanner:
             pos = dpos + dlen
         self.report.position = self.size
 
-    def _head(self, pos: int) -> tuple[dict[str, bytes], int, int, int]:
-        """Header, op, data position and data length of the record at ``pos`` (raises _Damage)."""
-        raw = self._read(pos, 4)
-        if len(raw) < 4:
-            raise _Damage(pos, "record cut inside its header length")
-        hlen = int.from_bytes(raw, "little")
-        if hlen > MAX_HEADER:
-            raise _Damage(pos, f"damaged record (header length {hlen})")
-        hb = self._read(pos + 4, hlen + 4)
-        if len(hb) < hlen + 4:
-            raise _Damage(pos, "record cut inside its header")
-        try:
-            header = parse_header(hb[:hlen])
-        except BagError as e:
-            raise _Damage(pos, f"damaged record header ({e})") from None
-        return header, op_of(header), pos + 8 + hlen, int.from_bytes(hb[hlen:], "little")
-
-    def _resync(self, damage: _Damage) -> int:
+    def _resync(self, damage: RecordDamage) -> int:
         """Skip from a damaged record to the next readable one; _Cut when none follows."""
         nxt = find_record(self._read, damage.offset + 1, self.size, TOP_OPS)
         if nxt is None:
@@ -293,12 +205,12 @@ class BagScanner:
         end = min(self.size, pos + MAX_INDEX_BYTES)
         while pos < end:
             try:
-                h, op, dpos, dlen = self._head(pos)
+                h, op, dpos, dlen = frame_at(self._read, pos)
                 if op == OP_CONNECTION and dpos + dlen <= end:
                     check_fields(h, op)
                     c, _ = connection_record(h, self._read(dpos, dlen))
                     self._fallback.setdefault(c.id, c)
-            except (_Damage, RecordError):
+            except (RecordDamage, RecordError):
                 return  # only a fallback: a damaged index is reported nowhere
             pos = dpos + dlen
 
@@ -348,7 +260,7 @@ class BagScanner:
             check_fields(h, OP_CHUNK)
         except RecordError as e:
             if dpos + dlen > self.size:
-                return self._resync(_Damage(pos, str(e)))
+                return self._resync(RecordDamage(pos, str(e)))
             self.report.skipped.add("bad_record_header", offset=pos, error=str(e))
             return dpos + dlen
         comp, size = h["compression"].decode(), u32(h, "size")
@@ -357,7 +269,7 @@ class BagScanner:
             dlen = min(dlen, size)  # the two must agree; the smaller cannot run into the next record
         data = self._read(dpos, min(dlen, MAX_CHUNK_BYTES + 1))
         if len(data) > MAX_CHUNK_BYTES:
-            return self._resync(_Damage(pos, f"chunk of {dlen} bytes, over the {MAX_CHUNK_BYTES >> 20} MiB limit"))
+            return self._resync(RecordDamage(pos, f"chunk of {dlen} bytes, over the {MAX_CHUNK_BYTES >> 20} MiB limit"))
         inner, problem, used, ended = inflate(comp, data, size)
         whole = len(data) == dlen
         if problem and whole:
@@ -370,7 +282,7 @@ class BagScanner:
             return dpos + dlen
         if not plain:
             raise _Cut(pos, "file ends inside a chunk")
-        return self._resync(_Damage(dpos + consumed, "file ends inside a chunk"))
+        return self._resync(RecordDamage(dpos + consumed, "file ends inside a chunk"))
 
     def _chunk_records(self, inner: bytes | bytearray, chunk: tuple[int, bool], complete: bool):
         """Records of a decompressed chunk: (inner offset, header, data); damaged framing is skipped.
@@ -382,40 +294,21 @@ class BagScanner:
         mv = memoryview(inner)
         while pos < n:
             try:
-                h, dpos, dlen = self._inner_head(inner, pos)
-            except _Damage as d:
+                h, dpos, dlen = frame_in(inner, pos)
+            except RecordDamage as d:
                 nxt = find_record(read, pos + 1, n, INNER_OPS)
                 if nxt is None:
                     if complete:
-                        self.report.skipped.add("damaged_record", **_where(_in_chunk(chunk, pos)),
+                        self.report.skipped.add("damaged_record", **location(in_chunk(chunk, pos)),
                                                 skipped_bytes=n - pos, error=d.problem)
                     return pos
-                self.report.skipped.add("damaged_record", **_where(_in_chunk(chunk, pos)),
+                self.report.skipped.add("damaged_record", **location(in_chunk(chunk, pos)),
                                         skipped_bytes=nxt - pos, error=d.problem)
                 pos = nxt
                 continue
             yield pos, h, mv[dpos : dpos + dlen]
             pos = dpos + dlen
         return pos
-
-    @staticmethod
-    def _inner_head(buf: bytes | bytearray, pos: int) -> tuple[dict[str, bytes], int, int]:
-        n = len(buf)
-        if pos + 4 > n:
-            raise _Damage(pos, "record cut inside its header length")
-        hlen = int.from_bytes(buf[pos : pos + 4], "little")
-        if hlen > MAX_HEADER:
-            raise _Damage(pos, f"damaged record (header length {hlen})")
-        if pos + 8 + hlen > n:
-            raise _Damage(pos, "record cut inside its header")
-        try:
-            header = parse_header(buf[pos + 4 : pos + 4 + hlen])
-        except BagError as e:
-            raise _Damage(pos, f"damaged record header ({e})") from None
-        dlen = int.from_bytes(buf[pos + 4 + hlen : pos + 8 + hlen], "little")
-        if pos + 8 + hlen + dlen > n:
-            raise _Damage(pos, "record cut inside its data")
-        return header, pos + 8 + hlen, dlen
 
     # ------------------------------------------------------------ messages and connections
 
@@ -433,7 +326,7 @@ class BagScanner:
                 off, h, data = next(it)
             except StopIteration as stop:
                 return stop.value or 0
-            where = (off, None) if chunk is None else _in_chunk(chunk, off)
+            where = (off, None) if chunk is None else in_chunk(chunk, off)
             op = op_of(h)
             try:
                 check_fields(h, op)
@@ -453,13 +346,13 @@ class BagScanner:
     def _skip_record(self, reason: str, error: str, where: tuple[int, int | None]) -> None:
         """Count a skipped record of a chunk; the chunk's index may list it as a message (not lost twice)."""
         self._chunk_unattributed += 1
-        self.report.skipped.add(reason, **_where(where), error=error)
+        self.report.skipped.add(reason, **location(where), error=error)
 
     def _add_connection(self, h: dict[str, bytes], data, where: tuple[int, int | None]) -> None:
         try:
             c, utf8 = connection_record(h, data)
         except RecordError as e:
-            self.report.skipped.add("bad_connection", **_where(where), error=str(e))
+            self.report.skipped.add("bad_connection", **location(where), error=str(e))
             return
         if not utf8:
             self.report.note(f"connection {c.id}: topic '{c.topic}' / type '{c.msgtype}' are not UTF-8 (shown escaped)")
@@ -495,15 +388,3 @@ def bag_topics(path: str | os.PathLike[str]) -> dict[str, tuple[str, int]]:
 def _unknown(op: int) -> tuple[str, str]:
     """Reason and error for a record of an unknown type (op -1: none readable)."""
     return ("unknown_record", f"record type {op}") if op >= 0 else ("bad_record_header", "no one-byte op field")
-
-
-def _in_chunk(chunk: tuple[int, bool], off: int) -> tuple[int, int | None]:
-    """Location of byte ``off`` of a chunk: a file byte for an uncompressed chunk (data at byte
-    ``chunk[0]``), else (the compressed chunk's record byte, ``off``)."""
-    base, plain = chunk
-    return (base + off, None) if plain else (base, off)
-
-
-def _where(where: tuple[int, int | None]) -> dict[str, int]:
-    """A location as plain values: ``offset`` (file byte), plus ``in_chunk`` inside a compressed chunk."""
-    return {"offset": where[0]} if where[1] is None else {"offset": where[0], "in_chunk": where[1]}

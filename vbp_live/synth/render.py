@@ -5,7 +5,9 @@ crosswalks (polygons projected from the road frame and filled with ``cv2.fillPol
 other cars (boxes, far to near), then one multiplicative light map (world-fixed asphalt/grass
 texture looked up by inverse perspective per pixel row with ``cv2.remap``, global brightness,
 shadow darkening), distance haze and the ego hood. Every polygon is drawn into the frame and
-into its mask with the same call, so masks align with the pixels exactly.
+into its mask with the same call, so masks align with the pixels exactly. Last, when the drive's
+``randomize > 0``, the camera and sensor effects of :mod:`vbp_live.synth.sensor` (masks warped
+with the frame).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from vbp_live.synth import textures as tx
 from vbp_live.synth.camera import Camera, clip_near, world_to_vehicle
 from vbp_live.synth.cars import car_polygons
 from vbp_live.synth.drive import Drive
+from vbp_live.synth.sensor import apply_sensor, sample_sensor
 
 MASK_NAMES = ("lane", "hmark", "shadow", "car", "road")
 Z_NEAR, FAR_M = 0.5, 160.0
@@ -72,6 +75,7 @@ class Renderer:
         self.cam = camera or drive.config.camera
         self._init_images()
         self._init_world()
+        self.sensor = sample_sensor(drive.config.seed, getattr(drive.config, "randomize", 0.0))
 
     def _init_images(self) -> None:
         """Texture, sky/grass background, skyline and hood (all fixed for the drive)."""
@@ -118,6 +122,7 @@ class Renderer:
         frame = self._light(base, shade, view, vh, float(d.scene.brightness[i]))
         self._haze(frame, vh, masks[3])
         self._hood(frame, masks, float(d.scene.brightness[i]))
+        frame, masks = apply_sensor(frame, masks.view(bool), self.sensor, i, float(d.speed[i]))  # identity at 0
         return frame, GroundTruthMasks.from_stack(masks)
 
     # -- background and light ------------------------------------------------------------

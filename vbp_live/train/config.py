@@ -20,8 +20,8 @@ from vbp_live.core.config import ConfigValueError, config_diff
 from vbp_live.core.errors import ConfigError
 from vbp_live.models.device import DEVICE_NAME
 
-__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "SnapshotConfig", "TrainConfig",
-           "config_diff", "config_from_dict", "config_to_dict", "load_config"]
+__all__ = ["AugmentConfig", "Config", "ConfigError", "DataConfig", "ModelConfig", "OptimConfig", "SnapshotConfig",
+           "TrainConfig", "config_diff", "config_from_dict", "config_to_dict", "load_config"]
 
 
 
@@ -149,6 +149,51 @@ class SnapshotConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Augmentation of the training split only (never validation or test); see docs/training.md#augmentation.
+
+    Every frame of a training batch gets its own random draw, a function of ``(train.seed, epoch,
+    batch index)``, so a resumed run is bit-identical. Angles are positive = left.
+
+    Attributes:
+        enabled: off by default: a config without this section trains exactly as before.
+        brightness: add a uniform offset in [-b, b] of the full pixel range (0.2 = +-51 of 255).
+        contrast: scale about the frame's mean by a factor uniform in [1 - c, 1 + c].
+        shift_px: horizontal shift, a whole number of input pixels uniform in [-n, n] (a small yaw of
+            the camera); the border is replicated and the steering angle corrected.
+        shift_y_px: vertical shift in input pixels (a small pitch); no steering correction.
+        shift_swa_per_px: steering wheel angle correction in rad per input pixel of horizontal shift
+            (image content moved right by one pixel: ``swa -= shift_swa_per_px``); ``auto`` derives it
+            from the synthetic world's camera and pure pursuit and the dataset's crop.
+        flip_prob: probability of a horizontal flip (the angle is negated); ``auto`` = 0.5 for
+            steering (``train.loss: mse``), 0 for classification (a mirrored sign is another sign).
+    """
+
+    enabled: bool = False
+    brightness: float = 0.2
+    contrast: float = 0.3
+    shift_px: int = 12
+    shift_y_px: int = 4
+    shift_swa_per_px: float | Literal["auto"] = "auto"
+    flip_prob: float | Literal["auto"] = "auto"
+
+    def ranges(self) -> list[tuple[str, Any, Callable[[float], bool], str]]:
+        """(key, value, predicate, rule in words) of the numeric settings (``auto`` is not checked)."""
+        out: list[tuple[str, Any, Callable[[float], bool], str]] = [
+            ("augment.brightness", self.brightness, lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of 255)"),
+            ("augment.contrast", self.contrast, lambda v: 0 <= v < 1, "in [0, 1) (factor 1 - c .. 1 + c)"),
+            ("augment.shift_px", self.shift_px, lambda v: 0 <= v <= 4096, "in [0, 4096] input pixels"),
+            ("augment.shift_y_px", self.shift_y_px, lambda v: 0 <= v <= 4096, "in [0, 4096] input pixels"),
+        ]
+        if self.shift_swa_per_px != "auto":
+            out.append(("augment.shift_swa_per_px", self.shift_swa_per_px, lambda v: 0 <= v <= 1,
+                        "auto or in [0, 1] rad of steering wheel angle per input pixel"))
+        if self.flip_prob != "auto":
+            out.append(("augment.flip_prob", self.flip_prob, lambda v: 0 <= v <= 1, "auto or in [0, 1]"))
+        return out
+
+
+@dataclass
 class Config:
     """Everything a training run needs; ``run_dir`` receives config, metrics, snapshots, checkpoints."""
 
@@ -158,6 +203,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     snapshot: SnapshotConfig = field(default_factory=SnapshotConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def validate(self) -> Config:
         """Check what types alone cannot; returns self.
@@ -174,6 +220,9 @@ class Config:
             values = value if isinstance(value, list) else [value]
             if not all(math.isfinite(v) and ok(v) for v in values):
                 raise ConfigValueError(key, f"{key} must be {rule}, got {value}")
+        if self.train.loss == "nll" and self.augment.shift_swa_per_px not in ("auto", 0.0):
+            raise ConfigValueError("augment.shift_swa_per_px", "augment.shift_swa_per_px must be auto or 0 with "
+                                   "train.loss=nll: class labels get no steering correction")
         return self
 
     def _ranges(self) -> list[tuple[str, Any, Callable[[float], bool], str]]:
@@ -205,6 +254,7 @@ class Config:
             ("snapshot.epochs", s.epochs, non_negative, "epochs >= 0"),
             ("snapshot.frames", s.frames, non_negative, ">= 0"),
             ("snapshot.indices", s.indices, non_negative, "dataset rows >= 0"),
+            *self.augment.ranges(),
         ]
 
 

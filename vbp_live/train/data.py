@@ -4,7 +4,9 @@ The batch order is a pure function of ``(seed, epoch)``: resuming mid-epoch repl
 plan and skips the batches already done. Every DDP rank builds the same *global* batch and takes
 a strided slice of it (``batch[rank::world]``), so the global batch is identical for any number
 of processes. Frames are read from the memory-mapped dataset with one fancy-indexing call per
-batch (indices sorted for locality) and converted with :func:`vbp_live.models.frames_to_input`.
+batch (indices sorted for locality), augmented when the training loader is given an ``augment``
+transform (:mod:`vbp_live.train.augment`; validation never is) and converted with
+:func:`vbp_live.models.frames_to_input`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,9 @@ from vbp_live.train.config import DataConfig
 from vbp_live.train.signs import make_sign_dataset
 
 log = logging.getLogger(__name__)
+
+# (position of the batch in the loader's list, uint8 frames, targets) -> augmented (frames, targets)
+BatchTransform = Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
@@ -116,29 +121,36 @@ class BatchLoader:
         prefetch: batches read ahead by a background thread (0 = read inline).
         pin: pin host memory (for asynchronous copies to CUDA).
         crop: the frames' preprocessing (its input scaling); None: ``x / 255``.
+        augment: applied to each batch's uint8 frames and targets before the conversion (the
+            training split only, e.g. :meth:`vbp_live.train.augment.Augmenter.for_epoch`); None: off.
     """
 
     def __init__(self, frames: np.ndarray, targets: np.ndarray, batches: Sequence[np.ndarray],
-                 prefetch: int = 2, pin: bool = False, crop: CropSpec | None = None):
+                 prefetch: int = 2, pin: bool = False, crop: CropSpec | None = None,
+                 augment: BatchTransform | None = None):
         self.frames, self.targets, self.batches, self.crop = frames, targets, list(batches), crop
+        self.augment = augment
         self.prefetch, self.pin = prefetch, pin
         self._stop = threading.Event()
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    def load(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read one batch: one fancy-indexing read of the memmap, then uint8 -> float input."""
-        x = frames_to_input(np.asarray(self.frames[idx]), spec=self.crop)  # (B, C, H, W)
-        y = torch.as_tensor(np.asarray(self.targets[idx]))  # (B,)
+    def load(self, idx: np.ndarray, position: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read batch ``position``: one fancy-indexing read of the memmap, augmentation, uint8 -> float input."""
+        frames, targets = np.asarray(self.frames[idx]), np.asarray(self.targets[idx])  # (B, H, W[, C]), (B,)
+        if self.augment is not None:
+            frames, targets = self.augment(position, frames, targets)
+        x = frames_to_input(frames, spec=self.crop)  # (B, C, H, W)
+        y = torch.as_tensor(targets)  # (B,)
         if self.pin:
             x, y = x.pin_memory(), y.pin_memory()
         return x, y
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self.prefetch <= 0:
-            for idx in self.batches:
-                yield self.load(idx)
+            for i, idx in enumerate(self.batches):
+                yield self.load(idx, i)
             return
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         self._stop.clear()
@@ -156,8 +168,8 @@ class BatchLoader:
 
     def _produce(self, q: queue.Queue) -> None:
         try:
-            for idx in self.batches:
-                item = self.load(idx)
+            for i, idx in enumerate(self.batches):
+                item = self.load(idx, i)
                 while not self._stop.is_set():
                     try:
                         q.put(item, timeout=0.1)

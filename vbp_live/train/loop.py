@@ -34,8 +34,9 @@ from vbp_live.core.errors import ConfigError, VbpLiveError
 from vbp_live.core.signals import Interrupted, StopRequest, stop_on_signals
 from vbp_live.io.checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from vbp_live.models import args_problem, create_model, list_models
+from vbp_live.train.augment import make_augmenter
 from vbp_live.train.callbacks import Callback
-from vbp_live.train.config import Config, config_diff, config_to_dict
+from vbp_live.train.config import Config, config_diff, config_from_dict, config_to_dict
 from vbp_live.train.data import BatchLoader, TrainData, epoch_batches, shard
 from vbp_live.train.dist import DistInfo, all_sum, convert_batchnorm, pick_device
 from vbp_live.train.metrics import evaluate_sums, finish, loss_sum
@@ -118,6 +119,8 @@ class Trainer:
         self.optimizer = torch.optim.SGD(self.raw_model.parameters(), lr=o.lr, momentum=o.momentum,
                                          weight_decay=o.weight_decay, nesterov=o.nesterov)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
+        self.augment = make_augmenter(cfg.augment, data.crop, data.input_shape[1:], cfg.train.seed,
+                                      regression=cfg.train.loss == "mse")  # None when off; training split only
         self.steps_per_epoch = len(self.plan(0))
         if self.steps_per_epoch == 0:
             raise ConfigError(f"{len(data.train_idx)} training frames make no batch of {cfg.train.batch_size}")
@@ -171,9 +174,12 @@ class Trainer:
     def train_epoch(self, bar: Any) -> str:
         """Steps of the current epoch from ``step_in_epoch`` on; returns ``done`` or why it stopped."""
         batches = self.plan(self.epoch)[self.step_in_epoch:]
+        augment = None if self.augment is None else self.augment.for_epoch(
+            self.epoch, [len(b) for b in batches], self.step_in_epoch, self.dist.rank, self.dist.world)
         loader = BatchLoader(self.data.frames, self.data.targets,
                              [shard(b, self.dist.rank, self.dist.world) for b in batches],
-                             prefetch=self.cfg.data.prefetch, pin=self.device.type == "cuda", crop=self.data.crop)
+                             prefetch=self.cfg.data.prefetch, pin=self.device.type == "cuda", crop=self.data.crop,
+                             augment=augment)
         t0 = time.perf_counter()
         for (x, y), rows in zip(loader, batches, strict=True):
             loss = self.train_step(x, y, len(rows))
@@ -301,7 +307,8 @@ class Trainer:
             raise CheckpointError(f"{ckpt.path}: has no train_state (a shipped or exported model?); cannot resume")
         if ckpt.crop != self.data.crop:
             raise CheckpointError(f"{ckpt.path}: trained with crop {ckpt.crop}, but the dataset has {self.data.crop}")
-        changed = [k for k in config_diff(ckpt.config, config_to_dict(self.cfg)) if k not in RESUMABLE_CHANGES]
+        saved = config_to_dict(config_from_dict(ckpt.config, str(ckpt.path)))  # keys added since: their defaults
+        changed = [k for k in config_diff(saved, config_to_dict(self.cfg)) if k not in RESUMABLE_CHANGES]
         if changed:
             raise CheckpointError(f"{ckpt.path}: cannot resume with changed settings: {', '.join(changed)}")
         st = ckpt.train_state
