@@ -144,18 +144,16 @@ VARIANTS = {"fp32": ("fp32", False), "bf16": ("bf16", False), "fp32+cl": ("fp32"
 def compare(data: TrainData, cfg: Config, args: argparse.Namespace) -> dict[str, list[float]]:
     """Floor seconds per variant, one step of each in turn per round (same seed, same batch)."""
     x, y = BatchLoader(data.frames, data.targets, [], crop=data.crop).load(np.sort(data.train_idx[:args.batch]))
-    torch.manual_seed(cfg.train.seed)
     models = {}
-    for name in VARIANTS:
+    for name, (_, cl) in VARIANTS.items():
         torch.manual_seed(cfg.train.seed)
-        models[name] = Trainer(cfg, data).raw_model
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        models[name] = Trainer(cfg, data).raw_model.to(memory_format=fmt)
     times: dict[str, list[float]] = {k: [] for k in VARIANTS}
     for r in range(args.rounds + 1):
         for name, (precision, cl) in VARIANTS.items():
             model = models[name]
             xi = x.contiguous(memory_format=torch.channels_last) if cl else x  # (B, C, H, W)
-            if cl:
-                model.to(memory_format=torch.channels_last)
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
