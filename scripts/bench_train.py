@@ -145,14 +145,17 @@ def compare(data: TrainData, cfg: Config, args: argparse.Namespace) -> dict[str,
     """Floor seconds per variant, one step of each in turn per round (same seed, same batch)."""
     x, y = BatchLoader(data.frames, data.targets, [], crop=data.crop).load(np.sort(data.train_idx[:args.batch]))
     models = {}
-    for name, (_, cl) in VARIANTS.items():
+    for name in args.compare.split(","):
+        if name not in VARIANTS:
+            raise SystemExit(f"--compare: unknown variant {name!r} (known: {', '.join(VARIANTS)})")
+        cl = VARIANTS[name][1]
         torch.manual_seed(cfg.train.seed)
         fmt = torch.channels_last if cl else torch.contiguous_format
         models[name] = Trainer(cfg, data).raw_model.to(memory_format=fmt)
-    times: dict[str, list[float]] = {k: [] for k in VARIANTS}
+    times: dict[str, list[float]] = {k: [] for k in models}
     for r in range(args.rounds + 1):
-        for name, (precision, cl) in VARIANTS.items():
-            model = models[name]
+        for name, model in models.items():
+            precision, cl = VARIANTS[name]
             xi = x.contiguous(memory_format=torch.channels_last) if cl else x  # (B, C, H, W)
             model.zero_grad(set_to_none=True)
             t0 = time.perf_counter()
@@ -223,7 +226,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--rmse-check", type=int, default=0, metavar="STEPS",
                    help="train STEPS steps contiguous and channels-last from one seed; print validation RMSE")
     p.add_argument("--augment", action="store_true", help="augment.enabled=true (loader augmentation)")
-    p.add_argument("--compare", action="store_true", help="time the floor of fp32/bf16 x contiguous/channels-last")
+    p.add_argument("--compare", nargs="?", const=",".join(VARIANTS), metavar="VARIANTS",
+                   help=f"time the floor of these variants (default: {','.join(VARIANTS)})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any training config override, e.g. data.prefetch=0 (repeatable)")
     return p.parse_args()
@@ -251,9 +255,13 @@ def main() -> None:
               f"augment {cfg.augment.enabled}, "
               f"{args.rounds} rounds x {args.steps} steps")
         if args.compare:
-            for name, t in compare(data, cfg, args).items():
+            times = compare(data, cfg, args)
+            base = next(iter(times.values()))
+            for name, t in times.items():
                 med = statistics.median(t)
-                print(f"floor {name:8s}: {args.batch / med:8.2f} frames/s  ({med:.3f} s/step)")
+                paired = statistics.median(b / a for a, b in zip(base, t, strict=True))
+                print(f"floor {name:8s}: {args.batch / med:8.2f} frames/s  ({med:.3f} s/step; per-round time ratio "
+                      f"to the first, median {paired:.3f}; rounds {' '.join(f'{v:.2f}' for v in t)})")
             return
         report(*measure(cfg, data, args), args.batch)
 
