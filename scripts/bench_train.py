@@ -253,7 +253,8 @@ def main() -> None:
               f"({torch.get_num_interop_threads()} inter-op), {args.model} {w}x{h}, batch {args.batch}, "
               f"prefetch {cfg.data.prefetch}, {args.precision}, channels_last {cfg.train.channels_last}, "
               f"augment {cfg.augment.enabled}, "
-              f"{args.rounds} rounds x {args.steps} steps")
+              + (f"{args.rounds} rounds x one step per variant" if args.compare
+                 else f"{args.rounds} rounds x {args.steps} steps"))
         if args.compare:
             times = compare(data, cfg, args)
             base = next(iter(times.values()))
