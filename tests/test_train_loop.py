@@ -219,3 +219,17 @@ def test_snapshot_rows_outside_the_dataset_fail_before_training(tmp_path, datase
     with pytest.raises(ConfigError, match=r"snapshot.indices: rows \[100000\] are outside the \d+ rows of "):
         train(cfg)
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_channels_last_trains_the_same_up_to_float_rounding(tmp_path, dataset):
+    cfg_cl, cfg_plain = (tiny(tmp_path / name, dataset, f"train.channels_last={on}")
+                         for name, on in (("cl", "true"), ("plain", "false")))
+    trainer = Trainer(cfg_cl, load_data(cfg_cl.data))
+    conv = trainer.raw_model.features[1][1].weight  # (C_out, C_in, 3, 3)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    cl, plain = train(cfg_cl), train(cfg_plain)
+    a, b = weights(cl.checkpoint), weights(plain.checkpoint)
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-4), k
+    assert cl.metrics["val_rmse_rad"] == pytest.approx(plain.metrics["val_rmse_rad"], rel=1e-3)

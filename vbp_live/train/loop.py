@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 
 # Settings that may differ when resuming: they do not change the result.
 RESUMABLE_CHANGES = {"run_dir", "train.max_steps", "train.progress", "train.device", "train.amp",
-                     "train.threads", "data.prefetch", "data.path", "train.tensorboard", "snapshot.video"}
+                     "train.threads", "train.channels_last", "data.prefetch", "data.path", "train.tensorboard",
+                     "snapshot.video"}
 
 
 class NonFiniteLossError(VbpLiveError, RuntimeError):
@@ -111,6 +112,8 @@ class Trainer:
         if self.dist.world > 1:
             convert_batchnorm(self.raw_model, self.device)
         self.raw_model.to(self.device).train()
+        self.memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+        self.raw_model.to(memory_format=self.memory_format)
         self.model = self._wrap(self.raw_model)
         o = cfg.optim
         self.optimizer = torch.optim.SGD(self.raw_model.parameters(), lr=o.lr, momentum=o.momentum,
@@ -198,6 +201,14 @@ class Trainer:
             t0 = time.perf_counter()
         return "done"
 
+    def forward_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Summed loss of a local batch already on the device: the forward pass as training runs it."""
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=self.memory_format)  # (b, C, H, W)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp):
+            out = self.model(x)  # (b, 1) or (b, classes)
+        return loss_sum(out, y, self.cfg.train.loss)  # () float32
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor, global_n: int) -> float:
         """One SGD step on this rank's slice of a global batch of ``global_n`` frames; returns its mean loss."""
         x = x.to(self.device, non_blocking=True)  # (b, C, H, W)
@@ -205,15 +216,13 @@ class Trainer:
         self.lr = lr_at(self.cfg.optim, self.global_step, self.steps_per_epoch, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp):
-            out = self.model(x)  # (b, 1) or (b, classes)
-        total = loss_sum(out, y, self.cfg.train.loss)
-        flags = torch.stack([total.detach().double().cpu(), torch.tensor(0.0, dtype=torch.float64),
-                             torch.tensor(float(self._signals.event.is_set()), dtype=torch.float64)])  # (3,) on the CPU
-        flags[1] = float(not math.isfinite(flags[0].item()))
+        total = self.forward_loss(x, y)
+        value = total.item()  # the step's one device sync
+        flags = torch.tensor([value, float(not math.isfinite(value)), float(self._signals.event.is_set())],
+                             dtype=torch.float64)  # (3,) loss, non-finite, stop; on the CPU
         all_sum(flags)  # reduced on the process group's device, back into this CPU tensor
         if flags[1] > 0:
-            raise NonFiniteLossError(self._nonfinite_message(flags[0].item()))
+            raise NonFiniteLossError(self._nonfinite_message(float(flags[0])))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total * (self.dist.world / global_n)).backward()
         if self.cfg.optim.grad_clip > 0:
@@ -223,7 +232,7 @@ class Trainer:
         self.scaler.update()
         signaled = self._signals.event.is_set() or bool(flags[2] > 0)  # any rank signaled
         self.stop_requested = self.stop_requested or signaled
-        return flags[0].item() / global_n
+        return float(flags[0]) / global_n
 
     def _position(self) -> str:
         return f"epoch {self.epoch}" + (f", step {self.step_in_epoch}" if self.step_in_epoch else "")

@@ -28,15 +28,19 @@ def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
 
 
 def batch_sums(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """Metric sums of one batch, float64 in the order of ``REGRESSION_SUMS`` / ``CLASSIFICATION_SUMS``."""
+    """Metric sums of one batch, float64 on the CPU in the order of ``REGRESSION_SUMS`` / ``CLASSIFICATION_SUMS``.
+
+    The sums are stacked on the batch's device and copied once (one sync per batch, not one per sum).
+    """
     out = out.float()
+    n = torch.tensor(float(len(y)), device=out.device)
     if loss == "mse":
-        err_deg = torch.rad2deg(out.reshape(-1) - y.float()).abs()  # (B,)
         err = out.reshape(-1) - y.float()  # (B,)
-        vals = [len(y), (err * err).sum(), err.abs().sum(), (err_deg <= 1.0).sum(), (err_deg <= 5.0).sum()]
+        err_deg = torch.rad2deg(err).abs()  # (B,)
+        vals = [n, (err * err).sum(), err.abs().sum(), (err_deg <= 1.0).sum().float(), (err_deg <= 5.0).sum().float()]
     else:
-        vals = [len(y), F.nll_loss(out, y.long(), reduction="sum"), (out.argmax(1) == y).sum()]
-    return torch.tensor([float(v) for v in vals], dtype=torch.float64)
+        vals = [n, F.nll_loss(out, y.long(), reduction="sum"), (out.argmax(1) == y).sum().float()]
+    return torch.stack(vals).double().cpu()  # (k,)
 
 
 def finish(sums: torch.Tensor, loss: str) -> dict[str, float]:
