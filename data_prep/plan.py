@@ -8,14 +8,25 @@ the first reason it was dropped.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from data_prep.config import PrepConfig, SplitConfig
-from vbp_live.core.sync import FrameSync, clean_samples, drop_counts, sync_frames
+from vbp_live.core.sync import (
+    FrameSync,
+    Samples,
+    clean_samples,
+    drop_counts,
+    overlapping_sources,
+    sync_frames,
+    sync_frames_per_source,
+)
 from vbp_live.recordings.base import Scan
+
+log = logging.getLogger(__name__)
 
 SLOW = "slow"  # speed <= filter.min_speed_mps
 
@@ -69,15 +80,7 @@ def make_plan(scan: Scan, cfg: PrepConfig) -> Plan:
     gap = cfg.sync.max_gap_ns()
     info: dict[str, Any] = {}
     if scan.presynced is None:
-        channels = {}
-        for name, samples in (("steering", scan.steering), ("speed", scan.speed)):
-            if samples is None:
-                continue
-            s = clean_samples(*samples)
-            channels[name] = s
-            info[f"{name}_samples"] = {"read": int(len(samples[0])), "reordered": s.reordered,
-                                       "duplicate_times": s.duplicates, "non_finite": s.non_finite}
-        fs = sync_frames(scan.frame_t, channels, cfg.sync.method, gap)
+        fs = _sync(scan, cfg, gap, info)
         steering = fs.values["steering"]
         speed = fs.values["speed"] if scan.has_speed else np.full(len(fs.t), np.nan)
     else:
@@ -95,6 +98,33 @@ def make_plan(scan: Scan, cfg: PrepConfig) -> Plan:
     else:
         info["speed_filter"] = "skipped: the recording has no speed"
     return Plan(fs.order, fs.t, steering, speed, scan.frame_source[fs.order], scan.names, reason, info)
+
+
+def _channels(scan: Scan, keep: np.ndarray | None, info: dict[str, Any] | None) -> dict[str, Samples]:
+    """The scan's cleaned steering/speed samples (only those where ``keep``); counts into ``info``."""
+    channels = {}
+    for name, samples in (("steering", scan.steering), ("speed", scan.speed)):
+        if samples is None:
+            continue
+        t, v = samples if keep is None else (samples[0][keep], samples[1][keep])
+        s = clean_samples(t, v)
+        channels[name] = s
+        if info is not None:
+            info[f"{name}_samples"] = {"read": int(len(t)), "reordered": s.reordered,
+                                       "duplicate_times": s.duplicates, "non_finite": s.non_finite}
+    return channels
+
+
+def _sync(scan: Scan, cfg: PrepConfig, gap: int | None, info: dict[str, Any]) -> FrameSync:
+    """Steering and speed onto the frames: pooled for one drive, per source for drives that overlap in time."""
+    src = scan.sample_source
+    if src is None or len(scan.frame_t) == 0 or not overlapping_sources(scan.frame_t, scan.frame_source):
+        return sync_frames(scan.frame_t, _channels(scan, None, info), cfg.sync.method, gap)
+    _channels(scan, None, info)  # the counts over all sources
+    per_source = {int(k): _channels(scan, src == k, None) for k in np.unique(scan.frame_source)}
+    info["synchronized_per_source"] = "the sources overlap in time: each is synchronized with its own samples"
+    log.info("%d sources overlap in time: synchronizing each with its own samples", len(per_source))
+    return sync_frames_per_source(scan.frame_t, scan.frame_source, per_source, cfg.sync.method, gap)
 
 
 def _mark_missing(fs: FrameSync, steering: np.ndarray, speed: np.ndarray | None) -> None:

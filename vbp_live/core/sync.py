@@ -44,6 +44,9 @@ class Samples:
     non_finite: int = 0
 
 
+_NO_SAMPLES = Samples(np.zeros(0, np.int64), np.zeros(0))  # a source without measurements of a channel
+
+
 def count_reordered(t: np.ndarray) -> int:
     """Number of entries smaller than the entry before them (0 for a sorted array)."""
     t = np.asarray(t)
@@ -189,6 +192,55 @@ def sync_frames(
             reason[(codes == code) & (reason == "")] = f"{name}_{rname}"
         values[name] = vals
     return FrameSync(order, t, values, reason, count_reordered(frame_t))
+
+
+def overlapping_sources(frame_t: np.ndarray, frame_source: np.ndarray) -> bool:
+    """Whether the time spans of two sources' frames overlap (separate drives, not parts of one).
+
+    Parts of one drive (Udacity's split bags) follow each other in time; drives recorded or
+    simulated separately can share clock ranges, and must then each be synchronized with their
+    own measurements.
+    """
+    frame_t, frame_source = np.asarray(frame_t, np.int64), np.asarray(frame_source)
+    spans = sorted((int(frame_t[frame_source == k].min()), int(frame_t[frame_source == k].max()))
+                   for k in np.unique(frame_source))
+    return any(b[0] <= a[1] for a, b in zip(spans, spans[1:], strict=False))
+
+
+def sync_frames_per_source(
+    frame_t: np.ndarray, frame_source: np.ndarray, channels: dict[int, dict[str, Samples]], method: str = "linear",
+    max_gap_ns: int | None = None,
+) -> FrameSync:
+    """:func:`sync_frames` for several drives at once: each source's frames meet only its own samples.
+
+    Frames come out in time order over all sources (ties by input order); repeated timestamps are
+    duplicates only within one source.
+
+    Args:
+        frame_t: (F,) int64 frame times in ns, in recording order.
+        frame_source: (F,) source index of each frame.
+        channels: source index -> that source's cleaned channels (as for :func:`sync_frames`).
+        method, max_gap_ns: as for :func:`sync_frames`.
+    """
+    frame_t = np.asarray(frame_t, np.int64).ravel()
+    frame_source = np.asarray(frame_source).ravel()
+    order = stable_order(frame_t)
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))  # time-order position of every input frame
+    names = list(dict.fromkeys(n for ch in channels.values() for n in ch))
+    values = {n: np.full(len(order), np.nan) for n in names}
+    reason = np.full(len(order), "", dtype=object)
+    reordered = 0
+    for k in np.unique(frame_source):
+        idx = np.flatnonzero(frame_source == k)  # this source's frames, input order
+        own = channels.get(int(k), {})
+        fs = sync_frames(frame_t[idx], {n: own.get(n, _NO_SAMPLES) for n in names}, method, max_gap_ns)
+        at = rank[idx[fs.order]]
+        for n in names:
+            values[n][at] = fs.values[n]
+        reason[at] = fs.reason
+        reordered += fs.reordered
+    return FrameSync(order, frame_t[order], values, reason, reordered)
 
 
 def drop_counts(reason: np.ndarray) -> dict[str, int]:

@@ -37,10 +37,13 @@ _SWAP = {"center": "left", "left": "center"}
 
 
 class BagRecording(Recording):
-    """One or more ``.bag`` files of one drive.
+    """One or more ``.bag`` files: parts of one drive (merged in time) or separate drives.
+
+    The scan tags every steering sample with its file, so that bags whose frames overlap in time
+    (separate drives on the same clock range) are each synchronized with their own reports.
 
     Args:
-        paths: the bag files (parts of one drive, merged in time).
+        paths: the bag files.
         camera: which camera and topics to read.
         steering: the steering report topic and fields.
     """
@@ -68,12 +71,14 @@ class BagRecording(Recording):
 
     def scan(self, progress: Progress | None = None) -> Scan:
         """Read header stamps of every candidate camera topic and all steering reports."""
-        acc: dict[str, list[Any]] = {k: [] for k in ("ft", "fsrc", "st", "sa", "sv")}
+        acc: dict[str, list[Any]] = {k: [] for k in ("ft", "fsrc", "st", "sa", "sv", "ssrc")}
         info = {"zero_stamp_frames": 0, "zero_stamp_steering": 0, "swapped_left_center": []}
         warnings, topics_seen, skipped = [], {}, SkipLog()
         self.selected, self.frame_counts, self.skipped_frames = [], [], []
         for fi, path in enumerate(self.paths):
+            n_samples = len(acc["st"])
             stamps, bad, report = self._scan_file(path, acc, info, progress)
+            acc["ssrc"].extend([fi] * (len(acc["st"]) - n_samples))
             topics_seen[path.name] = report.topics()
             warnings.extend(report.warnings())
             skipped.merge(report.skipped, file=path.name)
@@ -95,6 +100,7 @@ class BagRecording(Recording):
             names=[p.name for p in self.paths],
             steering=(st, np.array(acc["sa"], np.float64)),
             speed=(st, np.array(acc["sv"], np.float64)),
+            sample_source=np.array(acc["ssrc"], np.int32),
             info=info,
             warnings=warnings,
             skipped=skipped,

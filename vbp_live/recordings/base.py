@@ -77,6 +77,9 @@ class Scan:
         names: source file names, as written to the index's ``source`` column.
         steering: (t_ns, rad) samples to synchronize, or None when ``presynced``.
         speed: (t_ns, m/s) samples, or None when ``presynced``.
+        sample_source: (S,) index into ``names`` of each ``steering``/``speed`` sample (they share
+            their times), or None when every sample belongs to every frame's drive. When sources
+            overlap in time (separate drives), each frame is synchronized with its own source's samples.
         presynced: per-frame ``steering`` and ``speed`` for sources whose rows already pair
             each image with its measurements (simulator logs, interpolated.csv, tubs, frame
             folders); without a ``speed`` entry the recording has no speed and the speed
@@ -95,6 +98,7 @@ class Scan:
     names: list[str]
     steering: tuple[np.ndarray, np.ndarray] | None = None
     speed: tuple[np.ndarray, np.ndarray] | None = None
+    sample_source: np.ndarray | None = None
     presynced: dict[str, np.ndarray] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
