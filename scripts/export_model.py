@@ -2,7 +2,7 @@
 """Export a training checkpoint as a compact shipped model (fp16 weights, no optimizer state).
 
     python scripts/export_model.py runs/shipped/run/last.pt vbp_live/assets/netsvf_synth.pt \
-        --test runs/shipped/heldout_svf
+        --test runs/shipped/heldout_201_svf --test runs/shipped/heldout_fixed_2_svf
 
 Keeps the model name/args, the crop and the training config; drops ``train_state``; stores the
 metrics of the training run and, with ``--test``, the metrics of the fp16 model on every frame of
@@ -12,19 +12,32 @@ a held-out prepared dataset in ``meta``. Prints both.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
+import torch
 
 from vbp_live.io.checkpoint import load_checkpoint, save_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.train.metrics import evaluate_model
 
 
+def held_out(model: torch.nn.Module, ds: PreparedDataset) -> dict[str, float | int | str]:
+    """The model's metrics on every frame of ``ds``, beside those of always predicting 0; printed too."""
+    m = evaluate_model(model, ds.frames, ds.steering, np.arange(len(ds)))
+    zero_deg = float(np.degrees(np.sqrt(np.mean(np.square(ds.steering, dtype=np.float64)))))
+    print(f"held-out {ds.path} ({len(ds)} frames): "
+          f"RMSE {m['val_rmse_rad']:.4f} rad = {m['val_rmse_deg']:.2f} deg SWA (predicting 0: {zero_deg:.2f} deg), "
+          f"within 1 deg {m['val_within_1deg']:.1%}, within 5 deg {m['val_within_5deg']:.1%}")
+    return {"dataset": str(ds.path), "frames": len(ds), "zero_rmse_deg": zero_deg, **m}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a training checkpoint (run_dir/last.pt)")
     p.add_argument("out", help="where to write the compact checkpoint")
-    p.add_argument("--test", help="a held-out prepared dataset: all its frames are evaluated")
+    p.add_argument("--test", action="append", default=[],
+                   help="a held-out prepared dataset: all its frames are evaluated (repeatable)")
     args = p.parse_args()
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model()
@@ -33,14 +46,9 @@ def main() -> None:
     }
     path = save_checkpoint(args.out, model, ck.crop, ck.config, None, meta, half=True)
     if args.test:
-        ds = PreparedDataset(args.test)
         shipped = load_checkpoint(path).build_model()  # evaluate what is shipped: fp16 weights
-        m = evaluate_model(shipped, ds.frames, ds.steering, np.arange(len(ds)))
-        meta["test"] = {"dataset": str(ds.path), "frames": len(ds), **{k: v for k, v in m.items()}}
+        meta["test"] = {Path(t).name: held_out(shipped, PreparedDataset(t)) for t in args.test}
         path = save_checkpoint(args.out, model, ck.crop, ck.config, None, meta, half=True)
-        print(f"held-out {ds.path} ({len(ds)} frames): "
-              f"RMSE {m['val_rmse_rad']:.4f} rad = {m['val_rmse_deg']:.2f} deg SWA, "
-              f"within 1 deg {m['val_within_1deg']:.1%}, within 5 deg {m['val_within_5deg']:.1%}")
     print(f"train run: {meta['train_metrics']}")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 

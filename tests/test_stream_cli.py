@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from stream_util import MjpegServer, coded_frame, decode_index, jpeg, read_video, tiny_checkpoint, write_video
@@ -72,3 +73,20 @@ def test_demo_writes_an_overlay_video_and_reports_fps(tmp_path, capsys):
     assert "model:" in text and ("UNTRAINED" in text or "netsvf_synth.pt" in text)
     frames, fps = read_video(out)
     assert len(frames) == 6 and frames[0].shape == (480, 640, 3) and fps == pytest.approx(20)
+
+
+def test_checkpoint_names_a_shipped_model(tmp_path, monkeypatch):
+    from vbp_live.cli.options import checkpoint_or_shipped
+    from vbp_live.core.errors import CheckpointError
+    from vbp_live.stream.session import SHIPPED_MODELS
+
+    monkeypatch.chdir(tmp_path)
+    for name, path in SHIPPED_MODELS.items():
+        if path.is_file():
+            assert checkpoint_or_shipped(name) == path
+        else:
+            with pytest.raises(CheckpointError, match=f"shipped model {name}"):
+                checkpoint_or_shipped(name)
+    (tmp_path / "netsvf").write_bytes(b"")  # a file of that name in the working directory wins
+    assert checkpoint_or_shipped("netsvf") == Path("netsvf")
+    assert checkpoint_or_shipped("my.pt") == Path("my.pt")

@@ -10,6 +10,7 @@ from vbp_live.cli.options import (
     HelpFormatter,
     add_device_option,
     add_trust_pickle_option,
+    checkpoint_or_shipped,
     resolve_device,
 )
 
@@ -71,7 +72,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--models", default="netsvf,nethvf", help="comma-separated model names (default: %(default)s)")
     p.add_argument("--checkpoint", metavar="FILE", default=None,
-                   help="time this checkpoint or model card (.yaml, see docs/models.md) instead of --models")
+                   help="time this checkpoint, model card (.yaml, see docs/models.md) or shipped model "
+                        "(netsvf, nethvf) instead of --models")
     add_trust_pickle_option(p)
     p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--size", type=_size, default=None,
@@ -110,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = BenchConfig(
         models=models, batches=args.batches, repeats=max(1, args.repeats), device=device,
         size=args.size, reference=not args.no_reference, peers=not args.no_peers,
-        checkpoint=args.checkpoint or "", trust_pickle=args.trust_pickle,
+        checkpoint=str(checkpoint_or_shipped(args.checkpoint)) if args.checkpoint else "",
+        trust_pickle=args.trust_pickle,
     )
     report = run_bench(cfg, progress=True)
     text = report.to_markdown()

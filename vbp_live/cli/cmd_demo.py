@@ -10,6 +10,7 @@ from vbp_live.cli.options import (
     add_device_option,
     add_look_options,
     add_trust_pickle_option,
+    checkpoint_or_shipped,
     look_options,
     overlay_line,
     resolve_device,
@@ -34,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=POSITIVE, default=120,
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
-    p.add_argument("--checkpoint", help="use this checkpoint or model card (.yaml) instead of the shipped model")
+    p.add_argument("--checkpoint", help="a checkpoint, a model card (.yaml) or a shipped model by name "
+                                        "(netsvf, nethvf) instead of the shipped netsvf")
     add_trust_pickle_option(p)
     add_device_option(p)
     add_look_options(p, timeline=10.0)
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo and say where the video is, how fast it ran and how wrong the steering was."""
     from vbp_live.stream.demo import run_demo
 
-    res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device), args.checkpoint,
+    res = run_demo(args.out, args.frames, args.seed, resolve_device(args.device),
+                   checkpoint_or_shipped(args.checkpoint) if args.checkpoint else None,
                    progress=not args.quiet, trust_pickle=args.trust_pickle, look=look_options(args))
     st = res.run.stats
     untrained = " -- the overlay shows the pipeline, not a trained network's attention"

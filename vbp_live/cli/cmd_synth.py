@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, int_in
+from vbp_live.cli.options import COUNT, POSITIVE, HelpFormatter, float_in, int_in
 
 # 2016-10-25 18:26:23 UTC: stamps of the El Camino release when --swap-2016-10-25 is given
 _EL_CAMINO_START_NS = 1_477_419_983_000_000_000
@@ -19,7 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Simulates a car driving a random road (curves both ways, stops, slow traffic, shadows, "
             "other cars, stop lines, crosswalks) with a pure-pursuit driver, renders the 640x480 "
             "center camera at 20 Hz and writes it as Udacity-layout recordings whose steering and "
-            "pixel masks are known exactly. Deterministic for a seed."
+            "pixel masks are known exactly. Deterministic for a seed. --randomize varies per drive what "
+            "real cameras and roads vary (camera height, pitch/horizon, field of view, mounting offset, hood; "
+            "1-4 lanes, lane width, paint styles and wear; asphalt, patches, tar snakes; curbs, guard rails, "
+            "barriers, grass; sky, overcast, dusk, sun angle, clouds); see docs/data.md."
         ),
         epilog=(
             "formats: bag = ROS1 bag(s) with /center_camera/image_color/compressed and "
@@ -32,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", "-o", metavar="DIR", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument("--frames", type=POSITIVE, default=600, help="camera frames at 20 Hz (default: %(default)s = 30 s)")
+    p.add_argument("--randomize", type=float_in(0.0, 1.0), default=0.0, metavar="R",
+                   help="0..1: how far the world is randomized per drive (0 = the fixed world, bit for bit as "
+                        "before; 1 = the full ranges in docs/data.md; in between scales them) (default: %(default)s)")
     p.add_argument("--format", default="bag,gt",
                    help="comma-separated: bag,mp4,dump,simlog,gt or 'all' (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="bag: raw sensor_msgs/Image on /center_camera/image_color")
@@ -43,6 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="render processes (default 0 = 2 when the machine has 2+ cores and the drive is long enough; "
                         "the output is identical for any number)")
     p.add_argument("--jpeg-quality", type=int_in(1, 100), default=90, help="JPEG quality (default: %(default)s)")
+    p.add_argument("--h264", action="store_true",
+                   help="round-trip the center frames through H.264 (libx264) at the drive's CRF before writing "
+                        "(18 at --randomize 0, 18-35 at 1): dashcam compression artifacts")
     p.add_argument("--force", action="store_true", help="overwrite outputs that already exist")
     p.set_defaults(func=run)
 
@@ -75,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     start = _EL_CAMINO_START_NS if args.swap_2016_10_25 else DEFAULT_START_NS
     t0 = time.perf_counter()
-    drive = simulate_drive(DriveConfig(seed=args.seed, frames=args.frames, start_time_ns=start))
+    drive = simulate_drive(DriveConfig(seed=args.seed, frames=args.frames, start_time_ns=start,
+                                       randomize=args.randomize))
     sim_s = time.perf_counter() - t0
     if "bag" in formats and not args.force:
         existing = [n for n in bag_names(drive, args.split, args.swap_2016_10_25) if (out / n).exists()]
@@ -85,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
     stats = write_outputs(
         drive, out, formats, split=args.split, raw=args.raw, swap_2016_10_25=args.swap_2016_10_25,
         side_cameras=args.side_cameras, overwrite=args.force, jpeg_quality=args.jpeg_quality, workers=workers,
-        progress=lambda it: tqdm(it, total=drive.n_frames, unit="frame", desc="synth"),
+        h264=args.h264, progress=lambda it: tqdm(it, total=drive.n_frames, unit="frame", desc="synth"),
     )
     slow = float((drive.speed < 5.0).mean())
-    print(f"drive: seed {args.seed}, {drive.n_frames} frames, {len(drive.steer_times_ns)} steering reports, "
+    print(f"drive: seed {args.seed}, randomize {args.randomize:g}, {drive.n_frames} frames, "
+          f"{len(drive.steer_times_ns)} steering reports, "
           f"{100 * slow:.0f}% of frames below 5 m/s, "
           f"steering {drive.steering.min():+.3f}..{drive.steering.max():+.3f} rad")
     cpu_ms = 1000 * stats.render_cpu_s / max(stats.frames, 1)

@@ -15,8 +15,8 @@ from pathlib import Path
 from vbp_live.core.errors import VbpLiveError
 
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
-CHECKPOINT_HELP = ("vbp_live checkpoint (.pt) or model card (.yaml, see docs/models.md): the model and its crop "
-                   "(default: the shipped model)")
+CHECKPOINT_HELP = ("vbp_live checkpoint (.pt), model card (.yaml, see docs/models.md) or the name of a shipped "
+                   "model, netsvf or nethvf: the model and its crop (default: the shipped netsvf)")
 TRUST_PICKLE_HELP = ("allow a model card's 'format: pickle' (a whole pickled model, torch.save(model)): loading it "
                      "runs code from the file, so only for files you trust")
 
@@ -145,19 +145,22 @@ def resolve_device(text: str) -> str:
 
 
 def checkpoint_or_shipped(path: str | None) -> Path:
-    """``--checkpoint`` as given, else the shipped model.
+    """``--checkpoint`` as given, a shipped model by name (``netsvf``, ``nethvf``), else the shipped NetSVF.
+
+    A file of that name in the working directory wins over the shipped model.
 
     Raises:
-        CheckpointError: no checkpoint given and the shipped model is not installed.
+        CheckpointError: the shipped model asked for (or the default) is not installed.
     """
-    if path:
-        return Path(path)
     from vbp_live.core.errors import CheckpointError
-    from vbp_live.stream.session import SHIPPED, shipped_checkpoint
+    from vbp_live.stream.session import SHIPPED_MODELS, shipped_checkpoint
 
-    shipped = shipped_checkpoint()
+    if path and (path not in SHIPPED_MODELS or Path(path).exists()):
+        return Path(path)
+    name = path or "netsvf"
+    shipped = shipped_checkpoint(name)
     if shipped is None:
-        raise CheckpointError(f"no --checkpoint given and the shipped model ({SHIPPED}) is not installed")
+        raise CheckpointError(f"the shipped model {name} ({SHIPPED_MODELS[name]}) is not installed")
     return shipped
 
 

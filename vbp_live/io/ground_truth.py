@@ -3,6 +3,8 @@
 Layout (format ``vbp_live/synth-gt-v1``; plain arrays, loadable without pickle)::
 
     format, config_json             format tag, the DriveConfig (with camera) as JSON
+    world_json                      the drive's randomized world (WorldParams) as JSON (absent in
+                                    files written before it existed: the default world)
     frame_times_ns, steering, steering_cmd, speed, accel, s, offset, heading_error,
     curvature, pitch                per camera frame (N,)
     lookahead_uv                    (N, 2) pixel of the pure-pursuit target (lane center ahead)
@@ -29,6 +31,7 @@ from vbp_live.core.errors import InputError
 from vbp_live.io.atomic import atomic_path
 from vbp_live.synth.drive import Drive, DriveConfig
 from vbp_live.synth.render import MASK_NAMES, GroundTruthMasks
+from vbp_live.synth.world import DEFAULT_WORLD, WorldParams, world_from_dict
 
 FORMAT = "vbp_live/synth-gt-v1"
 FRAME_FIELDS = ("frame_times_ns", "steering", "steering_cmd", "speed", "accel", "s", "offset",
@@ -78,6 +81,7 @@ class GroundTruthWriter:
         cam = d.config.camera
         arrays.update(
             format=np.array(FORMAT), config_json=np.array(json.dumps(d.config.to_dict())),
+            world_json=np.array(json.dumps(d.world.to_dict())),
             mask_names=np.array(MASK_NAMES), mask_shape=np.array(self.shape or (cam.height, cam.width)),
             mask_offsets=np.concatenate([[0], np.cumsum([len(c) for c in self.chunks])]).astype(np.int64),
             mask_data=np.frombuffer(b"".join(self.chunks), np.uint8),
@@ -103,11 +107,21 @@ class GroundTruth:
         if fmt != FORMAT:
             raise GroundTruthError(f"{self.path}: format {fmt!r}, expected {FORMAT!r}")
         self.config = DriveConfig.from_dict(json.loads(str(self._arrays["config_json"])))
+        self.world = self._world()
         self.mask_names = tuple(str(x) for x in self._arrays["mask_names"])
         self.mask_shape = tuple(int(x) for x in self._arrays["mask_shape"])
         if len(self._arrays["mask_offsets"]) != len(self) + 1:
             entries = len(self._arrays["mask_offsets"]) - 1
             raise GroundTruthError(f"{self.path}: {len(self)} frames but {entries} mask entries")
+
+    def _world(self) -> WorldParams:
+        text = self._arrays.get("world_json")
+        if text is None:
+            return DEFAULT_WORLD
+        try:
+            return world_from_dict(json.loads(str(text)))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise GroundTruthError(f"{self.path}: world_json is not a synthetic world ({e})") from e
 
     def __len__(self) -> int:
         return len(self._arrays["frame_times_ns"])

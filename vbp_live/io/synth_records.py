@@ -64,11 +64,11 @@ class _FrameMaker:
     """Renders complete records for one drive (center + optional side cameras)."""
 
     def __init__(self, drive: Drive, side_cameras: bool, jpeg_quality: int) -> None:
-        cam = drive.config.camera
+        cam = drive.camera  # as mounted in this drive (randomized worlds move it)
         self.drive, self.quality = drive, jpeg_quality
         self.main = Renderer(drive)
         sides = SIDE_OFFSETS_M if side_cameras else {}
-        self.sides = {n: Renderer(drive, replace(cam, lateral_m=off)) for n, off in sides.items()}
+        self.sides = {n: Renderer(drive, replace(cam, lateral_m=cam.lateral_m + off)) for n, off in sides.items()}
 
     def __call__(self, i: int) -> tuple[RenderedFrame, tuple[float, float]]:
         t0, c0 = time.perf_counter(), time.process_time()

@@ -28,12 +28,15 @@ from vbp_live.stream.stats import StreamStats
 
 log = logging.getLogger(__name__)
 
-SHIPPED = Path(__file__).resolve().parents[1] / "assets" / "netsvf_synth.pt"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+SHIPPED_MODELS = {"netsvf": ASSETS / "netsvf_synth.pt", "nethvf": ASSETS / "nethvf_synth.pt"}
+SHIPPED = SHIPPED_MODELS["netsvf"]  # the default model
 
 
-def shipped_checkpoint() -> Path | None:
-    """The shipped NetSVF checkpoint (``vbp_live/assets/netsvf_synth.pt``) if it is installed."""
-    return SHIPPED if SHIPPED.is_file() else None
+def shipped_checkpoint(name: str = "netsvf") -> Path | None:
+    """A shipped checkpoint (``vbp_live/assets/<name>_synth.pt``; see SHIPPED_MODELS) if it is installed."""
+    path = SHIPPED_MODELS[name]
+    return path if path.is_file() else None
 
 
 @dataclass

@@ -5,6 +5,8 @@ Public API::
     from vbp_live.synth import DriveConfig, simulate_drive, render_frames
 
     drive = simulate_drive(DriveConfig(seed=3, frames=400))   # deterministic for the config
+    drive = simulate_drive(DriveConfig(seed=3, randomize=1.0))  # randomized camera, lanes, paint, surface, light
+    drive.world, drive.camera                                  # its WorldParams, the camera as mounted
     drive.frame_times_ns     # (N,) int64 epoch ns of the center-camera frames (20 Hz, jittered)
     drive.steering           # (N,) steering WHEEL angle at each frame, rad, positive = left
     drive.speed              # (N,) m/s (stops and slow traffic give stretches below 5 m/s)
@@ -30,24 +32,28 @@ Writers are I/O (layer 3) and live outside this package:
   steering samples (``SteeringSamples``), e.g. deliberately faulty bags in tests.
 - :mod:`vbp_live.io.ground_truth`: ``load_ground_truth(path)`` -> per-frame arrays and ``masks(i)``.
 
-The CLI is ``vbp-live synth --out DIR --seed S --frames N --format bag,mp4,dump,simlog,gt``.
+The CLI is ``vbp-live synth --out DIR --seed S --frames N [--randomize R] --format bag,mp4,dump,simlog,gt``.
 """
 
 from vbp_live.synth.camera import Camera
 from vbp_live.synth.drive import DEFAULT_START_NS, Drive, DriveConfig, simulate_drive
 from vbp_live.synth.render import MASK_NAMES, GroundTruthMasks, Renderer, render_frames
 from vbp_live.synth.vehicle import VehicleParams, pure_pursuit_swa
+from vbp_live.synth.world import DEFAULT_WORLD, WorldParams, sample_world
 
 __all__ = [
     "Camera",
     "DEFAULT_START_NS",
+    "DEFAULT_WORLD",
     "Drive",
     "DriveConfig",
     "GroundTruthMasks",
     "MASK_NAMES",
     "Renderer",
     "VehicleParams",
+    "WorldParams",
     "pure_pursuit_swa",
     "render_frames",
+    "sample_world",
     "simulate_drive",
 ]

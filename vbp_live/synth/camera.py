@@ -26,6 +26,7 @@ class Camera:
         forward_m: camera position ahead of the rear axle (m).
         lateral_m: camera offset to the left of the vehicle axis (m); left/right cameras use +-0.5.
         hood: draw the ego hood at the bottom (its top edge stays below row 0.87).
+        pitch_rad: mounting pitch (rad, nose down +), added to the vehicle's pitch when rendering.
     """
 
     width: int = 640
@@ -36,6 +37,7 @@ class Camera:
     forward_m: float = 1.5
     lateral_m: float = 0.0
     hood: bool = True
+    pitch_rad: float = 0.0
 
     @property
     def cx(self) -> float:

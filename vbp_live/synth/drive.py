@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
 
 from vbp_live.synth.camera import Camera
 from vbp_live.synth.road import Road, generate_road
-from vbp_live.synth.scene import Scene, horizontal_markings, lane_markings, ou_series, shadow_polygons, traffic
+from vbp_live.synth.scene import (
+    Scene,
+    horizontal_markings,
+    lane_markings,
+    ou_series,
+    road_edges,
+    road_patches,
+    shadow_polygons,
+    sun_slant,
+    tar_snakes,
+    traffic,
+)
 from vbp_live.synth.vehicle import SimTrace, VehicleParams, frame_clock, report_clock, simulate
+from vbp_live.synth.world import DEFAULT_WORLD, WORLD_STREAM, WorldParams, sample_world
 
 # 2016-11-17 23:30:41 UTC, the day Udacity's challenge-2 test bag was recorded
 DEFAULT_START_NS = 1_479_425_441_000_000_000
@@ -32,6 +44,9 @@ class DriveConfig:
         lane_width_m: lane width (m).
         vehicle: vehicle and controller constants.
         camera: the center camera.
+        randomize: 0..1, how far the world (camera mounting, lanes, paint, surface, roadside, sky
+            and light) is randomized per drive (:func:`vbp_live.synth.world.sample_world`);
+            0 = the fixed world of earlier releases, bit for bit.
     """
 
     seed: int = 0
@@ -43,8 +58,11 @@ class DriveConfig:
     lane_width_m: float = 3.7
     vehicle: VehicleParams = field(default_factory=VehicleParams)
     camera: Camera = field(default_factory=Camera)
+    randomize: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.randomize <= 1.0:
+            raise ValueError(f"randomize must be in 0..1, got {self.randomize}")
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.fps <= 0 or self.steer_rate_hz <= 0:
@@ -101,6 +119,12 @@ class Drive:
     steer_cmd: np.ndarray
     steer_torque: np.ndarray
     steer_speed: np.ndarray
+    world: WorldParams = DEFAULT_WORLD
+
+    @property
+    def camera(self) -> Camera:
+        """The center camera as mounted in this drive (``config.camera`` with the world's mounting)."""
+        return mounted_camera(self.config.camera, self.world)
 
     @property
     def n_frames(self) -> int:
@@ -109,7 +133,7 @@ class Drive:
 
     def camera_pose(self, i: int, camera: Camera | None = None) -> tuple[float, float, float]:
         """World ``(x, y, heading)`` of ``camera`` (default: the drive's camera) at frame ``i``."""
-        cam = camera or self.config.camera
+        cam = camera or self.camera
         x, y = self.road.frenet_to_world(float(self.s[i]), float(self.offset[i]))
         theta = float(self.road.pose(float(self.s[i]))[2]) + float(self.heading_error[i])
         c, sn = math.cos(theta), math.sin(theta)
@@ -117,15 +141,29 @@ class Drive:
 
     def lookahead_pixels(self, camera: Camera | None = None) -> np.ndarray:
         """(N, 2) pixel ``(u, v)`` of the pure-pursuit target (lane center ``lookahead_m`` ahead) per frame."""
-        cam = camera or self.config.camera
+        cam = camera or self.camera
         x, y = self.road.frenet_to_world(self.s, self.offset)
         theta = self.road.pose(self.s)[2] + self.heading_error
         c, sn = np.cos(theta), np.sin(theta)
         px, py = x + cam.forward_m * c - cam.lateral_m * sn, y + cam.forward_m * sn + cam.lateral_m * c
         tx, ty, _ = self.road.pose(self.s + self.config.vehicle.lookahead_m)
         fwd, left = (tx - px) * c + (ty - py) * sn, -(tx - px) * sn + (ty - py) * c
-        u, v, _ = cam.project(fwd, left, 0.0, self.pitch)
+        u, v, _ = cam.project(fwd, left, 0.0, self.pitch + cam.pitch_rad)
         return np.stack([u, v], 1)
+
+
+def mounted_camera(camera: Camera, world: WorldParams) -> Camera:
+    """``camera`` with the world's mounting: height and focal length scaled, offsets added, pitch, hood."""
+    if world.is_default:
+        return camera
+    d = DEFAULT_WORLD
+    focal = camera.focal_px * world.focal_px / d.focal_px
+    return replace(
+        camera, height_m=camera.height_m * world.cam_height_m / d.cam_height_m, focal_px=focal,
+        forward_m=camera.forward_m + world.cam_forward_m - d.cam_forward_m,
+        lateral_m=camera.lateral_m + world.cam_lateral_m, hood=camera.hood and world.hood,
+        pitch_rad=camera.pitch_rad + math.atan((camera.horizon_frac - world.horizon_frac) * camera.height / focal),
+    )
 
 
 def _streams(seed: int) -> dict[str, np.random.Generator]:
@@ -135,23 +173,23 @@ def _streams(seed: int) -> dict[str, np.random.Generator]:
 
 
 def _scene(cfg: DriveConfig, rng: dict[str, np.random.Generator], road: Road, trace: SimTrace,
-           t_frames: np.ndarray) -> Scene:
-    light = rng["light"]
+           t_frames: np.ndarray, world: WorldParams = DEFAULT_WORLD) -> Scene:
+    light, lanes, w = rng["light"], world.lanes, road.lane_width
     gray = int(light.integers(78, 112))
-    asphalt = (gray, gray + 2, gray + 4)
+    asphalt = world.asphalt or (gray, gray + 2, gray + 4)
     stop_lines = trace.stops_s + cfg.camera.forward_m + light.uniform(5.5, 8.0, len(trace.stops_s))
     if cfg.start_stopped:
         stop_lines = np.concatenate([[cfg.camera.forward_m + 7.0], stop_lines])
     length = road.length
-    hmarks, stop_s = horizontal_markings(rng["hmarks"], stop_lines, length, cfg.lane_width_m)
-    shadows = shadow_polygons(rng["shadows"], length, cfg.lane_width_m)
+    hmarks, stop_s = horizontal_markings(rng["hmarks"], stop_lines, length, w, lanes)
+    shadows = sun_slant(shadow_polygons(rng["shadows"], length, w, lanes), world.sun_shear, world.sun_stretch)
     s_ego = np.interp(t_frames, trace.t, trace.s)
     v_ego = np.interp(t_frames, trace.t, trace.v)
-    cars = traffic(rng["traffic"], t_frames, s_ego, v_ego, trace.slow_spans, cfg.lane_width_m, length)
+    cars = traffic(rng["traffic"], t_frames, s_ego, v_ego, trace.slow_spans, w, length, lanes)
     brightness = np.clip(ou_series(light, len(t_frames), 1.0, 0.08, 150.0), 0.72, 1.25)
     sky_b = light.uniform(0.8, 1.0)
-    return Scene(
-        markings=lane_markings(rng["markings"], length, cfg.lane_width_m, asphalt),
+    scene = Scene(
+        markings=lane_markings(rng["markings"], length, w, asphalt, lanes, world.marking),
         hmarks=hmarks,
         shadows=shadows,
         shadow_s=np.array([[p[:, 0].min(), p[:, 0].max()] for p in shadows]).reshape(-1, 2),
@@ -165,6 +203,28 @@ def _scene(cfg: DriveConfig, rng: dict[str, np.random.Generator], road: Road, tr
         texture_seed=int(light.integers(0, 2**31)),
         stop_lines_s=stop_s,
     )
+    return scene if world.is_default else _world_scene(scene, cfg.seed, world, road)
+
+
+def _world_scene(scene: Scene, seed: int, world: WorldParams, road: Road) -> Scene:
+    """Apply the randomized world to a scene: sky, grass, shadows, clouds, patches and tar snakes.
+
+    Within-drive draws (clouds, patches, tar snakes) come from ``default_rng([seed, 0x57, k])``.
+    """
+    n = len(scene.brightness)
+    clouds = np.exp(ou_series(np.random.default_rng([seed, WORLD_STREAM, 1]), n, 0.0, world.clouds, 80.0))
+    edges = road_edges(road.lane_width, world.lanes)
+    extra = np.random.default_rng([seed, WORLD_STREAM, 2])
+    patches, colors = road_patches(extra, road.length, edges, world.patches_per_km, scene.asphalt)
+    crack = tuple(int(0.45 * c) for c in scene.asphalt)
+    return replace(
+        scene, brightness=np.clip(scene.brightness * world.light * clouds, 0.3, 1.4),
+        sky_top=world.sky_top or scene.sky_top, sky_horizon=world.sky_horizon or scene.sky_horizon,
+        grass=world.grass or scene.grass,
+        shadow_level=scene.shadow_level if world.shadow_level is None else world.shadow_level,
+        patches=patches, patch_colors=colors, crack_color=crack,
+        cracks=tar_snakes(extra, road.length, edges, world.cracks_per_km),
+    )
 
 
 def simulate_drive(config: DriveConfig) -> Drive:
@@ -177,12 +237,16 @@ def simulate_drive(config: DriveConfig) -> Drive:
         A :class:`Drive`; render it with :func:`vbp_live.synth.render_frames`.
     """
     rng = _streams(config.seed)
+    world = sample_world(config.seed, config.randomize)
     t_frames = frame_clock(rng["clock"], config.frames, 0.1, config.fps)
     duration = float(t_frames[-1]) + 0.3
-    road = generate_road(rng["road"], 22.0 * duration + 250.0, config.lane_width_m)
+    lane_width = config.lane_width_m
+    if not world.is_default:
+        lane_width *= world.lane_width_m / DEFAULT_WORLD.lane_width_m
+    road = generate_road(rng["road"], 22.0 * duration + 250.0, lane_width)
     trace = simulate(road, duration, rng["vehicle"], config.vehicle, config.start_stopped)
     t_steer = report_clock(rng["steer_clock"], duration - 0.05, config.steer_rate_hz)
-    scene = _scene(config, rng, road, trace, t_frames)
+    scene = _scene(config, rng, road, trace, t_frames, world)
 
     def at(t: np.ndarray, arr: np.ndarray) -> np.ndarray:
         return np.interp(t, trace.t, arr)
@@ -201,4 +265,5 @@ def simulate_drive(config: DriveConfig) -> Drive:
         steer_angle=swa_s, steer_cmd=cmd_s,
         steer_torque=2.0 * (cmd_s - swa_s) + 0.02 * v_s * swa_s,  # Nm: driver effort + self-aligning
         steer_speed=v_s,
+        world=world,
     )

@@ -23,6 +23,7 @@ from vbp_live.synth import textures as tx
 from vbp_live.synth.camera import Camera, clip_near, world_to_vehicle
 from vbp_live.synth.cars import car_polygons
 from vbp_live.synth.drive import Drive
+from vbp_live.synth.roadside import RoadsidePart, roadside_parts
 from vbp_live.synth.sensor import apply_sensor, sample_sensor
 
 MASK_NAMES = ("lane", "hmark", "shadow", "car", "road")
@@ -72,15 +73,17 @@ class Renderer:
 
     def __init__(self, drive: Drive, camera: Camera | None = None) -> None:
         self.drive = drive
-        self.cam = camera or drive.config.camera
+        self.cam = camera or drive.camera
         self._init_images()
         self._init_world()
-        self.sensor = sample_sensor(drive.config.seed, getattr(drive.config, "randomize", 0.0))
+        self.sensor = sample_sensor(drive.config.seed, drive.config.randomize)
 
     def _init_images(self) -> None:
         """Texture, sky/grass background, skyline and hood (all fixed for the drive)."""
         cam, sc = self.cam, self.drive.scene
         noise = tx.ground_texture(sc.texture_seed)
+        if self.drive.world.texture_gain != 1.0:
+            noise *= np.float32(self.drive.world.texture_gain)
         self.tex_near = np.clip(128.0 + noise, 0, 255).astype(np.uint8)
         self.tex_far = np.clip(128.0 + 0.35 * noise, 0, 255).astype(np.uint8)
         sky = tx.sky_column(cam, sc.sky_top, sc.sky_horizon)[: cam.height]  # (H, 1, 3): rows above the horizon
@@ -89,7 +92,8 @@ class Renderer:
         self.bg[cam.height:] = sc.grass
         self.skyline = tx.skyline_table(sc.texture_seed)
         self.hill_color = tuple(int(0.55 * g + 0.45 * h) for g, h in zip(sc.grass, sc.sky_horizon, strict=True))
-        self.hood_r0, self.hood_mask, self.hood_img = tx.hood(cam) if cam.hood else (cam.height, None, None)
+        self.hood_r0, self.hood_mask, self.hood_img = tx.hood(cam, self.drive.world) if cam.hood else (
+            cam.height, None, None)
         self.not_hood = None if self.hood_mask is None else (~self.hood_mask).astype(np.uint8)
         self.hood_u8 = None if self.hood_mask is None else self.hood_mask.astype(np.uint8)
         self._hood_cache: dict[int, np.ndarray] = {}
@@ -98,19 +102,22 @@ class Renderer:
         """World coordinates of the fixed ground polygons; marking colors."""
         sc, road = self.drive.scene, self.drive.road
         mk = sc.markings
-        self.dash = (mk.s1 - mk.s0) <= 3.0 + 1e-6  # short pieces are drawn as single quads
+        self.dash = (mk.s1 - mk.s0) <= max(3.0, self.drive.world.marking.dash_m) + 1e-6  # dashes: single quads
         self.colors, self.color_idx = np.unique(mk.color, axis=0, return_inverse=True)
         self.color_idx = self.color_idx.reshape(-1)
         self.hm_world = np.stack(road.frenet_to_world(sc.hmarks[..., 0], sc.hmarks[..., 1]), -1)  # (K, 4, 2)
         self.hm_s = sc.hmarks[..., 0].min(axis=1) if len(sc.hmarks) else np.zeros(0)
         self.shadow_world = [np.stack(road.frenet_to_world(p[:, 0], p[:, 1]), -1) for p in sc.shadows]
         self.shade_value = int(round(255 * sc.shadow_level))
+        self.defects = [(np.stack(road.frenet_to_world(q[..., 0], q[..., 1]), -1), q[..., 0].min(axis=1), c)
+                        for q, c in ((sc.patches, sc.patch_colors), (sc.cracks, None)) if len(q)]
+        self.roadside = roadside_parts(self.drive.world, road.lane_width)
 
     def render(self, i: int) -> tuple[np.ndarray, GroundTruthMasks]:
         """Frame ``i``: (H, W, 3) uint8 BGR and its :class:`GroundTruthMasks`."""
         cam, d = self.cam, self.drive
         px, py, theta = d.camera_pose(i, cam)
-        view = _View(px, py, theta, float(d.pitch[i]), float(d.s[i]) + cam.forward_m)
+        view = _View(px, py, theta, float(d.pitch[i]) + cam.pitch_rad, float(d.s[i]) + cam.forward_m)
         vh = cam.horizon_row(view.pitch)
         base = self._background(vh, theta)
         masks = np.zeros((len(MASK_NAMES), cam.height, cam.width), np.uint8)
@@ -118,6 +125,7 @@ class Renderer:
         self._draw_road(base, masks, view)
         self._draw_hmarks(base, masks, view)
         self._draw_shadows(shade, masks, view)
+        self._draw_roadside(base, shade, masks, view)
         self._draw_cars(base, shade, masks, view, i)
         frame = self._light(base, shade, view, vh, float(d.scene.brightness[i]))
         self._haze(frame, vh, masks[3])
@@ -257,10 +265,12 @@ class Renderer:
         return np.stack([u, v], -1)[ok], ok
 
     def _draw_road(self, base: np.ndarray, masks: np.ndarray, view: _View) -> None:
-        w = self.drive.road.lane_width
+        w, lanes = self.drive.road.lane_width, self.drive.world.lanes
         inf = np.array([np.inf])
-        polys, _ = self._strips(view, np.array([-np.inf]), inf, np.array([0.0]), np.array([3 * w + 1.2]))
+        center, width = (lanes.left - lanes.right) / 2 * w, (lanes.left + lanes.right + 1) * w + 1.2
+        polys, _ = self._strips(view, np.array([-np.inf]), inf, np.array([center]), np.array([width]))
         tx.fill([(base, self.drive.scene.asphalt), (masks[4], 1)], polys)
+        self._draw_defects(base, view)
         mk = self.drive.scene.markings
         vis = (mk.s1 > view.s_cam + 1.0) & (mk.s0 < view.s_cam + FAR_M)
         dash, solid = np.nonzero(vis & self.dash)[0], np.nonzero(vis & ~self.dash)[0]
@@ -270,6 +280,64 @@ class Renderer:
         for ci in np.unique(np.concatenate([q_col, s_col])):
             sel = [p for p, c in zip(strips, s_col, strict=True) if c == ci] + list(quads[q_col == ci])
             tx.fill([(base, tuple(int(x) for x in self.colors[ci])), (masks[0], 1)], sel)
+
+    def _draw_defects(self, base: np.ndarray, view: _View) -> None:
+        """Repair patches (each its own color) and tar snakes on the asphalt, under the paint."""
+        for quads, s_min, colors in self.defects:
+            sel = np.nonzero((s_min > view.s_cam - 8.0) & (s_min < view.s_cam + FAR_M))[0]
+            if not len(sel):
+                continue
+            fwd, left = world_to_vehicle(quads[sel, :, 0], quads[sel, :, 1], view.px, view.py, view.theta)
+            ok = fwd.min(axis=1) >= Z_NEAR
+            u, v, _ = self.cam.project(fwd[ok], left[ok], 0.0, view.pitch)
+            polys = np.stack([u, v], -1)  # (K, 4, 2)
+            if colors is None:
+                tx.fill([(base, self.drive.scene.crack_color)], list(polys))
+                continue
+            for poly, col in zip(polys, colors[sel][ok], strict=True):
+                tx.fill([(base, tuple(int(c) for c in col))], [poly])
+
+    def _wall(self, view: _View, d: float, h0: float, h1: float) -> list[np.ndarray]:
+        """Pixel polygon of a band along the road at offset ``d`` between heights ``h0`` and ``h1`` (m)."""
+        s = view.s_cam + _GRID[_GRID >= 1.0]
+        x, y = self.drive.road.frenet_to_world(s, np.full(len(s), d))
+        fwd, left = world_to_vehicle(x, y, view.px, view.py, view.theta)
+        u1, v1, _ = self.cam.project(fwd, left, h1, view.pitch)
+        u0, v0, _ = self.cam.project(fwd, left, h0, view.pitch)
+        poly = self._valid_strip(np.concatenate([u1, u0[::-1]]), np.concatenate([v1, v0[::-1]]), fwd >= Z_NEAR)
+        return [poly] if len(poly) >= 3 else []
+
+    def _posts(self, view: _View, part: RoadsidePart, reach_m: float = 60.0) -> list[np.ndarray]:
+        """Pixel quads of posts at world-fixed arc lengths (multiples of ``part.post_m``), up to ``reach_m`` ahead."""
+        s0 = np.arange(math.ceil((view.s_cam + 1.0) / part.post_m), (view.s_cam + reach_m) // part.post_m + 1)
+        s = s0[:, None] * part.post_m + np.array([0.0, 0.15, 0.15, 0.0])  # (K, 4)
+        x, y = self.drive.road.frenet_to_world(s, np.full(s.shape, part.d))
+        fwd, left = world_to_vehicle(x, y, view.px, view.py, view.theta)
+        up = np.array([part.h0, part.h0, part.h1, part.h1])
+        u, v, _ = self.cam.project(fwd, left, up, view.pitch)
+        return list(np.stack([u, v], -1)[fwd.min(axis=1) >= Z_NEAR])
+
+    def _draw_roadside(self, base: np.ndarray, shade: np.ndarray, masks: np.ndarray, view: _View) -> None:
+        """Curbs (flat, beside the road) and guard rails / barriers (upright: they hide the ground behind)."""
+        if not self.roadside:
+            return
+        cover = np.zeros(masks.shape[1:], np.uint8)
+        for part in self.roadside:
+            if part.post_m > 0:
+                polys = self._posts(view, part)
+            elif part.upright:
+                polys = self._wall(view, part.d, part.h0, part.h1)
+            else:
+                polys, _ = self._strips(view, np.array([-np.inf]), np.array([np.inf]), np.array([part.d]),
+                                        np.array([part.width]))
+            tx.fill([(base, part.color), (cover, 1 if part.upright else 2)], polys)
+        flat, upright = cover == 2, cover == 1
+        for k in (0, 1, 4):  # a curb is ground (it can lie in a shadow) but not road or paint
+            masks[k][flat] = 0
+        if upright.any():
+            for k in (0, 1, 2, 4):
+                masks[k][upright] = 0
+            shade[upright] = 255
 
     def _ground_polys(self, view: _View, world: list[np.ndarray]) -> list[np.ndarray]:
         out = []

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from vbp_live.synth.camera import Camera
+from vbp_live.synth.world import DEFAULT_WORLD, WorldParams
 
 TEXTURE_PX = 1024
 TEXTURE_RES_M = 0.05  # metres per texture pixel: the tile repeats every 51.2 m
@@ -59,20 +60,21 @@ def skyline_polygon(table: np.ndarray, camera: Camera, heading: float, horizon_r
     return np.concatenate([np.stack([u, v], 1), [[u[-1], bottom], [0.0, bottom]]])
 
 
-def hood(camera: Camera) -> tuple[int, np.ndarray, np.ndarray]:
+def hood(camera: Camera, world: WorldParams = DEFAULT_WORLD) -> tuple[int, np.ndarray, np.ndarray]:
     """The ego hood: first row, a bool mask and a BGR image of the rows from there down.
 
-    The hood's top edge is at row 0.885 H in the middle and curves down to the sides.
+    The hood's top edge is at row ``world.hood_top_frac`` H (0.885) in the middle and curves
+    down to ``world.hood_side_frac`` H (0.985) at the sides.
     """
     h, w = camera.height, camera.width
-    top, side = 0.885 * h, 0.985 * h
+    top, side = world.hood_top_frac * h, world.hood_side_frac * h
     u = np.arange(w, dtype=np.float64)
     edge = top + (side - top) * ((u - camera.cx) / camera.cx) ** 2
     r0 = int(math.floor(top))
     rows = np.arange(r0, h, dtype=np.float64)[:, None]
     mask = rows >= edge[None, :]
     depth = np.clip((rows - edge[None, :]) / (h - top), 0.0, 1.0)
-    base = np.array([58, 52, 48], np.float32)
+    base = np.array(world.hood_color, np.float32)
     img = base * (1.5 - 0.7 * depth[..., None])  # a sky reflection near the edge
     return r0, mask, np.clip(img, 0, 255).astype(np.uint8)
 
