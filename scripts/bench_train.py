@@ -186,17 +186,18 @@ def rmse_check(steps: int, tmp: str, model: str) -> None:
     path = make_learnable(Path(tmp) / "learnable", 1000)
     data = load_data(load_config(None, [f"data.path={path}"]).data)
     zero = np.degrees(np.sqrt(np.mean(np.square(data.targets[data.val_idx]))))
+    per_epoch = len(data.train_idx) // 16  # batch 16: whole epochs, each ending with its validation
     print(f"predicting 0: val RMSE {zero:.3f} deg")
     for cl in (False, True):
         cfg = load_config(None, [f"data.path={path}", f"model.name={model}", "train.batch_size=16",
                                  "train.progress=false", "train.tensorboard=false", "snapshot.epochs=[]",
-                                 "optim.lr=0.005", f"train.epochs={-(-steps // 50)}", f"train.max_steps={steps}",
+                                 "optim.lr=0.005", f"train.epochs={max(1, round(steps / per_epoch))}",
                                  f"train.channels_last={str(cl).lower()}", f"run_dir={tmp}/rmse_{cl}"])
         t0 = time.perf_counter()
         res = train(cfg, callbacks=[])
         m = res.metrics
         print(f"channels_last={cl!s:5}: val RMSE {m.get('val_rmse_deg', float('nan')):.3f} deg after "
-              f"{res.global_step} steps, {time.perf_counter() - t0:.0f} s")
+              f"{res.global_step} steps ({res.metrics.get('epoch')} epochs), {time.perf_counter() - t0:.0f} s")
 
 
 def report(floor: list[float], full: list[float], batch: int) -> None:
@@ -224,7 +225,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--channels-last", default="config", choices=["config", "on", "off"],
                    help="train.channels_last (config: the config's value, on by default)")
     p.add_argument("--rmse-check", type=int, default=0, metavar="STEPS",
-                   help="train STEPS steps contiguous and channels-last from one seed; print validation RMSE")
+                   help="train about STEPS steps (whole epochs of 50) contiguous and channels-last from one seed; "
+                        "print validation RMSE")
     p.add_argument("--augment", action="store_true", help="augment.enabled=true (loader augmentation)")
     p.add_argument("--compare", nargs="?", const=",".join(VARIANTS), metavar="VARIANTS",
                    help=f"time the floor of these variants (default: {','.join(VARIANTS)})")
