@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default="netsvf,nethvf", help="comma-separated model names (default: %(default)s)")
     p.add_argument("--checkpoint", metavar="FILE", default=None,
                    help="time this checkpoint, model card (.yaml, see docs/models.md) or shipped model "
-                        "(netsvf, nethvf) instead of --models")
+                        "(netsvf) instead of --models")
     add_trust_pickle_option(p)
     p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--size", type=_size, default=None,

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
     p.add_argument("--checkpoint", help="a checkpoint, a model card (.yaml) or a shipped model by name "
-                                        "(netsvf, nethvf) instead of the shipped netsvf")
+                                        "(netsvf) instead of the shipped netsvf")
     add_trust_pickle_option(p)
     add_device_option(p)
     add_look_options(p, timeline=10.0)

@@ -16,7 +16,7 @@ from vbp_live.core.errors import VbpLiveError
 
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
 CHECKPOINT_HELP = ("vbp_live checkpoint (.pt), model card (.yaml, see docs/models.md) or the name of a shipped "
-                   "model, netsvf or nethvf: the model and its crop (default: the shipped netsvf)")
+                   "model (netsvf): the model and its crop (default: the shipped netsvf)")
 TRUST_PICKLE_HELP = ("allow a model card's 'format: pickle' (a whole pickled model, torch.save(model)): loading it "
                      "runs code from the file, so only for files you trust")
 
@@ -145,7 +145,7 @@ def resolve_device(text: str) -> str:
 
 
 def checkpoint_or_shipped(path: str | None) -> Path:
-    """``--checkpoint`` as given, a shipped model by name (``netsvf``, ``nethvf``), else the shipped NetSVF.
+    """``--checkpoint`` as given, a shipped model by name (see ``SHIPPED_MODELS``), else the shipped NetSVF.
 
     A file of that name in the working directory wins over the shipped model.
 

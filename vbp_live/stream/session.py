@@ -29,7 +29,7 @@ from vbp_live.stream.stats import StreamStats
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SHIPPED_MODELS = {"netsvf": ASSETS / "netsvf_synth.pt", "nethvf": ASSETS / "nethvf_synth.pt"}
+SHIPPED_MODELS = {"netsvf": ASSETS / "netsvf_synth.pt"}  # name -> asset; `--checkpoint NAME` picks one
 SHIPPED = SHIPPED_MODELS["netsvf"]  # the default model
 
 
