@@ -100,8 +100,8 @@ def make_plan(scan: Scan, cfg: PrepConfig) -> Plan:
     return Plan(fs.order, fs.t, steering, speed, scan.frame_source[fs.order], scan.names, reason, info)
 
 
-def _channels(scan: Scan, keep: np.ndarray | None, info: dict[str, Any] | None) -> dict[str, Samples]:
-    """The scan's cleaned steering/speed samples (only those where ``keep``); counts into ``info``."""
+def _channels(scan: Scan, keep: np.ndarray | None, info: dict[str, Any]) -> dict[str, Samples]:
+    """The scan's cleaned steering/speed samples (only those where ``keep``); their counts are added to ``info``."""
     channels = {}
     for name, samples in (("steering", scan.steering), ("speed", scan.speed)):
         if samples is None:
@@ -109,19 +109,24 @@ def _channels(scan: Scan, keep: np.ndarray | None, info: dict[str, Any] | None) 
         t, v = samples if keep is None else (samples[0][keep], samples[1][keep])
         s = clean_samples(t, v)
         channels[name] = s
-        if info is not None:
-            info[f"{name}_samples"] = {"read": int(len(t)), "reordered": s.reordered,
-                                       "duplicate_times": s.duplicates, "non_finite": s.non_finite}
+        counts = info.setdefault(f"{name}_samples", {"read": 0, "reordered": 0, "duplicate_times": 0, "non_finite": 0})
+        for key, n in (("read", len(t)), ("reordered", s.reordered), ("duplicate_times", s.duplicates),
+                       ("non_finite", s.non_finite)):
+            counts[key] += int(n)
     return channels
 
 
 def _sync(scan: Scan, cfg: PrepConfig, gap: int | None, info: dict[str, Any]) -> FrameSync:
-    """Steering and speed onto the frames: pooled for one drive, per source for drives that overlap in time."""
+    """Steering and speed onto the frames: pooled for one drive, per source for drives that overlap in time.
+
+    Per source, the sample counts in ``info`` are the sums over the sources (an equal time in two drives is
+    not a duplicate).
+    """
     src = scan.sample_source
     if src is None or len(scan.frame_t) == 0 or not overlapping_sources(scan.frame_t, scan.frame_source):
         return sync_frames(scan.frame_t, _channels(scan, None, info), cfg.sync.method, gap)
-    _channels(scan, None, info)  # the counts over all sources
-    per_source = {int(k): _channels(scan, src == k, None) for k in np.unique(scan.frame_source)}
+    sources = np.union1d(scan.frame_source, src)  # every sample is counted, also a source without frames
+    per_source = {int(k): _channels(scan, src == k, info) for k in sources}
     info["synchronized_per_source"] = "the sources overlap in time: each is synchronized with its own samples"
     log.info("%d sources overlap in time: synchronizing each with its own samples", len(per_source))
     return sync_frames_per_source(scan.frame_t, scan.frame_source, per_source, cfg.sync.method, gap)
