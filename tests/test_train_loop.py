@@ -85,6 +85,25 @@ def test_checkpoint_rebuilds_model_and_crop(tmp_path, dataset):
         ck.check_model("tiny_steer", {"height": 24, "width": 64})
 
 
+def test_init_from_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tmp_path, dataset):
+    first = train(tiny(tmp_path / "a", dataset, "train.epochs=1"))
+    # a tiny lr: the weights stay those loaded (BatchNorm's running statistics still move: parameters only)
+    second = train(tiny(tmp_path / "b", dataset, "train.epochs=1", "optim.lr=1e-9", f"train.init_from={first.checkpoint}"))
+    assert second.status == "done" and second.global_step == 9  # a fresh run: its own steps and schedule
+    src, dst = load_checkpoint(first.checkpoint), load_checkpoint(second.checkpoint)
+    params = [n for n, _ in src.build_model().named_parameters()]
+    assert params and all(torch.allclose(src.state_dict[n], dst.state_dict[n], atol=1e-6) for n in params)
+    fresh = train(tiny(tmp_path / "e", dataset, "train.epochs=1", "optim.lr=1e-9"))
+    assert not all(torch.allclose(src.state_dict[n], weights(fresh.checkpoint)[n], atol=1e-6) for n in params)
+    assert dst.train_state["global_step"] == 9 and dst.config["train"]["init_from"] == str(first.checkpoint)
+    other = make_steering_dataset(tmp_path / "other", n=32, height=24, width=40)
+    with pytest.raises(CheckpointError, match="width"):
+        train(tiny(tmp_path / "c", other, f"train.init_from={first.checkpoint}"))
+    with pytest.raises(CheckpointError, match="not a checkpoint"):
+        (tmp_path / "junk.pt").write_bytes(b"junk")
+        train(tiny(tmp_path / "d", dataset, f"train.init_from={tmp_path / 'junk.pt'}"))
+
+
 def test_snapshots_do_not_change_training(tmp_path, dataset):
     with_snaps = train(tiny(tmp_path / "a", dataset, "snapshot.epochs=[0, 0.1, 0.5, 1, 2]", "snapshot.frames=3"))
     without = train(tiny(tmp_path / "b", dataset))

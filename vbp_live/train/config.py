@@ -115,6 +115,10 @@ class TrainConfig:
         tensorboard: TensorBoard event files in ``<run_dir>/tensorboard`` (metrics per epoch, snapshot
             images): ``auto`` (when the tensorboard package is installed), ``true`` (an error without it)
             or ``false``.
+        init_from: start from the weights of this checkpoint (same model and crop; a training run's
+            ``last.pt`` or an exported model) with a fresh optimizer and learning-rate schedule:
+            fine-tuning, or a longer run that continues a shorter one (a warm restart). Empty = random
+            initialization. Ignored by ``--resume``, which continues the run's own ``last.pt``.
     """
 
     epochs: int = 32
@@ -129,6 +133,7 @@ class TrainConfig:
     channels_last: bool = True
     progress: bool = True
     tensorboard: bool | Literal["auto"] = "auto"
+    init_from: str = ""
 
 
 @dataclass

@@ -300,6 +300,15 @@ class Trainer:
             save_checkpoint(self.checkpoint_path, self.raw_model, self.data.crop, config_to_dict(self.cfg),
                             self.train_state(), meta)
 
+    def init_weights(self, ckpt: Checkpoint) -> None:
+        """Start from ``ckpt``'s weights (same model and crop); the optimizer and schedule start fresh."""
+        ckpt.check_model(self.raw_model.model_name, self.raw_model.model_args)
+        if ckpt.crop != self.data.crop:
+            raise CheckpointError(f"{ckpt.path}: trained with crop {ckpt.crop}, but the dataset has {self.data.crop}")
+        self.raw_model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                        for k, v in ckpt.state_dict.items()})
+        log.info("initialized the weights from %s", ckpt.path)
+
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from a checkpoint written by :meth:`save` (same model, crop and settings)."""
         ckpt.check_model(self.raw_model.model_name, self.raw_model.model_args)

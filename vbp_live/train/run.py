@@ -85,6 +85,8 @@ def train(cfg: Config, resume: bool = False, callbacks: list[Callback] | None = 
         trainer = Trainer(cfg, data, dist_info, cbs)
         if resume:
             trainer.restore(load_checkpoint(trainer.checkpoint_path))
+        elif cfg.train.init_from:
+            trainer.init_weights(load_checkpoint(cfg.train.init_from))
         status = trainer.fit()
         return TrainResult(status, trainer.checkpoint_path, Path(cfg.run_dir), trainer.global_step,
                            trainer.last_metrics, trainer.stop_signal)
