@@ -43,20 +43,26 @@ for net in svf hvf; do
   done
 done
 
-# 3. Train both nets at once, one core each (resume a run that was interrupted; skip one that finished).
-train() {  # train svf|hvf
-  local cfg=configs/randomized_net$1.yaml run=$OUT/run_$1
+# 3. Train both nets at once, one core each, in two stages: 4 epochs from scratch, then a warm restart
+#    from those weights (configs/randomized_net*_long.yaml, train.init_from) for 6 (NetSVF) and 12
+#    (NetHVF) more epochs. Resume a stage that was interrupted; skip one that finished.
+train() {  # train CONFIG RUN_DIR
+  local cfg=$1 run=$2
   if [ -f "$run/done" ]; then return; fi
   if [ -f "$run/last.pt" ]; then vbp-live train --config "$cfg" --resume; else vbp-live train --config "$cfg"; fi
   touch "$run/done"
 }
-train svf > "$OUT/train_svf.log" 2>&1 &
-train hvf > "$OUT/train_hvf.log" 2>&1 &
+both_stages() {  # both_stages svf|hvf
+  train "configs/randomized_net$1.yaml" "$OUT/run_$1"
+  train "configs/randomized_net$1_long.yaml" "$OUT/run_$1_long"
+}
+both_stages svf > "$OUT/train_svf.log" 2>&1 &
+both_stages hvf > "$OUT/train_hvf.log" 2>&1 &
 wait
 
 # 4. Compact fp16 exports with the held-out metrics in their meta, then lane-marking focus and the real clips.
 for net in svf hvf; do
-  python scripts/export_model.py "$OUT/run_$net/last.pt" "$OUT/models/net${net}_randomized.pt" \
+  python scripts/export_model.py "$OUT/run_${net}_long/last.pt" "$OUT/models/net${net}_randomized.pt" \
     --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
     --test "$OUT/heldout_fixed_2_$net"
   python scripts/lane_focus.py --checkpoint "$OUT/models/net${net}_randomized.pt" \
