@@ -10,8 +10,8 @@ same forward pass) and, per ground-truth class, the *focus*
 
     focus = (share of VBP mask mass on the class's pixels) / (share of the image those pixels cover)
 
-pooled over the frames (1 = no preference, target for lane markings >= 3). The ground-truth
-masks go through the same crop/resize as the frames (vbp_live.core.preprocess). The same numbers
+pooled over the frames (1 = no preference; target for lane markings >= 5 on held-out drives, issue 19).
+The ground-truth masks go through the same crop/resize as the frames (vbp_live.core.preprocess). The same numbers
 for the same architecture with random weights are printed as a baseline.
 """
 
@@ -32,6 +32,7 @@ from vbp_live.io.ground_truth import load_ground_truth
 from vbp_live.models import create_model, frames_to_input
 
 CLASSES = ("lane", "hmark", "shadow", "car", "road")
+LANE_TARGET = 5.0  # issue 19: lane-marking focus on held-out synthetic drives
 DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "vbp_live" / "assets" / "netsvf_synth.pt"
 
 
@@ -95,7 +96,8 @@ def report(name: str, model: torch.nn.Module, baseline: torch.nn.Module, ds: Pre
         t = trained[c]
         print(f"| {c} | {t.area_share():.3%} | {t.share():.3%} | {t.ratio():.2f} | {rand[c].ratio():.2f} |")
     lane = trained["lane"].ratio()
-    print(f"lane-marking focus {lane:.2f} (target >= 3: {'PASS' if lane >= 3 else 'below target'})")
+    verdict = "PASS" if lane >= LANE_TARGET else "below target"
+    print(f"lane-marking focus {lane:.2f} (target >= {LANE_TARGET:g}: {verdict})")
     return lane
 
 
