@@ -88,7 +88,8 @@ def test_checkpoint_rebuilds_model_and_crop(tmp_path, dataset):
 def test_init_from_starts_from_a_checkpoints_weights_with_a_fresh_schedule(tmp_path, dataset):
     first = train(tiny(tmp_path / "a", dataset, "train.epochs=1"))
     # a tiny lr: the weights stay those loaded (BatchNorm's running statistics still move: parameters only)
-    second = train(tiny(tmp_path / "b", dataset, "train.epochs=1", "optim.lr=1e-9", f"train.init_from={first.checkpoint}"))
+    init = f"train.init_from={first.checkpoint}"
+    second = train(tiny(tmp_path / "b", dataset, "train.epochs=1", "optim.lr=1e-9", init))
     assert second.status == "done" and second.global_step == 9  # a fresh run: its own steps and schedule
     src, dst = load_checkpoint(first.checkpoint), load_checkpoint(second.checkpoint)
     params = [n for n, _ in src.build_model().named_parameters()]
@@ -221,6 +222,13 @@ def test_non_finite_weights_are_never_saved(tmp_path, dataset):
     with torch.no_grad():
         next(trainer.raw_model.parameters())[0] = float("nan")
     with pytest.raises(NonFiniteLossError, match="non-finite"):
+        trainer.save()
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+    trainer = Trainer(cfg, load_data(cfg.data))
+    stats = [n for n, b in trainer.raw_model.named_buffers() if b.is_floating_point()]
+    assert stats  # BatchNorm's running statistics: a NaN there ruins eval-mode outputs just the same
+    trainer.raw_model.get_buffer(stats[0]).fill_(float("inf"))
+    with pytest.raises(NonFiniteLossError, match=stats[0].replace(".", r"\.")):
         trainer.save()
     assert (tmp_path / "run" / "last.pt").read_bytes() == before
 

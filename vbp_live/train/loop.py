@@ -290,7 +290,8 @@ class Trainer:
 
     def save(self) -> None:
         """Write ``last.pt`` atomically (rank 0); never over a good checkpoint with non-finite weights."""
-        bad = [n for n, p in self.raw_model.named_parameters() if not torch.isfinite(p).all()]
+        state = self.raw_model.state_dict()  # parameters and buffers (BatchNorm's running statistics)
+        bad = [n for n, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad:
             raise NonFiniteLossError(f"weights became non-finite ({', '.join(bad[:3])}, ...) by epoch {self.epoch}, "
                                      f"step {self.step_in_epoch}; training stopped and {self._kept()}")
