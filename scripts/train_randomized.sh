@@ -3,8 +3,8 @@
 #   randomized synthetic drives -> vbp-live prep (the real-dashcam crop) -> vbp-live train (NetSVF and
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
 # Everything goes under runs/randomized/ (git-ignored); the models are runs/randomized/models/*.pt (not
-# shipped: see docs/training.md#randomized-world-models). About 75 min on 2 quiet CPU cores (mostly
-# training; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted
+# shipped: see docs/training.md#randomized-world-models). About 3 h 10 min on 2 CPU cores (mostly
+# training: 62 min stage 1, 2 h stage 2; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted
 # training run (Ctrl-C saves a checkpoint) instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
