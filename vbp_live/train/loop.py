@@ -301,22 +301,28 @@ class Trainer:
             save_checkpoint(self.checkpoint_path, self.raw_model, self.data.crop, config_to_dict(self.cfg),
                             self.train_state(), meta)
 
-    def init_weights(self, ckpt: Checkpoint) -> None:
-        """Start from ``ckpt``'s weights (same model and crop); the optimizer and schedule start fresh."""
+    def _check_fits(self, ckpt: Checkpoint) -> None:
+        """Refuse a checkpoint of another model, input size or crop, naming both."""
         ckpt.check_model(self.raw_model.model_name, self.raw_model.model_args)
         if ckpt.crop != self.data.crop:
             raise CheckpointError(f"{ckpt.path}: trained with crop {ckpt.crop}, but the dataset has {self.data.crop}")
+
+    def _load_weights(self, ckpt: Checkpoint) -> None:
+        """``ckpt``'s weights into the model, as float32 (an exported checkpoint holds fp16)."""
         self.raw_model.load_state_dict({k: v.float() if v.is_floating_point() else v
                                         for k, v in ckpt.state_dict.items()})
+
+    def init_weights(self, ckpt: Checkpoint) -> None:
+        """Start from ``ckpt``'s weights (same model and crop); the optimizer and schedule start fresh."""
+        self._check_fits(ckpt)
+        self._load_weights(ckpt)
         log.info("initialized the weights from %s", ckpt.path)
 
     def restore(self, ckpt: Checkpoint) -> None:
         """Continue from a checkpoint written by :meth:`save` (same model, crop and settings)."""
-        ckpt.check_model(self.raw_model.model_name, self.raw_model.model_args)
+        self._check_fits(ckpt)
         if ckpt.train_state is None:
             raise CheckpointError(f"{ckpt.path}: has no train_state (a shipped or exported model?); cannot resume")
-        if ckpt.crop != self.data.crop:
-            raise CheckpointError(f"{ckpt.path}: trained with crop {ckpt.crop}, but the dataset has {self.data.crop}")
         saved = config_to_dict(config_from_dict(ckpt.config, str(ckpt.path)))  # keys added since: their defaults
         changed = [k for k in config_diff(saved, config_to_dict(self.cfg)) if k not in RESUMABLE_CHANGES]
         if changed:
@@ -324,8 +330,7 @@ class Trainer:
         st = ckpt.train_state
         if st["steps_per_epoch"] != self.steps_per_epoch:
             raise CheckpointError(f"{ckpt.path}: {st['steps_per_epoch']} steps per epoch, now {self.steps_per_epoch}")
-        self.raw_model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                        for k, v in ckpt.state_dict.items()})
+        self._load_weights(ckpt)
         self.optimizer.load_state_dict(st["optimizer"])
         self.scaler.load_state_dict(st["scaler"])
         self.epoch, self.step_in_epoch, self.global_step = st["epoch"], st["step_in_epoch"], st["global_step"]
