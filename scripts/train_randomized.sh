@@ -4,8 +4,8 @@
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
 # Everything goes under runs/randomized/ (git-ignored); the models are runs/randomized/models/*.pt (not
 # shipped: see docs/training.md#randomized-world-models). About 3 h 10 min on 2 CPU cores (mostly
-# training: 62 min stage 1, 2 h stage 2; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted
-# training run (Ctrl-C saves a checkpoint) instead of starting over.
+# training: 62 min stage 1, 2 h stage 2; the configs say what was reduced to fit). Re-running skips what
+# exists and resumes an interrupted training run (Ctrl-C saves a checkpoint) instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/randomized
@@ -44,7 +44,7 @@ for net in svf hvf; do
 done
 
 # 3. Train both nets at once, one core each, in two stages: 4 epochs from scratch, then a warm restart
-#    from those weights (configs/randomized_net*_long.yaml, train.init_from) for 6 (NetSVF) and 12
+#    from those weights (configs/randomized_net*_long.yaml, train.init_from) for 8 (NetSVF) and 16
 #    (NetHVF) more epochs. Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
