@@ -4,6 +4,12 @@ The main thread reads payloads (I/O + deserialization) and keeps at most
 ``4 x threads`` frames in flight, so memory stays bounded for any recording size. Workers
 decode (OpenCV releases the GIL) and apply THE crop function. Results are written in scan
 order; a frame whose image cannot be decoded is skipped and recorded with its reason.
+
+Ctrl-C and SIGTERM only set an event here (:func:`~vbp_live.core.signals.stop_on_signals`): the
+loop stops submitting, the pool finishes the frames in flight, and only then is
+:class:`~vbp_live.core.signals.Interrupted` raised. An exception raised by a signal handler in the
+middle of the pool's own locking (``submit``, ``Future.result``) could leave a lock held and hang the
+pool's shutdown forever.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from tqdm import tqdm
 from data_prep.config import PrepConfig
 from data_prep.plan import Plan
 from vbp_live.core.preprocess import CropSpec, preprocess_frame
+from vbp_live.core.signals import Interrupted, StopRequest, stop_on_signals
 from vbp_live.io.dataset import DatasetWriter
 from vbp_live.recordings.base import Recording
 from vbp_live.recordings.images import MAX_PIXELS, ImageError, Payload, decode_payload
@@ -66,7 +73,12 @@ class FrameWriter:
         return len(self.writer) + len(self.rejected)
 
     def run(self, progress: bool = True) -> None:
-        """Process every remaining kept frame."""
+        """Process every remaining kept frame.
+
+        Raises:
+            Interrupted: a stop signal arrived; every frame stored so far stays stored (the caller
+                checkpoints), the frames in flight were finished and dropped.
+        """
         done = self.done
         start = int(self.wanted_ords[done]) if done < len(self.wanted_ords) else len(self.wanted)
         spec = self.cfg.crop.spec()
@@ -75,16 +87,21 @@ class FrameWriter:
         old_cv = cv2.getNumThreads()
         cv2.setNumThreads(1)  # parallelism comes from the pool; no nested OpenCV threads
         try:
-            with tqdm(total=len(self.wanted_ords), initial=done, unit="frame", desc="prep",
-                      disable=not progress) as bar, ThreadPoolExecutor(threads, thread_name_prefix="prep") as pool:
-                self._loop(pool, start, spec, gray, 4 * threads, bar)
+            with stop_on_signals(what="stopping after the frames in flight (progress is kept)") as stop, \
+                    tqdm(total=len(self.wanted_ords), initial=done, unit="frame", desc="prep",
+                         disable=not progress) as bar, ThreadPoolExecutor(threads, thread_name_prefix="prep") as pool:
+                finished = self._loop(pool, start, spec, gray, 4 * threads, bar, stop)
         finally:
             cv2.setNumThreads(old_cv)
+        if not finished:  # a signal arrived with frames left; a signal after the last frame loses nothing
+            raise Interrupted(stop.signum)
 
-    def _loop(self, pool: ThreadPoolExecutor, start: int, spec: CropSpec, gray: bool, inflight: int, bar: tqdm) -> None:
+    def _loop(self, pool: ThreadPoolExecutor, start: int, spec: CropSpec, gray: bool, inflight: int, bar: tqdm,
+              stop: StopRequest) -> bool:
+        """Submit and store frames until the recording ends (True) or a stop signal arrives (False)."""
         pending: deque[tuple[int, Future]] = deque()
         items = iter(self.recording.payloads(self.wanted, start))
-        while True:
+        while not stop.event.is_set():
             t = time.perf_counter()
             item = next(items, None)
             self.timings["read"] += time.perf_counter() - t
@@ -96,7 +113,8 @@ class FrameWriter:
                 self._store(ordinal, fut.result())
                 bar.update(1)
             if item is None:
-                return
+                return True
+        return False
 
     def _store(self, ordinal: int, res: WorkResult) -> None:
         frame, dt_dec, dt_pre, err = res

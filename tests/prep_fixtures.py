@@ -7,12 +7,17 @@ built exactly.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 from rosbags.rosbag1 import Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
@@ -136,3 +141,24 @@ def steering_series(t_start: int, t_end: int, period_ns: int = 20_000_000, slope
         a = float(np.float32(offset + slope_per_s * (t - t_start) / 1e9))
         out.append((t, a, speed))
     return out
+
+
+def interrupt_prep(cmd: list[str], progress: Path, sig: int, cwd: Path) -> subprocess.CompletedProcess:
+    """Start ``cmd``, send ``sig`` once ``progress`` (its first resume checkpoint) exists, wait for the exit.
+
+    A process still alive 60 s after the signal is a hang, not slowness: it gets SIGABRT, so
+    ``faulthandler`` prints every thread's stack, and the test fails showing them.
+    """
+    env = dict(os.environ, PYTHONFAULTHANDLER="1")
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not progress.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, sig)
+    try:
+        stdout, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        stdout, stderr = proc.communicate(timeout=60)
+        pytest.fail(f"still running 60 s after {signal.Signals(sig).name}; its threads:\n{stderr[-8000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)

@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import yaml
-from prep_fixtures import T0, steering_series, write_bag
+from prep_fixtures import T0, interrupt_prep, steering_series, write_bag
 
 from data_prep.config import PrepConfig, load_config
 from vbp_live.cli.main import main
@@ -103,14 +102,7 @@ def _cmd(bag: Path, out: Path) -> list[str]:
 
 
 def _start_and_interrupt(bag: Path, out: Path, sig: int) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen(_cmd(bag, out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    progress = out.parent / (out.name + ".partial") / "progress.yaml"
-    deadline = time.monotonic() + 120
-    while not progress.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, sig)
-    stdout, stderr = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return interrupt_prep(_cmd(bag, out), out.parent / (out.name + ".partial") / "progress.yaml", sig, ROOT)
 
 
 def _same_dataset(a: Path, b: Path) -> None:

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
+import yaml
 from recording_fixtures import angle_of, write_tub_v1, write_tub_v2
 
 from data_prep.config import PrepConfig
 from data_prep.pipeline import prepare, synchronize
+from data_prep.workers import FrameWriter, WorkResult
 from vbp_live.core.errors import InputError
+from vbp_live.core.signals import Interrupted, raise_on_signals
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.recordings.formats import detect_kind, open_recording
 from vbp_live.recordings.options import RecordingOptions, TubConfig
@@ -153,3 +158,29 @@ def test_run_takes_a_tub_or_a_folder_of_tubs_as_one_input(tmp_path):
     write_tub_v2(tmp_path / "data" / "b", n=3, t0_ms=2_000_000)
     for spec in (str(tmp_path / "data"), str(tmp_path / "data" / "a")):
         assert expand_inputs([spec]) == [spec]
+
+
+def test_a_signal_in_pass_2_stops_between_frames_and_resumes_to_the_same_bytes(tmp_path, monkeypatch, caplog):
+    """Ctrl-C only sets an event while the decode pool runs: no KeyboardInterrupt lands inside the
+    pool's locking (that could hang its shutdown); the loop stops after the frame it stored."""
+    tub = write_tub_v2(tmp_path / "t", n=60)
+    cfg = PrepConfig.from_dict({"crop": {"preset": "donkey"}, "output": {"checkpoint_every": 7}})
+    prepare([tub], tmp_path / "ref", cfg, progress=False)
+    store = FrameWriter._store
+
+    def store_then_signal(self: FrameWriter, ordinal: int, res: WorkResult) -> None:
+        store(self, ordinal, res)
+        if self.done == 25:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(FrameWriter, "_store", store_then_signal)
+    with raise_on_signals(), pytest.raises(Interrupted) as stopped:
+        prepare([tub], tmp_path / "ds", cfg, progress=False)
+    assert stopped.value.exit_code == 130 and "stopping after the frames in flight" in caplog.text
+    progress = yaml.safe_load((tmp_path / "ds.partial" / "progress.yaml").read_text())
+    assert progress["num_rows"] == 25  # exactly the frames stored before the signal, checkpointed
+    monkeypatch.setattr(FrameWriter, "_store", store)
+    res = prepare([tub], tmp_path / "ds", cfg, progress=False)
+    assert res.resumed_at == 25
+    for name in ("frames.u8", "index.csv", "manifest.yaml"):
+        assert (tmp_path / "ds" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name

@@ -11,11 +11,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from prep_fixtures import interrupt_prep
 from recording_fixtures import write_comma_segment, write_data_txt_folder, write_tub_v2
 
 from data_prep.config import crop_presets
@@ -112,14 +112,9 @@ def reference(big_tub, tmp_path_factory):
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
 def test_interrupted_tub_prep_resumes_to_identical_dataset(tmp_path, big_tub, reference, sig):
     out = tmp_path / "ds"
-    proc = subprocess.Popen(_cmd(big_tub, out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     progress = out.parent / "ds.partial" / "progress.yaml"
-    deadline = time.monotonic() + 120
-    while not progress.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    os.kill(proc.pid, sig)
-    proc.communicate(timeout=60)
-    assert proc.returncode == (-9 if sig == signal.SIGKILL else 130) and not out.exists()
+    first = interrupt_prep(_cmd(big_tub, out), progress, sig, ROOT)
+    assert first.returncode == (-9 if sig == signal.SIGKILL else 130) and not out.exists(), first.stderr
     assert 0 < yaml.safe_load(progress.read_text())["num_rows"] < N_RECORDS - 5
     second = subprocess.run(_cmd(big_tub, out), cwd=ROOT, capture_output=True, text=True)
     assert second.returncode == 0 and "resumed" in second.stdout, second.stderr
