@@ -19,9 +19,11 @@ synth() {  # synth NAME SEED FRAMES [options]: one drive with its ground truth, 
 
 # 1. Twelve training drives (seeds 101-112, every odd seed through H.264) and three held-out drives
 #    (201-203, never trained on), all in the randomized world; plus the fixed world's held-out drive
-#    (seed 2), on which the shipped model was measured.
-for s in $(seq 101 112); do
-  if [ $((s % 2)) -eq 1 ]; then synth "train_$s" "$s" 1000 --randomize 1 --h264; else synth "train_$s" "$s" 1000 --randomize 1; fi
+#    (seed 2), on which the shipped model was measured. Stage 3 adds 36 shorter drives (301-336): more
+#    worlds for the same number of frames.
+for s in $(seq 101 112) $(seq 301 336); do
+  n=1000; [ "$s" -gt 300 ] && n=700
+  if [ $((s % 2)) -eq 1 ]; then synth "train_$s" "$s" $n --randomize 1 --h264; else synth "train_$s" "$s" $n --randomize 1; fi
 done
 synth heldout_201 201 600 --randomize 1
 synth heldout_202 202 600 --randomize 1
@@ -34,8 +36,11 @@ crop() { case $1 in svf) echo "--model netsvf --set crop.top=0.52 --set crop.bot
                     hvf) echo "--model nethvf --set crop.top=0.38 --set crop.bottom=0.72";; esac; }
 for net in svf hvf; do
   # shellcheck disable=SC2046
-  [ -f "$OUT/train_$net/manifest.yaml" ] ||
-    vbp-live prep "$OUT"/synth/train_*/synth_seed*.bag -o "$OUT/train_$net" $(crop $net) --test-fraction 0.1
+  [ -f "$OUT/train_$net/manifest.yaml" ] ||  # stages 1-2: the 12 drives 101-112
+    vbp-live prep "$OUT"/synth/train_1*/synth_seed*.bag -o "$OUT/train_$net" $(crop $net) --test-fraction 0.1
+  # shellcheck disable=SC2046
+  [ -f "$OUT/train48_$net/manifest.yaml" ] ||  # stage 3: all 48 drives
+    vbp-live prep "$OUT"/synth/train_*/synth_seed*.bag -o "$OUT/train48_$net" $(crop $net) --test-fraction 0.1
   for h in heldout_201 heldout_202 heldout_203 heldout_fixed_2; do
     # shellcheck disable=SC2046
     [ -f "$OUT/${h}_$net/manifest.yaml" ] ||
@@ -43,26 +48,28 @@ for net in svf hvf; do
   done
 done
 
-# 3. Train both nets at once, one core each, in two stages: 4 epochs from scratch, then a warm restart
-#    from those weights (configs/randomized_net*_long.yaml, train.init_from) for 8 (NetSVF) and 16
-#    (NetHVF) more epochs. Resume a stage that was interrupted; skip one that finished.
+# 3. Train both nets at once, one core each, in three stages: 4 epochs from scratch on the 12 drives, a
+#    warm restart from those weights (configs/randomized_net*_long.yaml, train.init_from) for 8 (NetSVF)
+#    and 16 (NetHVF) more epochs, then another (configs/randomized_net*_varied.yaml) on all 48 drives
+#    for 3 and 4 more. Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
   if [ -f "$run/done" ]; then return; fi
   if [ -f "$run/last.pt" ]; then vbp-live train --config "$cfg" --resume; else vbp-live train --config "$cfg"; fi
   touch "$run/done"
 }
-both_stages() {  # both_stages svf|hvf
+all_stages() {  # all_stages svf|hvf
   train "configs/randomized_net$1.yaml" "$OUT/run_$1"
   train "configs/randomized_net$1_long.yaml" "$OUT/run_$1_long"
+  train "configs/randomized_net$1_varied.yaml" "$OUT/run_$1_varied"
 }
-both_stages svf > "$OUT/train_svf.log" 2>&1 &
-both_stages hvf > "$OUT/train_hvf.log" 2>&1 &
+all_stages svf > "$OUT/train_svf.log" 2>&1 &
+all_stages hvf > "$OUT/train_hvf.log" 2>&1 &
 wait
 
 # 4. Compact fp16 exports with the held-out metrics in their meta, then lane-marking focus and the real clips.
 for net in svf hvf; do
-  python scripts/export_model.py "$OUT/run_${net}_long/last.pt" "$OUT/models/net${net}_randomized.pt" \
+  python scripts/export_model.py "$OUT/run_${net}_varied/last.pt" "$OUT/models/net${net}_randomized.pt" \
     --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
     --test "$OUT/heldout_fixed_2_$net"
   python scripts/lane_focus.py --checkpoint "$OUT/models/net${net}_randomized.pt" \
