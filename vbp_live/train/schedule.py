@@ -23,5 +23,5 @@ def lr_at(cfg: OptimConfig, step: int, steps_per_epoch: int, total_steps: int) -
         lr *= cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
     warmup = cfg.warmup_epochs * steps_per_epoch
     if warmup > 0 and step < warmup:
-        lr *= (step + 1) / warmup
+        lr *= min((step + 1) / warmup, 1.0)  # a fractional warm-up's last step must not overshoot lr
     return lr
