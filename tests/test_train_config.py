@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from vbp_live.core.preprocess import CropSpec
 from vbp_live.train.config import ConfigError, config_diff, config_from_dict, config_to_dict, load_config
+from vbp_live.train.data import TrainData
+from vbp_live.train.loop import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,3 +140,22 @@ def test_nonsense_numbers_are_refused_before_any_work(override, words):
         load_config(None, ["data.path=x", override])
     msg = str(e.value)
     assert words in msg and f"--set {override}" in msg and "\n" not in msg
+
+
+def test_frames_too_small_for_the_net_are_a_config_error():
+    crop = CropSpec(top=0.5, bottom=0.9, out_height=40, out_width=60)
+    data = TrainData(frames=np.zeros((4, 40, 60), np.uint8), targets=np.zeros(4, np.float32),
+                     train_idx=np.arange(3), val_idx=np.arange(3, 4), crop=crop)
+    cfg = load_config(ROOT / "configs" / "netsvf.yaml", ["data.path=runs/tiny"])
+    with pytest.raises(ConfigError, match=r"^runs/tiny: its 40x60 \(H x W\) frames are too small for netsvf \("):
+        build_model(cfg, data)
+
+
+def test_a_regression_net_on_the_sign_classes_is_a_config_error(tmp_path, capsys):
+    from vbp_live.cli.main import main
+
+    assert main(["train", "--config", str(ROOT / "configs" / "netsvf.yaml"), "--set", "data.kind=synthetic_signs",
+                 "--set", "train.loss=nll", "--set", "data.synthetic_frames=8", "--set", f"run_dir={tmp_path}"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == ("vbp-live train: error: model.name 'netsvf' has no class output for data.kind synthetic_signs "
+                   "(models with one: signnet)")

@@ -33,7 +33,7 @@ from torch import nn
 from vbp_live.core.errors import ConfigError, VbpLiveError
 from vbp_live.core.signals import Interrupted, StopRequest, stop_on_signals
 from vbp_live.io.checkpoint import Checkpoint, CheckpointError, save_checkpoint
-from vbp_live.models import args_problem, create_model, list_models
+from vbp_live.models import args_problem, create_model, list_models, model_arg_types
 from vbp_live.train.augment import make_augmenter
 from vbp_live.train.callbacks import Callback
 from vbp_live.train.config import Config, config_diff, config_from_dict, config_to_dict
@@ -73,8 +73,19 @@ def build_model(cfg: Config, data: TrainData) -> nn.Module:
     if c != 1:
         args.setdefault("channels", c)
     if cfg.train.loss == "nll" and cfg.data.kind == "synthetic_signs":
+        if "num_classes" not in model_arg_types(cfg.model.name):
+            raise ConfigError(f"model.name {cfg.model.name!r} has no class output for data.kind synthetic_signs "
+                              f"(models with one: {', '.join(_classifiers())})")
         args.setdefault("num_classes", cfg.data.num_classes)
-    return create_model(cfg.model.name, **args)
+    try:
+        return create_model(cfg.model.name, **args)
+    except RuntimeError as e:  # the net's size probe: frames too small for its convolutions
+        raise ConfigError(f"{cfg.data.path or cfg.data.kind}: its {h}x{w} (H x W) frames are too small for "
+                          f"{cfg.model.name} ({e}); prepare the data with a larger crop.out_height/out_width") from e
+
+
+def _classifiers() -> list[str]:
+    return [n for n in list_models() if "num_classes" in model_arg_types(n)]
 
 
 def _check_task(cfg: Config, data: TrainData) -> None:
