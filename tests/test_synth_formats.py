@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -83,6 +84,9 @@ def test_mp4_has_every_frame(out, drive):
     assert len(frames) == N and frames[0].shape == (480, 640, 3)
     rendered = [f for f, _ in render_frames(drive, stop=2)]
     assert cv2.PSNR(frames[1], rendered[1]) > 22
+    with av.open(str(out / "synth_seed13.mp4")) as video:  # H.264 yuv420p: plays in browsers too
+        stream = video.streams.video[0]
+        assert (stream.codec_context.name, stream.codec_context.pix_fmt) == ("h264", "yuv420p")
 
 
 def test_ground_truth_roundtrip(out, drive):

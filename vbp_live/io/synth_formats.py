@@ -28,6 +28,7 @@ import numpy as np
 
 from vbp_live.io.atomic import write_text_atomic
 from vbp_live.io.synth_records import RenderedFrame
+from vbp_live.io.video_writer import EncoderBase, even_size, fit_frame, open_encoder, resolve_codec
 from vbp_live.synth.drive import Drive
 
 LAT0, LON0, ALT0 = 37.3998, -122.1084, 10.0  # near Mountain View, CA
@@ -42,33 +43,33 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 class VideoSink:
-    """Dashcam-style mp4 of the center camera (written to a temp name, renamed on close)."""
+    """Dashcam-style .mp4 of the center camera through the one video writer (H.264 that plays in
+    browsers; mp4v only where PyAV has no H.264 encoder), written to a temp name, renamed on close."""
 
     def __init__(self, path: str | os.PathLike[str], fps: float = 20.0) -> None:
         self.path, self.fps = Path(path), fps
         self.tmp = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.tmp.mp4")
-        self.writer: cv2.VideoWriter | None = None
+        self.writer: EncoderBase | None = None
 
     def add(self, rec: RenderedFrame) -> None:
         if self.writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             h, w = rec.frame.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self.writer.isOpened():
-                raise OSError(f"{self.path}: OpenCV cannot open an mp4v video writer")
-        self.writer.write(rec.frame)
+            self.size = even_size(w, h)
+            self.writer = open_encoder(self.tmp, self.fps, self.size, resolve_codec(self.path), container_of=self.path)
+        self.writer.write(fit_frame(rec.frame, self.size))  # (H, W, 3) BGR
 
     def close(self) -> list[Path]:
         if self.writer is None:
             return []
-        self.writer.release()
+        self.writer.close()
         os.replace(self.tmp, self.path)
         return [self.path]
 
     def abort(self) -> None:
         """Release the encoder and delete the unfinished video."""
         if self.writer is not None:
-            self.writer.release()
+            self.writer.abort()
             self.writer = None
         self.tmp.unlink(missing_ok=True)
 
