@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Export a training checkpoint as a compact shipped model (fp16 weights, no optimizer state).
 
-    python scripts/export_model.py runs/shipped/run/last.pt vbp_live/assets/netsvf_synth.pt \
-        --test runs/shipped/heldout_201_svf --test runs/shipped/heldout_fixed_2_svf
+    python scripts/export_model.py runs/randomized/run_svf_varied/last.pt vbp_live/assets/netsvf_randomized.pt \
+        --test runs/randomized/heldout_201_svf --test runs/randomized/heldout_fixed_2_svf
 
 Keeps the model name/args, the crop and the training config; drops ``train_state``; stores the
 metrics of the training run and, with ``--test``, the metrics of the fp16 model on every frame of

@@ -30,10 +30,11 @@ from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.io.ground_truth import load_ground_truth
 from vbp_live.models import create_model, frames_to_input
+from vbp_live.stream.session import SHIPPED
 
 CLASSES = ("lane", "hmark", "shadow", "car", "road")
 LANE_TARGET = 5.0  # issue 19: lane-marking focus on held-out synthetic drives
-DEFAULT_CKPT = Path(__file__).resolve().parents[1] / "vbp_live" / "assets" / "netsvf_synth.pt"
+DEFAULT_CKPT = SHIPPED  # the default shipped model
 
 
 def gt_rows(ds: PreparedDataset, frame_times_ns: np.ndarray, path: Path) -> np.ndarray:

@@ -45,9 +45,9 @@ from vbp_live.evaluate.real_clips import (
 from vbp_live.io.atomic import atomic_path, write_text_atomic
 from vbp_live.io.model_card import open_model
 from vbp_live.io.sources import open_source
+from vbp_live.stream.session import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = ROOT / "vbp_live" / "assets" / "netsvf_synth.pt"
 TABLE = ROOT / "docs" / "evaluation" / "real_clips.yaml"
 BAND_COLORS = [(40, 39, 214), (14, 127, 255), (189, 103, 148), (34, 189, 188)]
 RECOMMENDED_COLOR = (44, 200, 44)

@@ -2,14 +2,15 @@
 # NetSVF and NetHVF on the randomized synthetic world, end to end:
 #   randomized synthetic drives -> vbp-live prep (the real-dashcam crop) -> vbp-live train (NetSVF and
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
-# Everything goes under runs/randomized/ (git-ignored); the models are runs/randomized/models/*.pt (not
-# shipped: see docs/training.md#randomized-world-models). About 3 h 10 min on 2 CPU cores (mostly
-# training: 62 min stage 1, 2 h stage 2; the configs say what was reduced to fit). Re-running skips what
-# exists and resumes an interrupted training run (Ctrl-C saves a checkpoint) instead of starting over.
+# Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
+# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 4 h 40 min on 2
+# CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3; the configs say what was reduced
+# to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
+# instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/randomized
-mkdir -p "$OUT/synth" "$OUT/models"
+mkdir -p "$OUT/synth"
 
 synth() {  # synth NAME SEED FRAMES [options]: one drive with its ground truth, unless it exists
   local name=$1 seed=$2 frames=$3; shift 3
@@ -67,16 +68,17 @@ all_stages svf > "$OUT/train_svf.log" 2>&1 &
 all_stages hvf > "$OUT/train_hvf.log" 2>&1 &
 wait
 
-# 4. Compact fp16 exports with the held-out metrics in their meta, then lane-marking focus and the real clips.
+# 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
+#    focus and the real clips.
 for net in svf hvf; do
-  python scripts/export_model.py "$OUT/run_${net}_varied/last.pt" "$OUT/models/net${net}_randomized.pt" \
+  python scripts/export_model.py "$OUT/run_${net}_varied/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
     --test "$OUT/heldout_fixed_2_$net"
-  python scripts/lane_focus.py --checkpoint "$OUT/models/net${net}_randomized.pt" \
+  python scripts/lane_focus.py --checkpoint "vbp_live/assets/net${net}_randomized.pt" \
     --drive "$OUT/heldout_201_$net" "$OUT/synth/heldout_201/ground_truth.npz" \
     --drive "$OUT/heldout_202_$net" "$OUT/synth/heldout_202/ground_truth.npz" \
     --drive "$OUT/heldout_203_$net" "$OUT/synth/heldout_203/ground_truth.npz" \
     --drive "$OUT/heldout_fixed_2_$net" "$OUT/synth/heldout_fixed_2/ground_truth.npz"
 done
-python scripts/real_clips.py --checkpoint "$OUT/models/netsvf_randomized.pt" \
-  --checkpoint "$OUT/models/nethvf_randomized.pt" --out "$OUT/real_clips.json"
+python scripts/real_clips.py --checkpoint vbp_live/assets/netsvf_randomized.pt --out docs/evaluation/real_clips/netsvf_randomized.json
+python scripts/real_clips.py --checkpoint vbp_live/assets/nethvf_randomized.pt --out docs/evaluation/real_clips/nethvf_randomized.json

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_lane_focus_reports_every_class(tmp_path):
     drive = tmp_path / "drive"
     assert main(["synth", "--out", str(drive), "--seed", "2", "--frames", "60", "--format", "bag,gt"]) == 0
-    assert main(["prep", str(drive / "synth_seed2.bag"), "-o", str(tmp_path / "ds"), "--min-speed", "0"]) == 0
+    crop = ["--set", "crop.top=0.52", "--set", "crop.bottom=0.72"]  # the default shipped model's crop
+    assert main(["prep", str(drive / "synth_seed2.bag"), "-o", str(tmp_path / "ds"), "--min-speed", "0", *crop]) == 0
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "lane_focus.py"), "--drive", str(tmp_path / "ds"),
          str(drive / "ground_truth.npz"), "--frames", "12", "--threads", "2"],

@@ -70,16 +70,17 @@ def test_demo_writes_an_overlay_video_and_reports_fps(tmp_path, capsys):
     assert main(["demo", "--frames", "6", "--out", str(out), "--device", "cpu", "-q"]) == 0
     text = capsys.readouterr().out
     assert f"wrote {out.resolve()}" in text and "fps" in text and "RMSE" in text
-    assert "model:" in text and ("UNTRAINED" in text or "netsvf_synth.pt" in text)
+    assert "model:" in text and ("UNTRAINED" in text or "netsvf_randomized.pt" in text)
     frames, fps = read_video(out)
     assert len(frames) == 6 and frames[0].shape == (480, 640, 3) and fps == pytest.approx(20)
 
 
 def test_checkpoint_names_a_shipped_model(tmp_path, monkeypatch):
-    from vbp_live.cli.options import checkpoint_or_shipped
+    from vbp_live.cli.options import SHIPPED_NAMES, checkpoint_or_shipped
     from vbp_live.core.errors import CheckpointError
     from vbp_live.stream.session import SHIPPED_MODELS
 
+    assert SHIPPED_NAMES.replace(" or ", ", ").split(", ") == list(SHIPPED_MODELS)  # what --help lists
     monkeypatch.chdir(tmp_path)
     for name, path in SHIPPED_MODELS.items():
         if path.is_file():

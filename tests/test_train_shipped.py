@@ -1,22 +1,87 @@
-"""The shipped model: compact, self-describing, reproducible from the config in the repo."""
+"""The shipped models: compact, self-describing, reproducible from the configs in the repo.
+
+``netsvf`` (the default) and ``nethvf``: trained on 48 randomized synthetic drives by
+scripts/train_randomized.sh; ``netsvf-fixed``: the earlier NetSVF of one fixed-world drive
+(scripts/train_shipped.sh).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
-from vbp_live.core.preprocess import CROP_PRESETS
+from vbp_live.core.preprocess import CROP_PRESETS, CropSpec
 from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.models import frames_to_input
+from vbp_live.stream.session import SHIPPED, SHIPPED_MODELS
 from vbp_live.train.config import Config, config_to_dict, load_config
+from vbp_live.train.loop import RESUMABLE_CHANGES
 
 ROOT = Path(__file__).resolve().parents[1]
-ASSET = ROOT / "vbp_live" / "assets" / "netsvf_synth.pt"
+ASSET = SHIPPED_MODELS["netsvf-fixed"]
+# name -> (model, the crop scripts/train_randomized.sh prepares (chosen on real dashcams), last stage's config)
+RANDOMIZED = {
+    "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640), "randomized_netsvf_varied"),
+    "nethvf": ("nethvf", CropSpec(top=0.38, bottom=0.72, out_height=125, out_width=351),
+               "randomized_nethvf_varied"),
+}
+HELD_OUT = {"heldout_201", "heldout_202", "heldout_203", "heldout_fixed_2"}
 
 
-def test_shipped_checkpoint_is_compact_and_complete():
+def test_every_shipped_model_is_tested_and_the_default_is_the_randomized_netsvf():
+    assert set(SHIPPED_MODELS) == set(RANDOMIZED) | {"netsvf-fixed"} and SHIPPED_MODELS["netsvf"] == SHIPPED
+
+
+@pytest.mark.parametrize("name", RANDOMIZED)
+def test_randomized_checkpoint_is_compact_and_complete(name):
+    asset = SHIPPED_MODELS[name]
+    assert asset.stat().st_size < 8e6
+    ck = load_checkpoint(asset)
+    model, crop, _ = RANDOMIZED[name]
+    ck.check_model(model, {"height": crop.out_height, "width": crop.out_width})
+    assert ck.crop == crop and ck.train_state is None
+    assert {v.dtype for v in ck.state_dict.values() if v.is_floating_point()} == {torch.float16}
+    tests = ck.meta["test"]  # every held-out drive, measured on the fp16 weights as shipped
+    assert {k.rsplit("_", 1)[0] for k in tests} == HELD_OUT
+    for t in tests.values():
+        assert t["frames"] > 300 and 0 < t["val_rmse_deg"] < 30
+
+
+def _without(cfg: dict, keys: set[str]) -> dict:
+    """``cfg`` less the dotted ``keys`` (settings a resume may change: they do not change the weights)."""
+    out = {s: dict(v) if isinstance(v, dict) else v for s, v in cfg.items()}
+    for key in keys:
+        section, _, name = key.partition(".")
+        if name and isinstance(out.get(section), dict):
+            out[section].pop(name, None)
+        elif not name:
+            out.pop(section, None)
+    return out
+
+
+@pytest.mark.parametrize("name", RANDOMIZED)
+def test_randomized_config_is_the_one_in_the_repo(name):
+    ck = load_checkpoint(SHIPPED_MODELS[name])
+    repo = config_to_dict(load_config(ROOT / "configs" / f"{RANDOMIZED[name][2]}.yaml"))
+    assert _without(ck.config, RESUMABLE_CHANGES) == _without(repo, RESUMABLE_CHANGES)
+    assert ck.config["data"]["path"] == repo["data"]["path"] and ck.config["run_dir"] == repo["run_dir"]
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_shipped_model_runs(name):
+    ck = load_checkpoint(SHIPPED_MODELS[name])
+    model, (h, w) = ck.build_model(), (ck.crop.out_height, ck.crop.out_width)
+    frame = np.full((2, h, w), 90, np.uint8)
+    frame[1, :, w // 2:w // 2 + 10] = 250  # a bright marking
+    with torch.no_grad():
+        out = model(frames_to_input(frame))  # (2, 1)
+    assert out.shape == (2, 1) and torch.isfinite(out).all() and not model.training
+
+
+def test_fixed_world_checkpoint_is_compact_and_complete():
     assert ASSET.stat().st_size < 8e6
     ck = load_checkpoint(ASSET)
     ck.check_model("netsvf", {"height": 125, "width": 640})
@@ -34,7 +99,7 @@ LATER_KEYS = {("train", "tensorboard"), ("train", "channels_last"), ("snapshot",
 LATER_SECTIONS = {"augment"}
 
 
-def test_shipped_config_is_the_one_in_the_repo():
+def test_fixed_world_config_is_the_one_in_the_repo():
     ck = load_checkpoint(ASSET)
     repo = config_to_dict(load_config(ROOT / "configs" / "shipped_netsvf.yaml"))
     for section, key in LATER_KEYS:
@@ -44,12 +109,3 @@ def test_shipped_config_is_the_one_in_the_repo():
         if section not in ck.config:
             assert repo.pop(section) == config_to_dict(Config())[section]
     assert ck.config == repo
-
-
-def test_shipped_model_runs():
-    model = load_checkpoint(ASSET).build_model()
-    frame = np.full((2, 125, 640), 90, np.uint8)
-    frame[1, :, 300:310] = 250  # a bright marking
-    with torch.no_grad():
-        out = model(frames_to_input(frame))  # (2, 1)
-    assert out.shape == (2, 1) and torch.isfinite(out).all() and not model.training

@@ -7,6 +7,7 @@ import argparse
 from vbp_live.cli.options import (
     COUNT,
     POSITIVE,
+    SHIPPED_NAMES,
     HelpFormatter,
     add_device_option,
     add_trust_pickle_option,
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", default="netsvf,nethvf", help="comma-separated model names (default: %(default)s)")
     p.add_argument("--checkpoint", metavar="FILE", default=None,
                    help="time this checkpoint, model card (.yaml, see docs/models.md) or shipped model "
-                        "(netsvf) instead of --models")
+                        f"({SHIPPED_NAMES}) instead of --models")
     add_trust_pickle_option(p)
     p.add_argument("--batches", type=_ints, default=(1, 16), help="comma-separated batch sizes (default: 1,16)")
     p.add_argument("--size", type=_size, default=None,

@@ -6,6 +6,7 @@ import argparse
 
 from vbp_live.cli.options import (
     POSITIVE,
+    SHIPPED_NAMES,
     HelpFormatter,
     add_device_option,
     add_look_options,
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
     p.add_argument("--checkpoint", help="a checkpoint, a model card (.yaml) or a shipped model by name "
-                                        "(netsvf) instead of the shipped netsvf")
+                                        f"({SHIPPED_NAMES}) instead of the shipped netsvf")
     add_trust_pickle_option(p)
     add_device_option(p)
     add_look_options(p, timeline=10.0)

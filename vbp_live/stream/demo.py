@@ -1,7 +1,7 @@
 """The embedded default: a short synthetic drive with ground truth, overlaid by the shipped model.
 
 :func:`run_demo` renders a drive with :mod:`vbp_live.synth` (frames are produced on the fly in
-the reader thread), runs the shipped NetSVF (``vbp_live/assets/netsvf_synth.pt``) through the
+the reader thread), runs the shipped NetSVF (``vbp_live/assets/netsvf_randomized.pt``) through the
 streaming pipeline and writes an overlay video with the predicted and actual steering wheel
 angle and the error. Without the shipped model it uses an untrained NetSVF and says so, on
 every frame and in the result.
@@ -22,7 +22,7 @@ from vbp_live.io.video import ArraySource
 from vbp_live.models import create_model
 from vbp_live.stream.engine import OverlayEngine, configure_threads
 from vbp_live.stream.records import PredictionLog
-from vbp_live.stream.session import RunOptions, RunResult, run_source, shipped_checkpoint
+from vbp_live.stream.session import SHIPPED, RunOptions, RunResult, run_source, shipped_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def demo_engine(
     ckpt = checkpoint or shipped_checkpoint()
     if ckpt is not None:
         return OverlayEngine.from_checkpoint(ckpt, device=device, trust_pickle=trust_pickle), True, str(ckpt)
-    log.warning("the shipped model %s is not installed: using an UNTRAINED NetSVF", "vbp_live/assets/netsvf_synth.pt")
+    log.warning("the shipped model %s is not installed: using an UNTRAINED NetSVF", SHIPPED)
     torch.manual_seed(0)
     engine = OverlayEngine(create_model("netsvf").eval(), CROP_PRESETS["netsvf"], device if device != "auto" else "cpu")
     return engine, False, UNTRAINED_NOTE

@@ -29,12 +29,15 @@ from vbp_live.stream.stats import StreamStats
 log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-SHIPPED_MODELS = {"netsvf": ASSETS / "netsvf_synth.pt"}  # name -> asset; `--checkpoint NAME` picks one
+# name -> asset; `--checkpoint NAME` picks one (docs/training.md#the-shipped-models). NetSVF and NetHVF
+# trained on 48 randomized synthetic drives; netsvf-fixed: the earlier NetSVF of one fixed-world drive.
+SHIPPED_MODELS = {"netsvf": ASSETS / "netsvf_randomized.pt", "nethvf": ASSETS / "nethvf_randomized.pt",
+                  "netsvf-fixed": ASSETS / "netsvf_synth.pt"}
 SHIPPED = SHIPPED_MODELS["netsvf"]  # the default model
 
 
 def shipped_checkpoint(name: str = "netsvf") -> Path | None:
-    """A shipped checkpoint (``vbp_live/assets/<name>_synth.pt``; see SHIPPED_MODELS) if it is installed."""
+    """A shipped checkpoint (a file in ``vbp_live/assets``; see SHIPPED_MODELS) if it is installed."""
     path = SHIPPED_MODELS[name]
     return path if path.is_file() else None
 
