@@ -81,6 +81,24 @@ def test_cli_runs_and_prints_the_summary(tmp_path, capsys):
     assert rc == 1 and "/nope" in err and "Topics present" in err and "/vehicle/steering_report" in err
 
 
+@pytest.mark.parametrize("model", ["netsvf", "nethvf"])
+def test_crop_of_a_shipped_model_prepares_data_that_fits_it(tmp_path, capsys, model):
+    from vbp_live.io.checkpoint import load_checkpoint
+    from vbp_live.stream.session import SHIPPED_MODELS
+
+    rng = np.random.default_rng(2)
+    frames = [(T0 + 100 * MS + k * 50 * MS, _jpeg(rng)) for k in range(12)]
+    bag = write_bag(tmp_path / "a.bag", frames, list(steering_series(T0, T0 + 1000 * MS)))
+    assert main(["prep", str(bag), "-o", str(tmp_path / "out"), "--crop-of", model, "--no-progress"]) == 0
+    assert PreparedDataset(tmp_path / "out").crop == load_checkpoint(SHIPPED_MODELS[model]).crop  # init_from accepts it
+    capsys.readouterr()
+    rc = main(["prep", str(bag), "-o", str(tmp_path / "o2"), "--crop-of", model, "--set", "crop.top=0.3"])
+    assert rc == 1 and capsys.readouterr().err.strip() == (
+        f"vbp-live prep: error: --crop-of {model}: the crop prep would write differs from the model's in top")
+    assert main(["prep", str(bag), "-o", str(tmp_path / "o3"), "--crop-of", str(tmp_path / "none.pt")]) == 1
+    assert "none.pt: no such checkpoint file" in capsys.readouterr().err
+
+
 def _jpeg(rng: np.random.Generator, w: int = 320, h: int = 240) -> bytes:
     img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)
     return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()

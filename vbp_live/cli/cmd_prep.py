@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from vbp_live.core.config import SET_HELP, Override
+
+if TYPE_CHECKING:
+    from vbp_live.core.preprocess import CropSpec
 
 # Kept here so `vbp-live --help` imports no reader; tests check they equal recordings.formats.KINDS,
 # data_prep.config.crop_presets() and recordings.options.ANGLE_UNITS.
@@ -53,6 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--out", required=True, help="dataset directory to create")
     p.add_argument("--config", help="prep YAML (default: built-in defaults = configs/prep.yaml)")
     p.add_argument("--model", choices=list(PRESETS), help="crop preset (crop.preset)")
+    p.add_argument("--crop-of", metavar="CHECKPOINT",
+                   help="the crop of this checkpoint (.pt) or shipped model (netsvf, nethvf or netsvf-fixed): "
+                        "the dataset then fits that model, e.g. to fine-tune it (train.init_from)")
     p.add_argument("--sync", choices=["linear", "zoh"], help="sync.method")
     p.add_argument("--max-gap", type=float, metavar="S", help="sync.max_gap_s")
     p.add_argument("--min-speed", type=float, metavar="MPS", help="filter.min_speed_mps")
@@ -105,7 +112,37 @@ def overrides(args: argparse.Namespace) -> list[Override | str]:
         if value is not None:
             typed = value == "right" if flag == "--positive" else value
             out += [Override(k, typed, f"{flag} {value}") for k in keys]
-    return out + list(args.sets)
+    return out + _crop_of(args.crop_of) + list(args.sets)
+
+
+CROP_KEYS = ("top", "bottom", "left", "right", "out_height", "out_width", "color", "interpolation")  # CropConfig's
+
+
+def _crop_of(name: str | None) -> list[Override | str]:
+    """``--crop-of``: every crop key prep can set, from a checkpoint's (or shipped model's) crop."""
+    if not name:
+        return []
+    from vbp_live.cli.options import checkpoint_or_shipped
+    from vbp_live.io.checkpoint import load_checkpoint
+
+    spec = load_checkpoint(checkpoint_or_shipped(name)).crop.to_dict()
+    return [Override(f"crop.{k}", spec[k], f"--crop-of {name}") for k in CROP_KEYS]
+
+
+def _check_crop_of(name: str | None, got: CropSpec) -> None:
+    """The crop prep will write is the checkpoint's (fields prep cannot set, e.g. a scale, must agree too)."""
+    if not name:
+        return
+    from vbp_live.cli.options import checkpoint_or_shipped
+    from vbp_live.core.errors import ConfigError
+    from vbp_live.io.checkpoint import load_checkpoint
+
+    want = load_checkpoint(checkpoint_or_shipped(name)).crop
+    if got != want:
+        have = got.to_dict()
+        diff = [k for k, v in want.to_dict().items() if have[k] != v]
+        raise ConfigError(f"--crop-of {name}: the crop prep would write differs from the model's in "
+                          f"{', '.join(diff)}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.report import summary_table, timing_table
 
     cfg = load_config(args.config, overrides(args))
+    _check_crop_of(args.crop_of, cfg.crop.spec())
     try:
         res = prepare(args.inputs, args.out, cfg, kind=args.kind, labels_only=args.labels_only,
                       overwrite=args.overwrite, resume=not args.restart, progress=not args.no_progress)
