@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from vbp_live.cli.options import checkpoint_or_shipped
 from vbp_live.core.config import SET_HELP, Override
 
 if TYPE_CHECKING:
@@ -122,7 +123,6 @@ def _crop_of(name: str | None) -> list[Override | str]:
     """``--crop-of``: every crop key prep can set, from a checkpoint's (or shipped model's) crop."""
     if not name:
         return []
-    from vbp_live.cli.options import checkpoint_or_shipped
     from vbp_live.io.checkpoint import load_checkpoint
 
     spec = load_checkpoint(checkpoint_or_shipped(name)).crop.to_dict()
@@ -133,7 +133,6 @@ def _check_crop_of(name: str | None, got: CropSpec) -> None:
     """The crop prep will write is the checkpoint's (fields prep cannot set, e.g. a scale, must agree too)."""
     if not name:
         return
-    from vbp_live.cli.options import checkpoint_or_shipped
     from vbp_live.core.errors import ConfigError
     from vbp_live.io.checkpoint import load_checkpoint
 
