@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from vbp_live.cli.options import checkpoint_or_shipped
+from vbp_live.cli.options import SHIPPED_NAMES, checkpoint_or_shipped
 from vbp_live.core.config import SET_HELP, Override
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="prep YAML (default: built-in defaults = configs/prep.yaml)")
     p.add_argument("--model", choices=list(PRESETS), help="crop preset (crop.preset)")
     p.add_argument("--crop-of", metavar="CHECKPOINT",
-                   help="the crop of this checkpoint (.pt) or shipped model (netsvf, nethvf or netsvf-fixed): "
+                   help=f"the crop of this checkpoint (.pt) or shipped model ({SHIPPED_NAMES}): "
                         "the dataset then fits that model, e.g. to fine-tune it (train.init_from)")
     p.add_argument("--sync", choices=["linear", "zoh"], help="sync.method")
     p.add_argument("--max-gap", type=float, metavar="S", help="sync.max_gap_s")
@@ -101,8 +101,9 @@ FLAG_MULTI_KEYS = {"--full-scale-deg": ("tub.full_scale_deg", "folder.full_scale
                    "--positive": ("tub.positive_right", "folder.positive_right")}
 
 
-def overrides(args: argparse.Namespace) -> list[Override | str]:
-    """Config overrides from the command line: the shortcut options, then every ``--set`` in order."""
+def overrides(args: argparse.Namespace, crop_of: CropSpec | None = None) -> list[Override | str]:
+    """Config overrides from the command line: the shortcut options, ``--crop-of``'s crop (``crop_of``,
+    resolved by :func:`model_crop`), then every ``--set`` in order."""
     out: list[Override | str] = []
     for flag, key in FLAG_KEYS.items():
         value = getattr(args, "modes" if flag == "--mode" else flag[2:].replace("-", "_"))
@@ -113,31 +114,29 @@ def overrides(args: argparse.Namespace) -> list[Override | str]:
         if value is not None:
             typed = value == "right" if flag == "--positive" else value
             out += [Override(k, typed, f"{flag} {value}") for k in keys]
-    return out + _crop_of(args.crop_of) + list(args.sets)
+    if crop_of is not None:  # every crop key prep can set
+        spec = crop_of.to_dict()
+        out += [Override(f"crop.{k}", spec[k], f"--crop-of {args.crop_of}") for k in CROP_KEYS]
+    return out + list(args.sets)
 
 
 CROP_KEYS = ("top", "bottom", "left", "right", "out_height", "out_width", "color", "interpolation")  # CropConfig's
 
 
-def _crop_of(name: str | None) -> list[Override | str]:
-    """``--crop-of``: every crop key prep can set, from a checkpoint's (or shipped model's) crop."""
+def model_crop(name: str | None) -> CropSpec | None:
+    """``--crop-of``: the crop of a checkpoint or shipped model (None without the option)."""
     if not name:
-        return []
+        return None
     from vbp_live.io.checkpoint import load_checkpoint
 
-    spec = load_checkpoint(checkpoint_or_shipped(name)).crop.to_dict()
-    return [Override(f"crop.{k}", spec[k], f"--crop-of {name}") for k in CROP_KEYS]
+    return load_checkpoint(checkpoint_or_shipped(name)).crop
 
 
-def _check_crop_of(name: str | None, got: CropSpec) -> None:
-    """The crop prep will write is the checkpoint's (fields prep cannot set, e.g. a scale, must agree too)."""
-    if not name:
-        return
-    from vbp_live.core.errors import ConfigError
-    from vbp_live.io.checkpoint import load_checkpoint
-
-    want = load_checkpoint(checkpoint_or_shipped(name)).crop
+def _check_crop_of(name: str, want: CropSpec, got: CropSpec) -> None:
+    """The crop prep will write is the model's (fields prep cannot set, e.g. a scale, must agree too)."""
     if got != want:
+        from vbp_live.core.errors import ConfigError
+
         have = got.to_dict()
         diff = [k for k, v in want.to_dict().items() if have[k] != v]
         raise ConfigError(f"--crop-of {name}: the crop prep would write differs from the model's in "
@@ -150,8 +149,10 @@ def run(args: argparse.Namespace) -> int:
     from data_prep.pipeline import prepare
     from data_prep.report import summary_table, timing_table
 
-    cfg = load_config(args.config, overrides(args))
-    _check_crop_of(args.crop_of, cfg.crop.spec())
+    crop_of = model_crop(args.crop_of)
+    cfg = load_config(args.config, overrides(args, crop_of))
+    if crop_of is not None:
+        _check_crop_of(args.crop_of, crop_of, cfg.crop.spec())
     try:
         res = prepare(args.inputs, args.out, cfg, kind=args.kind, labels_only=args.labels_only,
                       overwrite=args.overwrite, resume=not args.restart, progress=not args.no_progress)
