@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--randomize", type=float_in(0.0, 1.0), default=0.0, metavar="R",
                    help="0..1: how far the world is randomized per drive (0 = the fixed world, bit for bit as "
                         "before; 1 = the full ranges in docs/data.md; in between scales them) (default: %(default)s)")
+    p.add_argument("--sharp-curves", type=float_in(0.0, 1.0), default=0.30, metavar="P",
+                   help="0..1: share of road sections that are sharp curves (radius 35-90 m); the rest are "
+                        "straights and gentle curves. A 30 s drive at the default often has none: raise it "
+                        "for training data that turns (default: %(default)s)")
     p.add_argument("--format", default="bag,gt",
                    help="comma-separated: bag,mp4,dump,simlog,gt or 'all' (default: %(default)s)")
     p.add_argument("--raw", action="store_true", help="bag: raw sensor_msgs/Image on /center_camera/image_color")
@@ -85,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     start = _EL_CAMINO_START_NS if args.swap_2016_10_25 else DEFAULT_START_NS
     t0 = time.perf_counter()
     drive = simulate_drive(DriveConfig(seed=args.seed, frames=args.frames, start_time_ns=start,
-                                       randomize=args.randomize))
+                                       randomize=args.randomize, sharp_curves=args.sharp_curves))
     sim_s = time.perf_counter() - t0
     if "bag" in formats and not args.force:
         existing = [n for n in bag_names(drive, args.split, args.swap_2016_10_25) if (out / n).exists()]
@@ -98,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         h264=args.h264, progress=lambda it: tqdm(it, total=drive.n_frames, unit="frame", desc="synth"),
     )
     slow = float((drive.speed < 5.0).mean())
-    print(f"drive: seed {args.seed}, randomize {args.randomize:g}, {drive.n_frames} frames, "
+    print(f"drive: seed {args.seed}, randomize {args.randomize:g}, sharp curves {args.sharp_curves:g}, "
+          f"{drive.n_frames} frames, "
           f"{len(drive.steer_times_ns)} steering reports, "
           f"{100 * slow:.0f}% of frames below 5 m/s, "
           f"steering {drive.steering.min():+.3f}..{drive.steering.max():+.3f} rad")

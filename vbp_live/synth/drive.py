@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from vbp_live.synth.camera import Camera
-from vbp_live.synth.road import Road, generate_road
+from vbp_live.synth.road import SHARP_CURVES, Road, generate_road
 from vbp_live.synth.scene import (
     Scene,
     horizontal_markings,
@@ -47,6 +47,8 @@ class DriveConfig:
         randomize: 0..1, how far the world (camera mounting, lanes, paint, surface, roadside, sky
             and light) is randomized per drive (:func:`vbp_live.synth.world.sample_world`);
             0 = the fixed world of earlier releases, bit for bit.
+        sharp_curves: share of road sections that are sharp curves (radius 35-90 m), 0..1; the
+            default 0.30 gives the roads of earlier releases, bit for bit.
     """
 
     seed: int = 0
@@ -59,10 +61,13 @@ class DriveConfig:
     vehicle: VehicleParams = field(default_factory=VehicleParams)
     camera: Camera = field(default_factory=Camera)
     randomize: float = 0.0
+    sharp_curves: float = SHARP_CURVES
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.randomize <= 1.0:
             raise ValueError(f"randomize must be in 0..1, got {self.randomize}")
+        if not 0.0 <= self.sharp_curves <= 1.0:
+            raise ValueError(f"sharp_curves must be in 0..1, got {self.sharp_curves}")
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if self.fps <= 0 or self.steer_rate_hz <= 0:
@@ -243,7 +248,7 @@ def simulate_drive(config: DriveConfig) -> Drive:
     lane_width = config.lane_width_m
     if not world.is_default:
         lane_width *= world.lane_width_m / DEFAULT_WORLD.lane_width_m
-    road = generate_road(rng["road"], 22.0 * duration + 250.0, lane_width)
+    road = generate_road(rng["road"], 22.0 * duration + 250.0, lane_width, config.sharp_curves)
     trace = simulate(road, duration, rng["vehicle"], config.vehicle, config.start_stopped)
     t_steer = report_clock(rng["steer_clock"], duration - 0.05, config.steer_rate_hz)
     scene = _scene(config, rng, road, trace, t_frames, world)

@@ -67,19 +67,28 @@ class Road:
         return x - np.sin(h) * d, y + np.cos(h) * d
 
 
+SHARP_CURVES = 0.30  # the default share of road sections that are sharp curves
+
+
 def curvature_profile(
-    rng: np.random.Generator, length: float, ds: float = DS, lead_straight: float = 80.0
+    rng: np.random.Generator, length: float, ds: float = DS, lead_straight: float = 80.0,
+    sharp_curves: float = SHARP_CURVES,
 ) -> np.ndarray:
     """Curvature samples (1/m) on a ``ds`` grid covering at least ``length`` metres.
 
     Sections are drawn one after another from ``rng`` (so a longer road starts with the same
     sections as a shorter one for the same seed): straights (60-250 m), gentle curves
     (radius 250-1000 m), sharp curves (radius 35-90 m, 30-110 degrees), each side equally
-    likely, joined by 15-40 m linear ramps.
+    likely, joined by 15-40 m linear ramps. ``sharp_curves`` is the share of sharp-curve
+    sections (0..1); straights and gentle curves split the rest evenly. The default 0.30 gives
+    the roads of earlier releases, bit for bit.
     """
+    if not 0.0 <= sharp_curves <= 1.0:
+        raise ValueError(f"sharp_curves must be in 0..1, got {sharp_curves}")
+    other = 0.5 * (1.0 - sharp_curves)
     knots_s, knots_k = [0.0, lead_straight], [0.0, 0.0]
     while knots_s[-1] < length + 50.0:
-        kind = rng.choice(3, p=[0.35, 0.35, 0.30])
+        kind = rng.choice(3, p=[other, other, sharp_curves])
         sign = rng.choice([-1.0, 1.0])
         if kind == 0:
             kappa, span = 0.0, rng.uniform(60.0, 250.0)
@@ -104,6 +113,8 @@ def build_road(curvature: np.ndarray, ds: float = DS, lane_width: float = 3.7) -
     return Road(ds=ds, x=x, y=y, heading=heading, curvature=curvature, lane_width=lane_width)
 
 
-def generate_road(rng: np.random.Generator, length: float, lane_width: float = 3.7) -> Road:
+def generate_road(
+    rng: np.random.Generator, length: float, lane_width: float = 3.7, sharp_curves: float = SHARP_CURVES
+) -> Road:
     """A random road at least ``length`` metres long (see :func:`curvature_profile`)."""
-    return build_road(curvature_profile(rng, length), DS, lane_width)
+    return build_road(curvature_profile(rng, length, sharp_curves=sharp_curves), DS, lane_width)
