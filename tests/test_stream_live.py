@@ -68,7 +68,9 @@ def test_mjpeg_stream_skips_a_corrupt_part_and_ends_when_the_camera_never_return
     assert stats.end_reason == "source lost"
     assert "not back after" in stats.error and server.url in stats.error
     assert stats.corrupt == 1
-    assert 12 not in sink.indices and len(sink.indices) >= 20
+    # every good part is read (the reader never drops); how many are shown depends on the machine's load
+    assert stats.frames_in == 29 and 12 not in sink.indices
+    assert max(sink.indices) > 12  # the stream goes on after the corrupt part
     assert sink.indices == sorted(sink.indices)  # newest-first dropping never reorders
     assert stats.frames_in == stats.frames_out + stats.dropped
     assert not any(t.is_alive() for t in pipe.threads)
