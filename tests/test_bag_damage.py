@@ -7,6 +7,7 @@ rebuilt record by record (fuzzing.bag_mutators' independent parser) so each case
 from __future__ import annotations
 
 import bz2
+import json
 import random
 import signal
 import struct
@@ -293,10 +294,14 @@ def test_cli_prep_and_run_on_a_damaged_bag_show_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert prep.returncode == 0, prep.stderr
     assert "Traceback" not in prep.stderr and "undecodable" in prep.stdout
-    run = subprocess.run([*env_cmd, "run", str(bad), "--no-output", "--device", "cpu", "--quiet"],
-                         capture_output=True, text=True, timeout=300)
+    stats = tmp_path / "stats.json"
+    run = subprocess.run([*env_cmd, "run", str(bad), "--no-output", "--device", "cpu", "--quiet",
+                          "--stats-json", str(stats)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr and "source warning" in run.stdout and "undecodable" in run.stdout
+    source = json.loads(stats.read_text())["source"]  # the skips, machine-readable
+    assert sum(source["skipped"]["counts"].values()) >= 1 and source["skipped"]["first"][0]["reason"]
+    assert any("undecodable" in w for w in source["warnings"])
 
 
 # ---------------------------------------------------------------- seeded mutants

@@ -28,6 +28,8 @@ def test_run_writes_video_csv_and_stats_json(tmp_path, ckpt, capsys):
     stats = json.loads(stats_json.read_text())
     assert (stats["frames_in"], stats["frames_out"], stats["dropped"]) == (12, 12, 0)
     assert stats["fps"] > 0 and stats["model_fps"] > 0
+    assert stats["source"]["name"] == str(src) and stats["source"]["warnings"] == []
+    assert stats["source"]["fps"] == pytest.approx(12) and stats["source"]["live"] is False
     for stage in ("read", "model", "render", "write", "end_to_end"):
         assert stats["latency"][stage]["p95_ms"] >= stats["latency"][stage]["p50_ms"] >= 0
     rows = list(csv.DictReader(log_csv.open()))

@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--show", action="store_true", help="show a window (q quits, space pauses, s saves a snapshot)")
     out.add_argument("--frames-dir", help="write every overlay frame as a PNG into this folder")
     out.add_argument("--no-output", action="store_true", help="write nothing (benchmarks)")
-    out.add_argument("--stats-json", help="also write the run statistics (counts, fps, latency p50/p95) as JSON")
+    out.add_argument("--stats-json", help="also write the run statistics (counts, fps, latency p50/p95, the "
+                                          "overlay's flicker, the source's warnings and skipped parts) as JSON")
     out.add_argument("--csv", help="write per-frame index,time_s,pred_deg,true_deg,error_deg to this CSV")
     out.add_argument("--snapshot-dir", default=".", help="where the s key saves snapshots (default: %(default)s)")
     add_serve_options(p)
@@ -306,7 +307,8 @@ def report(result, args: argparse.Namespace) -> int:
     for path in result.outputs:
         print(f"wrote {path}")
     if args.stats_json:
-        stats = {**st.to_dict(), "overlay": result.overlay, "outputs": [str(p) for p in result.outputs]}
+        stats = {**st.to_dict(), "overlay": result.overlay, "source": result.source,
+                 "outputs": [str(p) for p in result.outputs]}
         write_text_atomic(args.stats_json, json.dumps(stats, indent=2))
         print(f"stats: {args.stats_json}")
     print(f"ended: {st.end_reason}" + (f" ({st.signal})" if st.signal else "") + (f": {st.error}" if st.error else ""),

@@ -77,6 +77,7 @@ class RunResult:
     outputs: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     overlay: dict[str, object] = field(default_factory=dict)  # OverlayRenderer.summary(): look, flicker, visibility
+    source: dict[str, object] = field(default_factory=dict)  # source_summary(): size, rate, warnings, skips
 
 
 def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
@@ -161,7 +162,22 @@ def run_source(
     notes = [f"source {source.info.name}: {source.info.width}x{source.info.height} at {source.info.fps:.2f} fps"
              + (" (live: stale frames are dropped)" if source.info.live else "")]
     notes += [f"source warning: {w}" for w in getattr(source, "warnings", [])]
-    return RunResult(stats, outputs, notes, renderer.summary())
+    return RunResult(stats, outputs, notes, renderer.summary(), source_summary(source))
+
+
+def source_summary(source: FrameSource) -> dict[str, object]:
+    """The source as plain values for ``--stats-json``: name, size, rate, and what its reader survived.
+
+    ``warnings`` are the reader's one-line warnings; ``skipped`` (recordings only) is what it skipped,
+    ``{"counts": {reason: n}, "first": [...]}`` (:meth:`~vbp_live.recordings.base.SkipLog.to_dict`).
+    """
+    info = source.info
+    out: dict[str, object] = {"name": info.name, "width": info.width, "height": info.height, "fps": info.fps,
+                              "live": info.live, "warnings": list(getattr(source, "warnings", []))}
+    skipped = getattr(source, "skipped", None)
+    if skipped is not None:
+        out["skipped"] = skipped.to_dict()
+    return out
 
 
 def make_renderer(crop: CropSpec, opts: RunOptions, note: str = "") -> OverlayRenderer:
