@@ -46,6 +46,7 @@ def test_bag_playback_shows_truth_and_error(bag, drive, tmp_path):
     engine = OverlayEngine.from_checkpoint(tiny_checkpoint(tmp_path / "t.pt"), device="cpu")
     source = open_source(str(bag))
     assert source.info.fps == pytest.approx(20.0, rel=0.05) and (source.info.width, source.info.height) == (640, 480)
+    assert open_source(str(bag), fps=7.5).info.fps == 7.5  # --fps overrides the camera stamps' rate
     renderer, keep, log = OverlayRenderer(engine.crop, HudStyle()), Keep(), PredictionLog()
     stats = Pipeline(source, engine, renderer, [keep], PipelineConfig(batch_size=4), log=log).run()
     assert stats.error is None and stats.corrupt == 1 and stats.frames_out == 15

@@ -116,6 +116,7 @@ def test_prepared_dataset_overlays_on_the_crop_with_truth(tmp_path, engine):
     out = tmp_path / "out.mp4"
     source = open_source(str(tmp_path / "ds"))
     assert source.info.fps == pytest.approx(20.0)
+    assert open_source(str(tmp_path / "ds"), fps=8.0).info.fps == 8.0  # --fps overrides the stamps' rate
     stats, log = run(source, engine, [VideoFileSink(out, source.info.fps)], hud=True)
     assert stats.frames_out == 8
     frames, fps = read_video(out)

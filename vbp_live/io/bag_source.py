@@ -31,6 +31,7 @@ class BagFrameSource(RecordingFrameSource):
         paths: the bag file(s) of one drive (merged in time order).
         camera: which camera to play (``center`` by default).
         sync: ``linear`` interpolation (default) or ``zoh`` (zero-order hold).
+        fps: the playback rate; None: measured from the camera stamps.
 
     Attributes:
         paths: the bag files.
@@ -43,7 +44,7 @@ class BagFrameSource(RecordingFrameSource):
     """
 
     def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], camera: str = "center",
-                 sync: str = "linear"):
+                 sync: str = "linear", fps: float | None = None):
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
         self.bag = BagRecording(self.paths, CameraConfig(name=camera))
-        super().__init__(self.bag, ", ".join(map(str, self.paths)), SyncConfig(method=sync))
+        super().__init__(self.bag, ", ".join(map(str, self.paths)), SyncConfig(method=sync), fps=fps)

@@ -38,7 +38,7 @@ def open_source(
 
     Args:
         spec: the SOURCE string.
-        fps: frame rate override (image folders have none; default 20).
+        fps: frame rate override, for every kind of source (image folders have none; default 20).
         live: force live (drop stale frames) or file (keep every frame) behaviour.
         split: for prepared datasets, "train" or "test".
         reconnect_s: how long a lost live source may stay away before the run ends.
@@ -56,11 +56,11 @@ def open_source(
     bags = bag_files([p])
     kind = None if bags or (p / "manifest.yaml").is_file() else detect_kind(p)
     if bags:
-        src: FrameSource = BagFrameSource(bags)
+        src: FrameSource = BagFrameSource(bags, fps=fps)
     elif kind is not None:
         src = RecordingFrameSource(open_recording([p], kind=kind), str(p), fps=fps)
     elif p.is_dir():
-        src = DatasetSource(p, split) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
+        src = DatasetSource(p, split, fps) if (p / "manifest.yaml").is_file() else ImageFolderSource(p, fps or 20.0)
     else:
         src = VideoFileSource(p, fps)
     if live:

@@ -131,9 +131,10 @@ class DatasetSource(FrameSource):
     Args:
         path: the dataset directory.
         split: "train", "test" or None for every frame.
+        fps: the playback rate; None: measured from the frames' stamps.
     """
 
-    def __init__(self, path: str | os.PathLike[str], split: str | None = None):
+    def __init__(self, path: str | os.PathLike[str], split: str | None = None, fps: float | None = None):
         self.ds = PreparedDataset(path)
         self.crop = self.ds.crop  # the crop the frames were made with
         self.rows = self.ds.indices(split) if split else np.arange(len(self.ds))
@@ -141,7 +142,7 @@ class DatasetSource(FrameSource):
             raise SourceError(f"{path}: no frames" + (f" in split {split!r}" if split else ""))
         ts = self.ds.timestamps_ns[self.rows]
         span = (ts[-1] - ts[0]) / 1e9 if len(ts) > 1 else 0.0
-        fps = (len(ts) - 1) / span if span > 0 else 20.0
+        fps = fps or ((len(ts) - 1) / span if span > 0 else 20.0)
         h, w = self.ds.frame_shape[:2]
         self.info = VideoInfo(name=str(path), width=w, height=h, fps=float(fps), total=len(self.rows))
 
