@@ -10,6 +10,7 @@ import pytest
 from stream_util import tiny_checkpoint
 
 from vbp_live.core.hud import HudInfo, HudStyle, angle_text, hud_lines
+from vbp_live.io.frames import SourceError
 from vbp_live.io.sinks import FrameSink
 from vbp_live.io.sources import open_source
 from vbp_live.io.udacity_bag import SteeringSamples, write_udacity_bag
@@ -69,3 +70,29 @@ def test_bag_playback_shows_truth_and_error(bag, drive, tmp_path):
     assert (shown[rows.min():rows.max() + 1, :150] == with_t[rows.min():rows.max() + 1, :150]).mean() > 0.98
     lines = [t for t, _ in hud_lines(HudInfo(i, t_s, pred.steering_rad, rec.truth_rad), HudStyle())]
     assert lines[2] == f"error {angle_text(err_deg)}" and lines[1] == f"true  {angle_text(true_deg)}"
+
+
+# ---------------------------------------------------------------- bags of other cars and robots
+
+def test_real_bags_without_udacity_topics_or_steering_play_with_camera_topic(shared_data, tmp_path):
+    """ctu-vras/qoi_image_transport's real bags: a Spot robot's camera, as raw rgb8 and as QOI, no steering."""
+    bags = shared_data / "rosbag1"
+    with pytest.raises(SourceError, match=r"qoi_raw.bag: no camera frames.*--camera-topic.*/spot/camera/hand_color"):
+        open_source(str(bags / "qoi_raw.bag"))  # names the flag and the topics that are there
+    frames = []
+    for name, topic in (("qoi_raw.bag", "/spot/camera/hand_color/image"),
+                        ("qoi_compressed.bag", "/spot/camera/hand_color/image/qoi")):
+        source = open_source(str(bags / name), camera_topics=["/nope", topic])  # the first topic with messages
+        assert (source.info.width, source.info.height, source.info.total) == (640, 480, 1)
+        assert any("no steering reports" in w for w in source.warnings)
+        (rec,) = list(source.frames())
+        assert rec.truth_rad is None or math.isnan(rec.truth_rad)  # no truth, nothing made up
+        frames.append(rec.image)
+    np.testing.assert_array_equal(frames[0], frames[1])  # the same picture, raw and QOI
+
+
+def test_camera_topic_is_refused_for_sources_that_are_not_bags(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    with pytest.raises(SourceError, match="--camera-topic applies to ROS1 bags only"):
+        open_source(str(folder), camera_topics=["/cam"])

@@ -93,3 +93,14 @@ def test_checkpoint_names_a_shipped_model(tmp_path, monkeypatch):
     (tmp_path / "netsvf").write_bytes(b"")  # a file of that name in the working directory wins
     assert checkpoint_or_shipped("netsvf") == Path("netsvf")
     assert checkpoint_or_shipped("my.pt") == Path("my.pt")
+
+
+def test_run_camera_topic_plays_another_robots_bag(shared_data, tmp_path, ckpt, capsys):
+    bag = shared_data / "rosbag1" / "qoi_raw.bag"
+    stats_json = tmp_path / "s.json"
+    rc = main(["run", str(bag), "-c", str(ckpt), "--camera-topic", "/spot/camera/hand_color/image",
+               "--no-output", "--stats-json", str(stats_json), "-q"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "source warning: no steering reports" in text
+    stats = json.loads(stats_json.read_text())
+    assert stats["frames_out"] == 1 and stats["source"]["skipped"]["counts"] == {}

@@ -78,6 +78,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_argument_group("source")
     src.add_argument("--fps", type=float_in(0.0, low_open=True),
                      help="frame rate for image folders, or to override a file's")
+    src.add_argument("--camera-topic", action="append", default=[], metavar="TOPIC",
+                     help="bags: the camera topic to play (repeatable: the first one with messages), for bags "
+                          "recorded by another car or robot (default: Udacity's /center_camera/image_color"
+                          "[/compressed])")
     src.add_argument("--live", dest="live", action="store_true", default=None,
                      help="treat a file like a camera: drop stale frames")
     src.add_argument("--realtime", action="store_true",
@@ -196,6 +200,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         device=resolve_device(rank_device(args.device, place)), method=args.method, batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
+        camera_topics=tuple(args.camera_topic),
         glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, **look_options(args),
     )
     if many:

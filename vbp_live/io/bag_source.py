@@ -32,6 +32,8 @@ class BagFrameSource(RecordingFrameSource):
         camera: which camera to play (``center`` by default).
         sync: ``linear`` interpolation (default) or ``zoh`` (zero-order hold).
         fps: the playback rate; None: measured from the camera stamps.
+        topics: the camera topics to try, in order (another robot's or car's camera); empty: Udacity's
+            ``/center_camera/image_color[/compressed]`` (:class:`~vbp_live.recordings.options.CameraConfig`).
 
     Attributes:
         paths: the bag files.
@@ -40,11 +42,13 @@ class BagFrameSource(RecordingFrameSource):
         skipped: what the reader skipped, by reason (:class:`~vbp_live.recordings.base.SkipLog`).
 
     Raises:
-        SourceError: the bags cannot be read or hold no camera frames or steering.
+        SourceError: the bags cannot be read or hold no camera frames (a bag without steering reports
+            plays without truth, with a warning).
     """
 
     def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], camera: str = "center",
-                 sync: str = "linear", fps: float | None = None):
+                 sync: str = "linear", fps: float | None = None, topics: Sequence[str] = ()):
         self.paths = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-        self.bag = BagRecording(self.paths, CameraConfig(name=camera))
+        camera_cfg = CameraConfig(name=camera, topics=tuple(topics)) if topics else CameraConfig(name=camera)
+        self.bag = BagRecording(self.paths, camera_cfg, require_steering=False)  # no reports: no truth
         super().__init__(self.bag, ", ".join(map(str, self.paths)), SyncConfig(method=sync), fps=fps)

@@ -7,6 +7,7 @@ each other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from vbp_live.io.bag_source import BagFrameSource
@@ -23,6 +24,7 @@ def open_source(
     live: bool | None = None,
     split: str | None = None,
     reconnect_s: float = 30.0,
+    camera_topics: Sequence[str] = (),
 ) -> FrameSource:
     """Open SOURCE as given on the command line.
 
@@ -42,6 +44,7 @@ def open_source(
         live: force live (drop stale frames) or file (keep every frame) behaviour.
         split: for prepared datasets, "train" or "test".
         reconnect_s: how long a lost live source may stay away before the run ends.
+        camera_topics: for bags, the camera topics to try instead of Udacity's (``--camera-topic``).
 
     Raises:
         SourceError: SOURCE names nothing that exists or cannot be opened.
@@ -54,9 +57,11 @@ def open_source(
     if not p.exists():
         raise SourceError(f"{spec}: no such file or folder (and not a camera index, URL or GStreamer pipeline)")
     bags = bag_files([p])
+    if camera_topics and not bags:
+        raise SourceError(f"{spec}: --camera-topic applies to ROS1 bags only, and this is not one")
     kind = None if bags or (p / "manifest.yaml").is_file() else detect_kind(p)
     if bags:
-        src: FrameSource = BagFrameSource(bags, fps=fps)
+        src: FrameSource = BagFrameSource(bags, fps=fps, topics=camera_topics)
     elif kind is not None:
         src = RecordingFrameSource(open_recording([p], kind=kind), str(p), fps=fps)
     elif p.is_dir():

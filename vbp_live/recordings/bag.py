@@ -46,13 +46,17 @@ class BagRecording(Recording):
         paths: the bag files.
         camera: which camera and topics to read.
         steering: the steering report topic and fields.
+        require_steering: a bag without steering reports is an error (data preparation); False
+            (playback) scans it with ``steering=None`` and a warning: its frames have no truth.
     """
 
     kind = "bag"
 
-    def __init__(self, paths: list[Path], camera: CameraConfig | None = None, steering: SteeringConfig | None = None):
+    def __init__(self, paths: list[Path], camera: CameraConfig | None = None, steering: SteeringConfig | None = None,
+                 require_steering: bool = True):
         super().__init__(paths)
         self.camera, self.steering = camera or CameraConfig(), steering or SteeringConfig()
+        self.require_steering = require_steering
         self.types = MessageTypes()
         self.selected: list[str | None] = []
         self.frame_counts: list[int] = []
@@ -94,12 +98,14 @@ class BagRecording(Recording):
         self._check_found(acc, topics_seen, warnings)
         info["camera_topics"] = {p.name: t for p, t in zip(self.paths, self.selected, strict=True)}
         st = np.array(acc["st"], np.int64)
+        if not acc["st"]:
+            warnings.append(f"no steering reports on {self.steering.topic}: the frames have no ground truth")
         return Scan(
             frame_t=np.array(acc["ft"], np.int64),
             frame_source=np.array(acc["fsrc"], np.int32),
             names=[p.name for p in self.paths],
-            steering=(st, np.array(acc["sa"], np.float64)),
-            speed=(st, np.array(acc["sv"], np.float64)),
+            steering=(st, np.array(acc["sa"], np.float64)) if acc["st"] else None,
+            speed=(st, np.array(acc["sv"], np.float64)) if acc["st"] else None,
             sample_source=np.array(acc["ssrc"], np.int32),
             info=info,
             warnings=warnings,
@@ -181,8 +187,9 @@ class BagRecording(Recording):
         ) + "".join(f". Note: {w}" for w in warnings)
         if not acc["ft"]:
             wanted = sorted({t for p in self.paths for t in self.camera_topics(p)})
-            raise InputError(f"no camera frames: none of the topics {wanted} has messages. Topics present: {listing}")
-        if not acc["st"]:
+            raise InputError(f"no camera frames: none of the topics {wanted} has messages (choose the camera with "
+                             f"--camera-topic). Topics present: {listing}")
+        if not acc["st"] and self.require_steering:
             raise InputError(f"no steering: topic {self.steering.topic!r} has no messages. Topics present: {listing}")
 
     def payloads(self, wanted: np.ndarray, start: int = 0) -> Iterator[tuple[int, Payload]]:

@@ -165,7 +165,8 @@ def run_input(
     res = InputResult(spec)
     csv = out_dir / f"{name}_overlay.csv" if out_dir is not None else None
     try:
-        with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s) as src:
+        with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s,
+                         camera_topics=opts.camera_topics) as src:
             sinks = make_sinks(src.info, out_dir / f"{name}_overlay.mp4") if out_dir is not None else []
             predictions = PredictionLog(csv)
             run = run_source(src, engine, replace(opts, csv=csv), sinks, progress=progress, predictions=predictions)

@@ -59,6 +59,7 @@ class RunOptions:
     split: str | None = None
     max_frames: int | None = None
     reconnect_s: float = 30.0
+    camera_topics: tuple[str, ...] = ()  # bags: camera topics to try instead of Udacity's
     glyph: bool = True
     hud: bool = True
     alpha: float = 0.7
@@ -84,9 +85,7 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
     """The engine for ``opts.checkpoint`` (or the shipped model) and a line describing it."""
     ckpt = opts.checkpoint or shipped_checkpoint()
     if ckpt is None:
-        raise UsageError(
-            "no --checkpoint given and the shipped model (vbp_live/assets/netsvf_synth.pt) is not installed"
-        )
+        raise UsageError(f"no --checkpoint given and the shipped model ({SHIPPED}) is not installed")
     engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, trust_pickle=opts.trust_pickle,
                                            method=opts.method)
     configure_threads(engine.device, opts.threads)
@@ -108,7 +107,8 @@ def run_overlay(
         make_sinks: builds the sinks once the source is known (its fps, size, live or not).
         predictions: collects per-frame predictions (see :func:`run_source`).
     """
-    source = open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s)
+    source = open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s,
+                         camera_topics=opts.camera_topics)
     result = None
     try:
         engine, desc = load_engine(opts)
