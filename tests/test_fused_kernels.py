@@ -186,6 +186,15 @@ def test_fused_equals_reference_on_every_registered_net(device, name):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_fused_follows_a_crop_of_the_input(device):
+    from vbp_live.models.blocks import Crop2d
+
+    torch.manual_seed(4)
+    model = nn.Sequential(Crop2d((3, 2, 1, 4)), nn.Conv2d(3, 4, 3, 2), nn.ReLU(), nn.Conv2d(4, 5, 3), nn.ReLU())
+    _check_against_reference(model, torch.rand(2, 3, 23, 30), device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_fused_maps_and_masks_match_reference(device):
     torch.manual_seed(3)
     model = create_model("signnet", height=61, width=61).to(device).eval()

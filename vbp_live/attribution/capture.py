@@ -79,6 +79,24 @@ class ConvChain:
 
     stages: list[Stage]
     modules: dict[str, nn.Module] = field(repr=False)
+    input_crop: tuple[int, int, int, int] | None = None  # (top, bottom, left, right) dropped before the first conv
+
+    def first_hw(self, in_hw: tuple[int, int]) -> tuple[int, int]:
+        """The size the first stage's ops see for an ``in_hw`` input (the input less ``input_crop``)."""
+        if self.input_crop is None:
+            return tuple(in_hw)
+        top, bottom, left, right = self.input_crop
+        return (in_hw[0] - top - bottom, in_hw[1] - left - right)
+
+    def uncrop(self, mask: torch.Tensor) -> torch.Tensor:
+        """A mask of the first stage's input size (B, 1, h, w) back on the whole input (B, 1, H, W).
+
+        The rows and columns the network crops away before its first conv get zero: it never sees them.
+        """
+        if self.input_crop is None:
+            return mask
+        top, bottom, left, right = self.input_crop
+        return torch.nn.functional.pad(mask, (left, right, top, bottom))  # (B, 1, H, W)
 
     def op_inputs(self, k: int, base_hw: tuple[int, int], map_hw: tuple[int, int]) -> list[tuple[int, int]]:
         """Input size of each spatial op of stage ``k`` when the previous map is ``base_hw``.
@@ -104,11 +122,12 @@ class ConvChain:
         Yields ``(k, op, size_in, size_out, last)`` for every spatial op of stage ``k``, from the
         deepest stage to the input and within a stage from its last op to its first; ``last`` marks
         the stage's final step, after which the mask is multiplied by map ``k - 1`` (when k > 0).
-        ``map_hws`` are the sizes of the maps seen; every stage has at least one op (a conv).
+        ``map_hws`` are the sizes of the maps seen; every stage has at least one op (a conv). With
+        an ``input_crop`` the walk ends at the cropped size: :meth:`uncrop` puts it back on the input.
         """
         cur = tuple(map_hws[-1])
         for k in range(len(map_hws) - 1, -1, -1):
-            base = tuple(in_hw) if k == 0 else tuple(map_hws[k - 1])
+            base = self.first_hw(in_hw) if k == 0 else tuple(map_hws[k - 1])
             steps = list(zip(reversed(self.stages[k].ops), reversed(self.op_inputs(k, base, cur)), strict=True))
             for n, (op, target) in enumerate(steps):
                 yield k, op, cur, tuple(target), n == len(steps) - 1
@@ -154,6 +173,18 @@ def pool_geometry(m: nn.Module) -> Geometry2d:
     return Geometry2d(k, s, pair(m.padding), d, bool(m.ceil_mode))
 
 
+def crop_of(m: nn.Module) -> tuple[int, int, int, int] | None:
+    """(top, bottom, left, right) of a module that only drops border rows and columns, else None.
+
+    Such a module states its crop as ``crop_tblr`` (``models.blocks.Crop2d``, Keras ``Cropping2D``).
+    """
+    crop = getattr(m, "crop_tblr", None)
+    if crop is None:
+        return None
+    top, bottom, left, right = (int(v) for v in crop)
+    return (top, bottom, left, right)
+
+
 @dataclass
 class _Origin:
     """Where a traced tensor comes from: stage ``base`` (-1 = input) and the ops applied since."""
@@ -192,6 +223,7 @@ class _Tracer:
         self.calls: dict[int, int] = {}
         self.errors: list[str] = []
         self.last: tuple[_Origin, tuple[int, ...]] | None = None  # newest traced tensor (explicit mode)
+        self.input_crop: tuple[int, int, int, int] | None = None
 
     def visit(self, call: LeafCall) -> None:
         """Follow one leaf call (in forward order)."""
@@ -200,8 +232,9 @@ class _Tracer:
         if not isinstance(out, torch.Tensor) or not inputs or not isinstance(inputs[0], torch.Tensor):
             return
         src = self.origin.get(id(inputs[0]))
-        if src is None and isinstance(m, nn.Conv2d) and not self.stages and tuple(inputs[0].shape[-2:]) == self.in_hw:
-            src = _Origin(-1, ())  # functional preprocessing (e.g. x / 255) before the first conv
+        on_input = not self.stages and tuple(inputs[0].shape[-2:]) == self.in_hw
+        if src is None and on_input and (isinstance(m, nn.Conv2d) or crop_of(m) is not None):
+            src = _Origin(-1, ())  # functional preprocessing (e.g. x / 255) before the first conv or crop
         if src is None and self.explicit is not None and self.last and self.last[1] == tuple(inputs[0].shape[-2:]):
             src = self.last[0]  # explicit layers: functional pixel-wise ops (F.relu, ...) in between
         if src is None:
@@ -218,6 +251,9 @@ class _Tracer:
             self.last = (new, tuple(out.shape[-2:]))
 
     def _advance(self, m: nn.Module, name: str, src: _Origin) -> _Origin | None:
+        crop = crop_of(m)
+        if crop is not None:
+            return self._crop(name, src, crop)
         if isinstance(m, nn.Conv2d):
             ops = src.ops + (SpatialOp(name, "conv", conv_geometry(m)),)
         elif isinstance(m, POOLS):
@@ -232,6 +268,14 @@ class _Tracer:
         if self._is_stage(m, _Origin(src.base, ops)):
             return self._add_stage(m, name, src.base, ops)
         return _Origin(src.base, ops)
+
+    def _crop(self, name: str, src: _Origin, crop: tuple[int, int, int, int]) -> _Origin | None:
+        """A crop of the input before the first conv (Keras ``Cropping2D``); one anywhere else is refused."""
+        if src.base == -1 and not src.ops and self.input_crop is None:
+            self.input_crop = crop
+            return _Origin(-1, ())
+        self.errors.append(f"{name}: a crop after the first conv (only a crop of the input can be followed)")
+        return None
 
     def _is_stage(self, m: nn.Module, o: _Origin) -> bool:
         if self.explicit is not None:
@@ -283,7 +327,7 @@ def trace_conv_chain(
             f"{type(model).__name__} has no usable conv -> activation pair (nn.Conv2d followed by a "
             "ReLU-family module); pass layers=[...] to name the maps explicitly"
         )
-    return ConvChain(tracer.stages, tracer.modules)
+    return ConvChain(tracer.stages, tracer.modules, tracer.input_crop)
 
 
 class StageCapture:

@@ -162,4 +162,4 @@ def backprop_masks(
             mask.mul_(maps[k - 1])  # (B, 1, h_{k-1}, w_{k-1})
             if keep:
                 masks.append(mask)
-    return mask, masks[::-1]
+    return chain.uncrop(mask), masks[::-1]  # (B, 1, H, W)

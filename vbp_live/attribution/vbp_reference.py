@@ -41,7 +41,7 @@ class VisualBackPropReference(VisualBackProp):
             averaged = [a.mean(dim=1, keepdim=True) for a in activations]  # step 2: (B, 1, h, w) each
             mask, masks = averaged[-1], [averaged[-1]]  # step 3 starts at the deepest layer
             for k in reversed(range(len(averaged))):
-                base = tuple(x.shape[-2:]) if k == 0 else tuple(averaged[k - 1].shape[-2:])
+                base = chain.first_hw(tuple(x.shape[-2:])) if k == 0 else tuple(averaged[k - 1].shape[-2:])
                 targets = chain.op_inputs(k, base, tuple(mask.shape[-2:]))
                 for op, target in zip(reversed(chain.stages[k].ops), reversed(targets), strict=True):
                     deconv = ones_deconv(op, tuple(mask.shape[-2:]), target).to(mask.device)
@@ -49,6 +49,7 @@ class VisualBackPropReference(VisualBackProp):
                 if k > 0:
                     mask = mask * averaged[k - 1]  # step 4: pointwise product
                     masks.insert(0, mask)
+            mask = chain.uncrop(mask)  # a crop before the first conv: the cropped-away pixels get 0
             if not raw:  # step 5: one min-max per image
                 lo = mask.amin(dim=(1, 2, 3), keepdim=True)
                 hi = mask.amax(dim=(1, 2, 3), keepdim=True)

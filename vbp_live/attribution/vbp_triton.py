@@ -104,4 +104,4 @@ def fused_backprop(
         mask = kernels.ones_gather(mask, op.geometry, target, mul)  # (B, 1, *target)
         if mul is not None and keep:
             masks.append(mask)
-    return mask, masks[::-1]
+    return chain.uncrop(mask), masks[::-1]  # (B, 1, H, W)

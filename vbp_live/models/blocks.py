@@ -129,11 +129,20 @@ class Affine(nn.Module):
 
 
 class Crop2d(nn.Module):
-    """Drop (top, bottom, left, right) rows/columns (Keras ``Cropping2D``)."""
+    """Drop (top, bottom, left, right) rows/columns (Keras ``Cropping2D``).
+
+    ``crop_tblr`` states the crop for the VisualBackProp tracer (``attribution.capture.crop_of``):
+    a crop of the input is followed, and its mask is zero on the rows and columns dropped.
+    """
 
     def __init__(self, crop: Pads):
         super().__init__()
         self.crop = tuple(crop)
+
+    @property
+    def crop_tblr(self) -> tuple[int, ...]:
+        """(top, bottom, left, right)."""
+        return self.crop
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, H - t - b, W - l - r)
         """Slice the spatial axes."""
