@@ -185,10 +185,12 @@ def test_lambda_not_in_the_card_is_refused_by_name(real_net):
 # --- small Keras files written here --------------------------------------------------------------------
 
 def write_keras(path: Path, layers: list[tuple[str, dict, list[np.ndarray]]], version: str = "2.2.4",
-                backend: str = "tensorflow", nested_config: bool = True, inbound: list | None = None) -> Path:
+                backend: str = "tensorflow", nested_config: bool = True, inbound: list | None = None,
+                outputs: list[int] | None = None) -> Path:
     """A ``model.save`` file as Keras 2 (or 1) lays it out: model_config JSON + model_weights groups.
 
-    ``inbound``: write a functional ``Model`` whose layer ``i`` takes the outputs of layers ``inbound[i]``.
+    ``inbound``: write a functional ``Model`` whose layer ``i`` takes the outputs of layers ``inbound[i]``;
+    ``outputs``: its output layers (``output_layers``), by index.
     """
     configs = [{"class_name": cls, "config": cfg} for cls, cfg, _ in layers]
     body = {"name": "sequential_1", "layers": configs} if nested_config else configs
@@ -198,6 +200,8 @@ def write_keras(path: Path, layers: list[tuple[str, dict, list[np.ndarray]]], ve
         for conf, sources in zip(configs, inbound, strict=True):
             conf["name"] = conf["config"]["name"]
             conf["inbound_nodes"] = [[[configs[j]["config"]["name"], 0, 0, {}] for j in sources]] if sources else []
+        if outputs is not None:
+            body["output_layers"] = [[configs[i]["config"]["name"], 0, 0] for i in outputs]
     with h5py.File(path, "w") as f:
         f.attrs["keras_version"] = version.encode()
         f.attrs["backend"] = backend.encode()
@@ -376,6 +380,77 @@ def test_functional_chain_converts_and_a_branch_is_refused(tmp_path):
     branch = chain[:-1] + [[len(layers) - 2, 1]]  # the last Dense also takes the first conv's output
     with pytest.raises(ModelError, match="does not simply follow"):
         load_keras_h5(write_keras(tmp_path / "b.h5", layers, inbound=branch), {})
+
+
+def keras_linear(rng: np.random.Generator) -> tuple[list, list, callable]:
+    """donkeycar's KerasLinear as it saves it: img_in -> convs -> Flatten -> Dense -> [angle, throttle] heads.
+
+    Returns the layers, their inbound lists and the numpy forward of both heads on one HWC image.
+    """
+    k1, k2 = rng.normal(0, 0.3, (3, 3, 3, 4)), rng.normal(0, 0.3, (3, 3, 4, 5))
+    d1, heads = rng.normal(0, 0.3, (5 * 2 * 3, 8)), [rng.normal(0, 0.3, (8, 1)) for _ in range(2)]
+    layers = [
+        ("InputLayer", {"name": "img_in", "batch_input_shape": [None, 12, 16, 3]}, []),
+        ("Conv2D", {"name": "conv2d_1", "filters": 4, "kernel_size": [3, 3], "strides": [2, 2], "padding": "valid",
+                    "activation": "relu"}, [k1, np.zeros(4)]),
+        ("Conv2D", {"name": "conv2d_2", "filters": 5, "kernel_size": [3, 3], "strides": [2, 2], "padding": "valid",
+                    "activation": "relu"}, [k2, np.zeros(5)]),
+        ("Flatten", {"name": "flattened"}, []),
+        ("Dense", {"name": "dense_1", "units": 8, "activation": "relu"}, [d1, np.zeros(8)]),
+        ("Dense", {"name": "n_outputs0", "units": 1, "activation": "linear"}, [heads[0], np.zeros(1)]),
+        ("Dense", {"name": "n_outputs1", "units": 1, "activation": "linear"}, [heads[1], np.zeros(1)]),
+    ]
+    inbound = [[], [0], [1], [2], [3], [4], [4]]
+
+    def forward(img: np.ndarray) -> list[float]:
+        x = np.maximum(np_conv(img, k1, np.zeros(4), (2, 2), "valid"), 0)
+        x = np.maximum(np_conv(x, k2, np.zeros(5), (2, 2), "valid"), 0)  # (2, 3, 5)
+        hidden = np.maximum(x.reshape(-1) @ d1, 0)
+        return [float(hidden @ h[:, 0]) for h in heads]
+
+    return layers, inbound, forward
+
+
+def test_two_headed_model_converts_the_head_it_is_told(tmp_path):
+    """donkeycar KerasLinear: angle (n_outputs0) and throttle (n_outputs1); either head converts on its own."""
+    rng = np.random.default_rng(6)
+    layers, inbound, forward = keras_linear(rng)
+    path = write_keras(tmp_path / "pilot.h5", layers, inbound=inbound, outputs=[5, 6])
+    with pytest.raises(ModelError, match=r"2 outputs \['n_outputs0', 'n_outputs1'\].*keras.output"):
+        load_keras_h5(path, {})
+    with pytest.raises(ModelError, match=r"no output layer 'angle'"):
+        load_keras_h5(path, {}, output="angle")
+    img = rng.uniform(0, 1, (12, 16, 3))
+    for k, head in enumerate(("n_outputs0", "n_outputs1")):
+        model = build(*load_keras_h5(path, {}, output=head))
+        with torch.no_grad():
+            got = model(nchw(img[None]))[0, 0].item()
+        assert got == pytest.approx(forward(img)[k], abs=1e-5)
+    x = nchw(rng.uniform(0, 1, (2, 12, 16, 3)))
+    torch.testing.assert_close(VisualBackProp(model).explain(x).mask.double(),
+                               VisualBackPropReference(model.double()).explain(x.double()).mask, atol=1e-5, rtol=0)
+
+
+def test_keras_output_through_a_model_card(tmp_path):
+    from vbp_live.core.errors import ConfigError
+    from vbp_live.io.model_card import open_model
+
+    rng = np.random.default_rng(7)
+    layers, inbound, forward = keras_linear(rng)
+    write_keras(tmp_path / "pilot.h5", layers, inbound=inbound, outputs=[5, 6])
+    card = tmp_path / "pilot.yaml"
+    body = ("format: keras_h5\nweights: pilot.h5\nkeras: {output: n_outputs0}\n"
+            "input: {height: 12, width: 16, color: rgb, scaling: x/255}\n"
+            "output: {unit: normalized, full_scale_deg: 25, positive: right}\n")
+    card.write_text(body)
+    model = open_model(card).build_model()
+    img = rng.uniform(0, 1, (12, 16, 3))
+    with torch.no_grad():
+        got = model(nchw(img[None]))[0, 0].item()  # the card's output map: radians, positive = left
+    assert got == pytest.approx(-np.radians(25) * forward(img)[0], abs=1e-6)
+    card.write_text(body.replace("format: keras_h5", "format: onnx").replace("pilot.h5", "pilot.onnx"))
+    with pytest.raises(ConfigError, match="keras: only for format keras_h5"):
+        open_model(card)
 
 
 @pytest.mark.slow  # a fresh interpreter imports torch

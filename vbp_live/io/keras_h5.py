@@ -14,6 +14,8 @@ our one checkpoint format stores it and ``create_model`` + ``load_state_dict`` r
   Keras 1 files do not record the backend and are taken as TensorFlow-trained.
 * A ``Lambda`` layer is never executed (its marshalled bytecode is never unmarshalled): it becomes
   the affine ``x * scale + offset`` the caller states for it in ``lambdas`` (from the model card).
+* A functional model must be one chain of layers up to its output; with several output layers
+  (donkeycar's ``KerasLinear``: angle and throttle heads) the caller names the one to keep.
 
 Supported layers: InputLayer, Lambda, Conv2D/Convolution2D, Dense, Flatten, Dropout (and the other
 layers that are the identity at inference), Cropping2D, ZeroPadding2D, MaxPooling2D,
@@ -57,7 +59,7 @@ def _h5py() -> Any:
 
 
 def load_keras_h5(
-    path: str | os.PathLike[str], lambdas: Mapping[str, tuple[float, float]]
+    path: str | os.PathLike[str], lambdas: Mapping[str, tuple[float, float]], output: str | None = None
 ) -> tuple[str, dict[str, Any], dict[str, torch.Tensor]]:
     """Convert a Keras ``model.save`` HDF5 file into a ``layer_stack`` network.
 
@@ -65,6 +67,9 @@ def load_keras_h5(
         path: the ``.h5`` file.
         lambdas: per Lambda layer name, the ``(scale, offset)`` of its arithmetic
             (``x / 127.5 - 1`` is ``(1 / 127.5, -1.0)``).
+        output: for a functional model with several output layers (donkeycar's ``KerasLinear``:
+            ``n_outputs0`` = angle, ``n_outputs1`` = throttle), the one to convert; the chain from the
+            input to it is kept and the other heads are dropped. None: the model must have one output.
 
     Returns:
         ``("layer_stack", args, state_dict)``: ``create_model("layer_stack", **args)`` then
@@ -80,7 +85,7 @@ def load_keras_h5(
     except OSError as e:
         raise CheckpointError(f"{path}: not a readable HDF5 file ({e})") from e
     with f:
-        layers = _layer_configs(_model_config(f, path), path)
+        layers = _layer_configs(_model_config(f, path), path, output)
         weights = f.get("model_weights", f)
         conv = _Converter(str(path), dict(lambdas), _backend(f), _data_format(layers, path))
         conv.set_input(_input_shape(layers, path))
@@ -117,19 +122,63 @@ def _backend(f: Any) -> str:
     return _attr_str(f.attrs.get("backend", "tensorflow"))
 
 
-def _layer_configs(config: dict[str, Any], path: Any) -> list[tuple[str, dict[str, Any]]]:
-    """``(class_name, config)`` per layer, in order, of a Sequential or a single-chain functional model."""
+def _layer_configs(config: dict[str, Any], path: Any, output: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """``(class_name, config)`` per layer, in order, of a Sequential model or of the chain of a functional
+    model that leads to its (chosen) output layer."""
     kind, body = config.get("class_name"), config.get("config")
     raw = body if isinstance(body, list) else (body or {}).get("layers")
     if kind not in ("Sequential", "Model", "Functional") or not isinstance(raw, list):
         raise ModelError(f"{path}: model_config is a {kind!r}; only Sequential models and single chains convert")
+    if output is not None and kind == "Sequential":
+        raise ModelError(f"{path}: a Sequential model has one output; keras.output {output!r} is for functional ones")
     try:
-        layers = [(str(e["class_name"]), dict(e["config"], name=e.get("name", e["config"].get("name")))) for e in raw]
         if kind != "Sequential":
+            raw = _output_chain(raw, _output_names(body), output, path)
             _check_chain(raw, path)
+        layers = [(str(e["class_name"]), dict(e["config"], name=_name(e))) for e in raw]
     except (KeyError, TypeError, IndexError, AttributeError) as e:
         raise ModelError(f"{path}: model_config layer list not understood ({e!r})") from e
     return layers
+
+
+def _name(entry: dict[str, Any]) -> str:
+    return entry.get("name", entry["config"].get("name"))
+
+
+def _output_names(body: Any) -> list[str]:
+    """The functional model's output layers (``output_layers``: ``[[name, 0, 0], ...]``; Keras 3 may
+    write one as ``[name, 0, 0]``); empty when the file does not record them."""
+    outs = body.get("output_layers") if isinstance(body, dict) else None
+    if not outs:
+        return []
+    if isinstance(outs[0], str):
+        outs = [outs]
+    return [str(o[0]) for o in outs]
+
+
+def _output_chain(raw: list[dict[str, Any]], outputs: list[str], output: str | None, path: Any) -> list[dict[str, Any]]:
+    """The layers from the input to ``output`` (or the only output), in order; the other heads are dropped."""
+    if output is not None and output not in outputs:
+        raise ModelError(f"{path}: no output layer {output!r}; the model's outputs are {outputs}")
+    if output is None and len(outputs) > 1:
+        raise ModelError(f"{path}: the model has {len(outputs)} outputs {outputs}; name the steering one "
+                         "(model card: keras.output: NAME)")
+    target = output or (outputs[0] if outputs else None)
+    if target is None:
+        return raw  # no output_layers recorded: the whole layer list must be the chain
+    by_name = {_name(e): e for e in raw}
+    chain, name = [], target
+    while name is not None:
+        if name not in by_name or len(chain) > len(raw):
+            raise ModelError(f"{path}: layer {name!r}, on the way to output {target!r}, is not in the layer list")
+        entry = by_name[name]
+        chain.append(entry)
+        sources = _inbound_names(entry)
+        if len(sources) > 1:
+            raise ModelError(f"{path}: layer {name!r} does not simply follow one layer (it takes {sources}): "
+                             "only models that are one chain of layers convert")
+        name = sources[0] if sources else None
+    return chain[::-1]
 
 
 def _inbound_names(entry: dict[str, Any]) -> list[str]:

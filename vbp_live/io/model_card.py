@@ -126,6 +126,7 @@ class CardKeras:
     """``keras``: what a ``.h5`` file cannot say itself."""
 
     lambdas: dict[str, KerasLambda] = field(default_factory=dict)
+    output: str | None = None  # the output layer of a model with several (donkeycar KerasLinear: n_outputs0)
 
 
 @dataclass
@@ -151,7 +152,7 @@ class ModelCard:
                 if getattr(self, key) is None:
                     raise ConfigValueError("format", f"format {self.format} needs an '{key}' section")
         self._validate_model()
-        if self.keras.lambdas and self.format != "keras_h5":
+        if (self.keras.lambdas or self.keras.output) and self.format != "keras_h5":
             raise ConfigValueError("keras", "keras: only for format keras_h5")
         if self.input is not None:
             try:
@@ -398,7 +399,7 @@ def _converted(ctx: _Ctx) -> Checkpoint:
         name, args, sd = load_onnx(ctx.weights)
     else:
         lambdas = {k: (v.scale, v.offset) for k, v in ctx.card.keras.lambdas.items()}
-        name, args, sd = load_keras_h5(ctx.weights, lambdas)
+        name, args, sd = load_keras_h5(ctx.weights, lambdas, ctx.card.keras.output)
     return ctx.registered(name, args, sd)
 
 
