@@ -195,6 +195,17 @@ def test_fused_follows_a_crop_of_the_input(device):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_fused_positive_maps_of_an_elu_net(device):
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, 2), nn.ELU(), nn.Conv2d(4, 5, 3), nn.ELU()).to(device).eval()
+    x = torch.rand(2, 3, 19, 23, device=device)
+    got = create_method("vbp_fused", model, positive=True).attribute(x).double().cpu()
+    want = VisualBackPropReference(model, positive=True).attribute(x).double().cpu()
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(got, VisualBackPropReference(model).attribute(x).double().cpu(), atol=1e-3)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_fused_maps_and_masks_match_reference(device):
     torch.manual_seed(3)
     model = create_model("signnet", height=61, width=61).to(device).eval()

@@ -161,6 +161,12 @@ def test_real_file_vbp_matches_float64_reference(real_net, shared_data):
     assert len(positive.maps) == 5 and min(float(m.min()) for m in positive.maps) >= 0
     # docs/models.md: as is, the mask is a nearly uniform band; the positive parts pick out structure
     assert float(fast.mask.median()) > 0.9 and float(positive.mask.median()) < 0.1
+    # positive=True (what run/explain do by default) is the same positive part, found automatically
+    auto = VisualBackProp(model, positive=True).explain(x)
+    torch.testing.assert_close(auto.mask, positive.mask, atol=1e-6, rtol=0)
+    ref_pos = VisualBackPropReference(model.double(), positive=True).explain(x.double())
+    model.float()
+    torch.testing.assert_close(auto.mask.double(), ref_pos.mask, atol=1e-4, rtol=0)
 
 
 def test_real_file_round_trips_through_a_checkpoint(real_net, shared_data, tmp_path):

@@ -337,6 +337,11 @@ def test_run_explain_evaluate_and_import_the_keras_card_on_a_dashcam_clip(tmp_pa
     for x, y in zip(a, b, strict=True):
         assert x.steering_rad == y.steering_rad
         np.testing.assert_array_equal(x.mask, y.mask)
+    # an ELU net: by default the positive parts of its maps (structure); --signed-maps: a nearly uniform band
+    signed = OverlayEngine.from_checkpoint(keras_card, device="cpu", positive_maps=False).infer(frames)
+    assert all(np.median(x.mask) < 0.2 < 0.8 < np.median(y.mask) for x, y in zip(a, signed, strict=True))
+    assert main(["run", str(clip), "--checkpoint", str(keras_card), "--device", "cpu", "--max-frames", "2",
+                 "--signed-maps", "--no-output"]) == 0
 
 
 @pytest.mark.slow

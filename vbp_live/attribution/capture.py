@@ -45,6 +45,11 @@ PASSTHROUGH: tuple[type[nn.Module], ...] = (
     nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
 ) + ACTIVATIONS
 POOLS: tuple[type[nn.Module], ...] = (nn.MaxPool2d, nn.AvgPool2d)
+# Activations whose outputs go below zero: averaged as they are, their negative parts cancel the
+# positive ones (an ELU net's maps are a nearly uniform band); ``positive=True`` averages max(a, 0).
+SIGNED_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,8 @@ class Stage:
         name: qualified name of the module whose output is the map.
         call: which call of that module in one forward (activations may be reused).
         ops: spatial ops from the previous stage's map (or the input) to this map, in forward order.
-        relu: apply ReLU before averaging (a Conv2d chosen explicitly, for nets using ``F.relu``).
+        relu: apply ReLU before averaging: a Conv2d chosen explicitly (for nets using ``F.relu``), or a
+            signed activation (ELU, LeakyReLU, ...) traced with ``positive=True`` (its positive part).
     """
 
     name: str
@@ -214,8 +220,8 @@ def _resolve_layers(model: nn.Module, layers: Sequence[nn.Module | str]) -> set[
 class _Tracer:
     """Follows tensors through one forward pass (see module docstring)."""
 
-    def __init__(self, x: torch.Tensor, explicit: set[int] | None):
-        self.explicit = explicit
+    def __init__(self, x: torch.Tensor, explicit: set[int] | None, positive: bool = False):
+        self.explicit, self.positive = explicit, positive
         self.origin: dict[int, _Origin] = {id(x): _Origin(-1, ())}
         self.in_hw = tuple(x.shape[-2:])
         self.stages: list[Stage] = []
@@ -292,13 +298,14 @@ class _Tracer:
             )
         if not any(o.kind == "conv" for o in ops) and not isinstance(m, nn.Conv2d):
             self.errors.append(f"{name}: no convolution between it and the previous stage")
-        self.stages.append(Stage(name, self.calls[id(m)] - 1, ops, relu=isinstance(m, nn.Conv2d)))
+        relu = isinstance(m, nn.Conv2d) or (self.positive and isinstance(m, SIGNED_ACTIVATIONS))
+        self.stages.append(Stage(name, self.calls[id(m)] - 1, ops, relu=relu))
         self.modules[name] = m
         return _Origin(k, ())
 
 
 def trace_conv_chain(
-    model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module | str] | None = None
+    model: nn.Module, x: torch.Tensor, layers: Sequence[nn.Module | str] | None = None, positive: bool = False
 ) -> ConvChain:
     """Trace the conv -> activation chain of ``model`` on input ``x`` (one forward, no grad).
 
@@ -309,11 +316,13 @@ def trace_conv_chain(
             search; a Conv2d here means "its output through ReLU" (for nets that call ``F.relu``).
             With explicit layers, a functional op between two traced modules that keeps the
             spatial size (``F.relu``, scaling) is assumed to keep pixels in place.
+        positive: maps of signed activations (:data:`SIGNED_ACTIVATIONS`: ELU, LeakyReLU, ...) are
+            taken through a ReLU (their positive part); ReLU-family maps are unchanged either way.
 
     Raises:
         UnsupportedModelError: no usable conv -> activation pair, or a chain that branches.
     """
-    tracer = _Tracer(x, _resolve_layers(model, layers) if layers is not None else None)
+    tracer = _Tracer(x, _resolve_layers(model, layers) if layers is not None else None, positive)
     calls, _ = trace_leaf_calls(model, x)
     for call in calls:
         tracer.visit(call)

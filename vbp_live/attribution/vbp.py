@@ -52,9 +52,9 @@ class VBPMaps(AttributionResult):
 class ChainAttribution(Attribution):
     """Methods on a traced :class:`ConvChain`: the chain (traced once) and the stage capture."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[nn.Module | str] | None = None):
+    def __init__(self, model: nn.Module, layers: Sequence[nn.Module | str] | None = None, positive: bool = False):
         super().__init__(model)
-        self.layers = layers
+        self.layers, self.positive = layers, positive
         self._chain: ConvChain | None = None
         self._trace_lock = threading.Lock()
 
@@ -63,7 +63,7 @@ class ChainAttribution(Attribution):
         if self._chain is None:
             with self._trace_lock:
                 if self._chain is None:
-                    self._chain = trace_conv_chain(self.model, x[:1], self.layers)
+                    self._chain = trace_conv_chain(self.model, x[:1], self.layers, self.positive)
         return self._chain
 
     def forward_capture(self, x: torch.Tensor, reduce: Callable[[torch.Tensor], object]) -> tuple[torch.Tensor, list]:
@@ -93,6 +93,8 @@ class VisualBackProp(ChainAttribution):
     Args:
         model: the network. Its mode, weights, buffers and RNG state are never changed.
         layers: optional explicit stage modules or names (see :func:`trace_conv_chain`).
+        positive: average the positive part of signed activations (ELU, LeakyReLU, ...; the paper's
+            nets use ReLU, whose maps this leaves as they are). Off: the maps exactly as produced.
 
     Example:
         >>> vbp = VisualBackProp(create_model("netsvf").eval())

@@ -27,6 +27,9 @@ def add_method_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pda-stride", type=POSITIVE, default=None,
                    help="PDA window stride (default: = window; pda runs one forward pass per window: "
                         "832 passes per 125x640 frame with the defaults)")
+    p.add_argument("--signed-maps", action="store_true",
+                   help="VisualBackProp: average ELU/LeakyReLU/... maps as they are (default: their positive "
+                        "part; ReLU nets are the same either way)")
     add_device_option(p)
     p.add_argument("--batch", type=POSITIVE, default=8, help="frames per attribution call (default: %(default)s)")
 
@@ -49,7 +52,8 @@ def method_options(args: argparse.Namespace) -> dict[str, dict]:
     if args.pda_window > args.pda_patch:
         raise UsageError(f"--pda-window {args.pda_window} is larger than --pda-patch {args.pda_patch}")
     pda = {"window": args.pda_window, "patch": args.pda_patch, "stride": args.pda_stride}
-    return {"lrp": {"epsilon": args.lrp_epsilon}, "pda": dict(pda), "pda_grad": dict(pda)}
+    return {"lrp": {"epsilon": args.lrp_epsilon}, "pda": dict(pda), "pda_grad": dict(pda),
+            "vbp": {"positive": not args.signed_maps}}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

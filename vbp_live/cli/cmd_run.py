@@ -94,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_device_option(run)
     run.add_argument("--method", default="auto", choices=["auto", "vbp", "vbp_fused"],
                      help="attribution (default: %(default)s = vbp_fused on CUDA, else vbp)")
+    run.add_argument("--signed-maps", action="store_true",
+                     help="average ELU/LeakyReLU/... maps as they are; by default their positive part is "
+                          "averaged, since their negative values cancel the positive ones into a nearly uniform "
+                          "mask (ReLU nets, like the paper's and the shipped ones, are the same either way)")
     run.add_argument("--batch", type=POSITIVE,
                      help="most frames per model step for files (default: 2 on CPU, 16 on CUDA)")
     run.add_argument("--queue", type=POSITIVE, default=32,
@@ -200,7 +204,7 @@ def run_cmd(args: argparse.Namespace) -> int:
         device=resolve_device(rank_device(args.device, place)), method=args.method, batch_size=args.batch,
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
-        camera_topics=tuple(args.camera_topic),
+        camera_topics=tuple(args.camera_topic), positive_maps=not args.signed_maps,
         glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, **look_options(args),
     )
     if many:

@@ -100,6 +100,8 @@ class OverlayEngine:
         channels_last: use the channels-last memory format (faster convolutions on CPU).
         optimize: run an inference copy (BatchNorm folded into the adjacent convs, in-place
             ReLUs after convs): same outputs and masks up to float rounding, less work per frame.
+        positive_maps: average the positive part of signed activations (ELU, LeakyReLU, ...), whose
+            maps as they are cancel out into a nearly uniform band; ReLU nets are unaffected.
     """
 
     def __init__(
@@ -110,6 +112,7 @@ class OverlayEngine:
         method: str = "auto",
         channels_last: bool = True,
         optimize: bool = True,
+        positive_maps: bool = True,
     ):
         self.device = pick_device(device) if isinstance(device, str) else device
         self.crop, self.channels_last = crop, channels_last
@@ -124,7 +127,7 @@ class OverlayEngine:
         self.checkpoint_meta: dict = {}
         self.model_name: str = getattr(model, "model_name", type(model).__name__)
         self.method_name = pick_method(self.device, method)
-        self.method = create_method(self.method_name, self.model)
+        self.method = create_method(self.method_name, self.model, positive=positive_maps)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "auto", trust_pickle: bool = False,

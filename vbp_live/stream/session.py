@@ -60,6 +60,7 @@ class RunOptions:
     max_frames: int | None = None
     reconnect_s: float = 30.0
     camera_topics: tuple[str, ...] = ()  # bags: camera topics to try instead of Udacity's
+    positive_maps: bool = True  # VisualBackProp: positive part of signed activations (ELU, ...)
     glyph: bool = True
     hud: bool = True
     alpha: float = 0.7
@@ -87,7 +88,7 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
     if ckpt is None:
         raise UsageError(f"no --checkpoint given and the shipped model ({SHIPPED}) is not installed")
     engine = OverlayEngine.from_checkpoint(ckpt, device=opts.device, trust_pickle=opts.trust_pickle,
-                                           method=opts.method)
+                                           method=opts.method, positive_maps=opts.positive_maps)
     configure_threads(engine.device, opts.threads)
     desc = (f"model {engine.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
             f"{torch.get_num_threads()} torch threads")

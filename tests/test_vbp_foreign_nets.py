@@ -1,4 +1,5 @@
-"""VisualBackProp through a crop of the input (Keras ``Cropping2D`` before the first conv).
+"""VisualBackProp on the nets people bring: a crop of the input (Keras ``Cropping2D`` before the
+first conv) and signed activations (ELU, LeakyReLU: the positive part of their maps).
 
 Udacity behavioral-cloning nets commonly start with ``Lambda -> Cropping2D((70, 25), (0, 0)) -> convs``.
 The network never sees the rows it crops away, so their relevance is 0; inside the crop the mask is
@@ -71,3 +72,34 @@ def test_keras_cropping2d_net_gets_a_mask_on_the_full_frame(tmp_path):
     torch.testing.assert_close(fast.mask.double(), ref.mask, rtol=1e-4, atol=1e-5)
     assert (fast.mask[..., :10, :] == 0).all() and (fast.mask[..., 28:, :] == 0).all()
     torch.testing.assert_close(fast.mask[..., 10:28, :].amax(dim=(1, 2, 3)), torch.ones(3))  # normalized
+
+
+# ---------------------------------------------------------------- signed activations (ELU, LeakyReLU)
+
+def _signed_net(act: type[nn.Module]) -> nn.Sequential:
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Conv2d(3, 6, 3, 2), nn.BatchNorm2d(6), act(), nn.Conv2d(6, 8, 3), act(),
+                         nn.Flatten()).double().eval()
+
+
+@pytest.mark.parametrize("act", [nn.ELU, nn.LeakyReLU, nn.ReLU])
+def test_positive_maps_average_the_positive_part(act):
+    """positive=True: each stage's map is max(activation, 0); for ReLU nets nothing changes."""
+    model = _signed_net(act)
+    with torch.no_grad():
+        model[1].running_mean.uniform_(-0.5, 0.5)
+    x = torch.rand(2, 3, 21, 25, dtype=torch.float64)
+    chain = trace_conv_chain(model, x[:1], positive=True)
+    assert [st.relu for st in chain.stages] == [act is not nn.ReLU] * 2
+    got = VisualBackProp(model, positive=True).explain(x)
+    # independent: the positive parts computed by hand, then the paper's steps on them
+    a1 = torch.relu(model[2](model[1](model[0](x))))  # (2, 6, 10, 12)
+    a2 = torch.relu(model[4](model[3](model[2](model[1](model[0](x))))))  # (2, 8, 8, 10)
+    m1, m2 = a1.mean(1, keepdim=True), a2.mean(1, keepdim=True)
+    up = torch.nn.functional.conv_transpose2d(m2, torch.ones(1, 1, 3, 3, dtype=torch.float64))  # (2, 1, 10, 12)
+    want = torch.nn.functional.conv_transpose2d(up * m1, torch.ones(1, 1, 3, 3, dtype=torch.float64), stride=2)
+    assert want.shape == (2, 1, 21, 25)
+    torch.testing.assert_close(VisualBackProp(model, positive=True).explain(x, raw=True).mask, want)
+    torch.testing.assert_close(VisualBackPropReference(model, positive=True).explain(x).mask, got.mask)
+    same = VisualBackProp(model).explain(x).mask
+    assert torch.equal(same, got.mask) == (act is nn.ReLU)
