@@ -236,7 +236,7 @@ def run_clip(model: nn.Module, crop: CropSpec, source: FrameSource, horizon: flo
         max_frames: read at most this many frames (None: all).
         batch: frames per forward pass.
     """
-    rule, run, vbp = rule or PaintRule(), ClipRun(), VisualBackProp(model)
+    rule, run, vbp = rule or PaintRule(), ClipRun(), VisualBackProp(model, positive=True)  # as run shows it
     device = next(model.parameters()).device
     for recs in batched(source.frames(), batch, max_frames):
         x = frames_to_input(np.stack([preprocess_frame(r.image, crop) for r in recs]), device, crop)

@@ -256,7 +256,7 @@ class VBPSnapshots(Callback):
             cuda = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
             with torch.random.fork_rng(devices=cuda):  # building the copy must not consume the RNG
                 self._shadow = create_model(raw.model_name, **raw.model_args).to(trainer.device).eval()
-            self._vbp = VisualBackProp(self._shadow)
+            self._vbp = VisualBackProp(self._shadow, positive=True)  # as run shows it (ELU nets)
         self._shadow.load_state_dict(raw.state_dict())
         return self._vbp
 
@@ -339,7 +339,7 @@ class VBPSnapshot(Callback):
             for p in shadow.parameters():
                 p.grad = None
                 p.requires_grad_(False)
-            self._shadow, self._vbp = shadow.eval(), VisualBackProp(shadow)
+            self._shadow, self._vbp = shadow.eval(), VisualBackProp(shadow, positive=True)
         self._shadow.load_state_dict(raw.state_dict())
         return self._vbp
 
