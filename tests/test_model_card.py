@@ -19,8 +19,9 @@ from torch import nn
 
 from vbp_live.attribution import create_method
 from vbp_live.core.errors import CheckpointError, ConfigError, ModelError
-from vbp_live.core.preprocess import preprocess_frame
-from vbp_live.io.model_card import load_card, open_model
+from vbp_live.core.preprocess import CropSpec, preprocess_frame
+from vbp_live.io.checkpoint import save_checkpoint
+from vbp_live.io.model_card import foreign_format, load_card, open_model
 from vbp_live.models import create_model, frames_to_input
 
 
@@ -368,3 +369,18 @@ def test_an_input_size_or_output_index_the_model_lacks_is_one_line(tmp_path, pil
     card = write_card(tmp_path, head, SIM_INPUT + "  index: 1\n")
     with pytest.raises(ConfigError, match=r"card\.yaml:\d+: output\.index 1 but the model has 1 output\(s\) per frame"):
         open_model(card)
+
+
+def test_a_foreign_model_file_without_a_card_says_to_write_one(tmp_path, shared_data):
+    """--checkpoint model.h5 / .onnx / TorchScript: one line naming the format and the card to write."""
+    h5 = shared_data / "keras-h5" / "car-behavioral-cloning" / "model.h5"
+    script = tmp_path / "net.pt"
+    torch.jit.script(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())).save(str(script))
+    onnx = tmp_path / "net.onnx"
+    onnx.write_bytes(b"\x08\x07")
+    for path, fmt in ((h5, "keras_h5"), (script, "torchscript"), (onnx, "onnx")):
+        with pytest.raises(CheckpointError, match=rf"{path.name}: a .* file, not a vbp_live checkpoint.*format: {fmt}"):
+            open_model(path)
+    ours = tmp_path / "ours.pt"
+    save_checkpoint(ours, create_model("netsvf"), CropSpec(0.0, 1.0, 125, 640))
+    assert foreign_format(ours) is None

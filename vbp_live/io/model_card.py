@@ -23,6 +23,7 @@ import importlib
 import logging
 import os
 import sys
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +210,40 @@ def open_model(path: str | os.PathLike[str], trust_pickle: bool = False) -> Chec
     Raises:
         CheckpointError, ConfigError, ModelError: one line naming the file and what is wrong.
     """
-    return load_card_model(path, trust_pickle) if is_card(path) else load_checkpoint(path)
+    if is_card(path):
+        return load_card_model(path, trust_pickle)
+    fmt = foreign_format(path)
+    if fmt is not None:
+        raise CheckpointError(
+            f"{path}: a {_FORMAT_NAMES[fmt]} file, not a vbp_live checkpoint: describe it in a model card "
+            f"(format: {fmt}, weights: {Path(path).name}, and how the net sees a frame and what its output "
+            "means; docs/models.md#a-model-card) and pass the card.yaml instead"
+        )
+    return load_checkpoint(path)
+
+
+_FORMAT_NAMES = {"keras_h5": "Keras .h5", "onnx": "ONNX", "torchscript": "TorchScript"}
+
+
+def foreign_format(path: str | os.PathLike[str]) -> str | None:
+    """The card ``format`` of a model file that is not a vbp_live checkpoint, sniffed from its bytes
+    (HDF5 signature: ``keras_h5``; a zip with TorchScript's ``code/``: ``torchscript``; ``.onnx``:
+    ``onnx``), else None."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            head = f.read(8)
+        if head == b"\x89HDF\r\n\x1a\n":
+            return "keras_h5"
+        if p.suffix.lower() == ".onnx":
+            return "onnx"
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                if any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist()):
+                    return "torchscript"
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return None
 
 
 def load_card_model(path: str | os.PathLike[str], trust_pickle: bool = False) -> Checkpoint:
