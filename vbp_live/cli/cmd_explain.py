@@ -52,8 +52,9 @@ def method_options(args: argparse.Namespace) -> dict[str, dict]:
     if args.pda_window > args.pda_patch:
         raise UsageError(f"--pda-window {args.pda_window} is larger than --pda-patch {args.pda_patch}")
     pda = {"window": args.pda_window, "patch": args.pda_patch, "stride": args.pda_stride}
+    vbp = {"positive": not args.signed_maps}
     return {"lrp": {"epsilon": args.lrp_epsilon}, "pda": dict(pda), "pda_grad": dict(pda),
-            "vbp": {"positive": not args.signed_maps}}
+            "vbp": dict(vbp), "vbp_fused": dict(vbp), "vbp_reference": dict(vbp)}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
