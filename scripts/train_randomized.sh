@@ -3,9 +3,9 @@
 #   randomized synthetic drives -> vbp-live prep (the real-dashcam crop) -> vbp-live train (NetSVF and
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
-# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 4 h 40 min on 2
-# CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3; the configs say what was reduced
-# to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
+# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 6 h on 2
+# CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4; the configs say
+# what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
 # instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,10 +21,13 @@ synth() {  # synth NAME SEED FRAMES [options]: one drive with its ground truth, 
 # 1. Twelve training drives (seeds 101-112, every odd seed through H.264) and three held-out drives
 #    (201-203, never trained on), all in the randomized world; plus the fixed world's held-out drive
 #    (seed 2), on which the shipped model was measured. Stage 3 adds 36 shorter drives (301-336): more
-#    worlds for the same number of frames.
-for s in $(seq 101 112) $(seq 301 336); do
+#    worlds for the same number of frames. Stage 4 adds 24 longer drives that turn (401-424, 1600 frames,
+#    80 % of the road sections sharp curves instead of 30 %).
+for s in $(seq 101 112) $(seq 301 336) $(seq 401 424); do
   n=1000; [ "$s" -gt 300 ] && n=700
-  if [ $((s % 2)) -eq 1 ]; then synth "train_$s" "$s" $n --randomize 1 --h264; else synth "train_$s" "$s" $n --randomize 1; fi
+  curves=(); [ "$s" -gt 400 ] && n=1600 && curves=(--sharp-curves 0.8)
+  h264=(); [ $((s % 2)) -eq 1 ] && h264=(--h264)
+  synth "train_$s" "$s" $n --randomize 1 "${h264[@]}" "${curves[@]}"
 done
 synth heldout_201 201 600 --randomize 1
 synth heldout_202 202 600 --randomize 1
@@ -40,8 +43,11 @@ for net in svf hvf; do
   [ -f "$OUT/train_$net/manifest.yaml" ] ||  # stages 1-2: the 12 drives 101-112
     vbp-live prep "$OUT"/synth/train_1*/synth_seed*.bag -o "$OUT/train_$net" $(crop $net) --test-fraction 0.1
   # shellcheck disable=SC2046
-  [ -f "$OUT/train48_$net/manifest.yaml" ] ||  # stage 3: all 48 drives
-    vbp-live prep "$OUT"/synth/train_*/synth_seed*.bag -o "$OUT/train48_$net" $(crop $net) --test-fraction 0.1
+  [ -f "$OUT/train48_$net/manifest.yaml" ] ||  # stage 3: the 48 drives 101-112, 301-336
+    vbp-live prep "$OUT"/synth/train_{1,3}*/synth_seed*.bag -o "$OUT/train48_$net" $(crop $net) --test-fraction 0.1
+  # shellcheck disable=SC2046
+  [ -f "$OUT/train72_$net/manifest.yaml" ] ||  # stage 4: all 72 drives
+    vbp-live prep "$OUT"/synth/train_*/synth_seed*.bag -o "$OUT/train72_$net" $(crop $net) --test-fraction 0.1
   for h in heldout_201 heldout_202 heldout_203 heldout_fixed_2; do
     # shellcheck disable=SC2046
     [ -f "$OUT/${h}_$net/manifest.yaml" ] ||
@@ -52,7 +58,8 @@ done
 # 3. Train both nets at once, one core each, in three stages: 4 epochs from scratch on the 12 drives, a
 #    warm restart from those weights (configs/randomized_net*_long.yaml, train.init_from) for 8 (NetSVF)
 #    and 16 (NetHVF) more epochs, then another (configs/randomized_net*_varied.yaml) on all 48 drives
-#    for 3 and 4 more. Resume a stage that was interrupted; skip one that finished.
+#    for 3 and 4 more, and a last one (configs/randomized_net*_curves.yaml) on all 72 drives. Resume a
+#    stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
   if [ -f "$run/done" ]; then return; fi
@@ -63,6 +70,7 @@ all_stages() {  # all_stages svf|hvf
   train "configs/randomized_net$1.yaml" "$OUT/run_$1"
   train "configs/randomized_net$1_long.yaml" "$OUT/run_$1_long"
   train "configs/randomized_net$1_varied.yaml" "$OUT/run_$1_varied"
+  train "configs/randomized_net$1_curves.yaml" "$OUT/run_$1_curves"
 }
 all_stages svf > "$OUT/train_svf.log" 2>&1 &
 all_stages hvf > "$OUT/train_hvf.log" 2>&1 &
@@ -71,7 +79,7 @@ wait
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips.
 for net in svf hvf; do
-  python scripts/export_model.py "$OUT/run_${net}_varied/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
+  python scripts/export_model.py "$OUT/run_${net}_curves/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
     --test "$OUT/heldout_fixed_2_$net"
   python scripts/lane_focus.py --checkpoint "vbp_live/assets/net${net}_randomized.pt" \

@@ -1,6 +1,6 @@
 """The shipped models: compact, self-describing, reproducible from the configs in the repo.
 
-``netsvf`` (the default) and ``nethvf``: trained on 48 randomized synthetic drives by
+``netsvf`` (the default) and ``nethvf``: trained on 72 randomized synthetic drives by
 scripts/train_randomized.sh; ``netsvf-fixed``: the earlier NetSVF of one fixed-world drive
 (scripts/train_shipped.sh).
 """
@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSET = SHIPPED_MODELS["netsvf-fixed"]
 # name -> (model, the crop scripts/train_randomized.sh prepares (chosen on real dashcams), last stage's config)
 RANDOMIZED = {
-    "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640), "randomized_netsvf_varied"),
+    "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640), "randomized_netsvf_curves"),
     "nethvf": ("nethvf", CropSpec(top=0.38, bottom=0.72, out_height=125, out_width=351),
-               "randomized_nethvf_varied"),
+               "randomized_nethvf_curves"),
 }
 HELD_OUT = {"heldout_201", "heldout_202", "heldout_203", "heldout_fixed_2"}
 
