@@ -169,15 +169,30 @@ def test_roadside_and_defects_are_neither_lane_nor_road_paint(wide):
             assert not (changed & ~masks.road).any() and not (changed & masks.lane).any()
 
 
+def _synth_cli(out, *options: str) -> subprocess.CompletedProcess:
+    """``vbp-live synth`` of seed 4, 4 frames, ground truth only, with ``options``."""
+    cmd = [sys.executable, "-m", "vbp_live.cli.main", "synth", "--out", str(out), "--seed", "4",
+           "--frames", "4", "--format", "gt", "--workers", "1", *options]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
 def test_cli_randomize_writes_the_world_and_rejects_out_of_range(tmp_path):
-    cmd = [sys.executable, "-m", "vbp_live.cli.main", "synth", "--out", str(tmp_path), "--seed", "4",
-           "--frames", "4", "--format", "gt", "--workers", "1"]
-    bad = subprocess.run(cmd + ["--randomize", "1.5"], capture_output=True, text=True)
+    bad = _synth_cli(tmp_path, "--randomize", "1.5")
     assert bad.returncode == 2 and "--randomize" in bad.stderr
-    ok = subprocess.run(cmd + ["--randomize", "0.7"], capture_output=True, text=True)
+    ok = _synth_cli(tmp_path, "--randomize", "0.7")
     assert ok.returncode == 0, ok.stderr
     gt = load_ground_truth(tmp_path / "ground_truth.npz")
     assert gt.config.randomize == 0.7 and gt.world == sample_world(4, 0.7)
+
+
+def test_cli_sharp_curves_is_stored_in_the_ground_truth(tmp_path):
+    bad = _synth_cli(tmp_path, "--sharp-curves", "2")
+    assert bad.returncode == 2 and "--sharp-curves" in bad.stderr
+    ok = _synth_cli(tmp_path, "--sharp-curves", "0.8")
+    assert ok.returncode == 0, ok.stderr
+    gt = load_ground_truth(tmp_path / "ground_truth.npz")
+    assert gt.config.sharp_curves == 0.8
+    assert gt.config == DriveConfig(seed=4, frames=4, sharp_curves=0.8, start_time_ns=gt.config.start_time_ns)
 
 
 def test_a_damaged_world_record_is_a_ground_truth_error(tmp_path):

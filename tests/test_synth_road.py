@@ -1,14 +1,10 @@
-"""The road's curvature profile and its ``sharp_curves`` share (``vbp-live synth --sharp-curves``)."""
+"""The road's curvature profile and its ``sharp_curves`` share (the CLI option: test_synth_randomized.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from vbp_live.io.ground_truth import load_ground_truth
 from vbp_live.synth import DriveConfig, simulate_drive
 from vbp_live.synth.road import DS, SHARP_CURVES, curvature_profile
 
@@ -54,18 +50,6 @@ def test_out_of_range_share_is_refused(bad):
         curvature_profile(np.random.default_rng(0), 100.0, sharp_curves=bad)
     with pytest.raises(ValueError, match="sharp_curves"):
         DriveConfig(sharp_curves=bad)
-
-
-def test_cli_sharp_curves_is_stored_in_the_ground_truth(tmp_path):
-    cmd = [sys.executable, "-m", "vbp_live.cli.main", "synth", "--out", str(tmp_path), "--seed", "4",
-           "--frames", "4", "--format", "gt", "--workers", "1"]
-    bad = subprocess.run(cmd + ["--sharp-curves", "2"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "--sharp-curves" in bad.stderr
-    ok = subprocess.run(cmd + ["--sharp-curves", "0.8"], capture_output=True, text=True)
-    assert ok.returncode == 0, ok.stderr
-    gt = load_ground_truth(tmp_path / "ground_truth.npz")
-    assert gt.config.sharp_curves == 0.8
-    assert gt.config == DriveConfig(seed=4, frames=4, sharp_curves=0.8, start_time_ns=gt.config.start_time_ns)
 
 
 def test_ground_truth_written_before_the_option_loads_with_the_default():

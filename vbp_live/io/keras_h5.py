@@ -134,7 +134,6 @@ def _layer_configs(config: dict[str, Any], path: Any, output: str | None = None)
     try:
         if kind != "Sequential":
             raw = _output_chain(raw, _output_names(body), output, path)
-            _check_chain(raw, path)
         layers = [(str(e["class_name"]), dict(e["config"], name=_name(e))) for e in raw]
     except (KeyError, TypeError, IndexError, AttributeError) as e:
         raise ModelError(f"{path}: model_config layer list not understood ({e!r})") from e
@@ -157,15 +156,18 @@ def _output_names(body: Any) -> list[str]:
 
 
 def _output_chain(raw: list[dict[str, Any]], outputs: list[str], output: str | None, path: Any) -> list[dict[str, Any]]:
-    """The layers from the input to ``output`` (or the only output), in order; the other heads are dropped."""
+    """The layers from the input to ``output`` (or the only output), in order; the other heads are dropped.
+
+    Walking back along single inbound links makes the result one chain by construction."""
     if output is not None and output not in outputs:
         raise ModelError(f"{path}: no output layer {output!r}; the model's outputs are {outputs}")
     if output is None and len(outputs) > 1:
         raise ModelError(f"{path}: the model has {len(outputs)} outputs {outputs}; name the steering one "
                          "(model card: keras.output: NAME)")
     target = output or (outputs[0] if outputs else None)
-    if target is None:
-        return raw  # no output_layers recorded: the whole layer list must be the chain
+    if target is None:  # no output_layers recorded: the whole layer list must be the chain
+        _check_chain(raw, path)
+        return raw
     by_name = {_name(e): e for e in raw}
     chain, name = [], target
     while name is not None:

@@ -32,7 +32,6 @@ import torch.distributed as dist
 from vbp_live.core.errors import VbpLiveError
 from vbp_live.io.frames import VideoInfo
 from vbp_live.io.sinks import FrameSink
-from vbp_live.io.sources import open_source
 from vbp_live.io.video import IMAGE_SUFFIXES
 from vbp_live.recordings.formats import detect_kind
 from vbp_live.stream.engine import OverlayEngine
@@ -165,8 +164,7 @@ def run_input(
     res = InputResult(spec)
     csv = out_dir / f"{name}_overlay.csv" if out_dir is not None else None
     try:
-        with open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s,
-                         camera_topics=opts.camera_topics) as src:
+        with opts.open_source(spec) as src:
             sinks = make_sinks(src.info, out_dir / f"{name}_overlay.mp4") if out_dir is not None else []
             predictions = PredictionLog(csv)
             run = run_source(src, engine, replace(opts, csv=csv), sinks, progress=progress, predictions=predictions)

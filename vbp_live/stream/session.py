@@ -70,6 +70,11 @@ class RunOptions:
     timeline_s: float | None = None
     min_height: int = 360  # smaller frames are enlarged for display
 
+    def open_source(self, spec: str) -> FrameSource:
+        """SOURCE opened with these options (rate, live, split, reconnect, camera topics)."""
+        return open_source(spec, fps=self.fps, live=self.live, split=self.split, reconnect_s=self.reconnect_s,
+                           camera_topics=self.camera_topics)
+
 
 @dataclass
 class RunResult:
@@ -108,8 +113,7 @@ def run_overlay(
         make_sinks: builds the sinks once the source is known (its fps, size, live or not).
         predictions: collects per-frame predictions (see :func:`run_source`).
     """
-    source = open_source(spec, fps=opts.fps, live=opts.live, split=opts.split, reconnect_s=opts.reconnect_s,
-                         camera_topics=opts.camera_topics)
+    source = opts.open_source(spec)
     result = None
     try:
         engine, desc = load_engine(opts)
