@@ -9,7 +9,8 @@ from train_helpers import make_steering_dataset
 
 from vbp_live.models import frames_to_input
 from vbp_live.train.config import DataConfig
-from vbp_live.train.data import BatchLoader, epoch_batches, load_data, shard
+from vbp_live.train.data import BatchLoader, epoch_batches, load_data, shard, successors
+from vbp_live.train.metrics import step_stats
 from vbp_live.train.signs import make_sign_dataset
 
 
@@ -74,3 +75,29 @@ def test_synthetic_signs_are_deterministic_and_distinct():
     assert np.array_equal(f1, f2) and np.array_equal(l1, l2) and not np.array_equal(f1, f3)
     assert set(l1.tolist()) <= set(range(6)) and len(set(l1.tolist())) > 1
     assert float(f1.std()) > 20  # a real picture, not a flat image
+
+
+def test_successors_follow_a_recording_within_its_split_and_rate():
+    ms = 1_000_000
+    ts = np.array([0, 50, 100, 250, 300, 0, 50, 100, 150], np.int64) * ms  # a gap of 150 ms after row 2
+    src = ["a"] * 5 + ["b"] * 4
+    split = np.array(["train"] * 7 + ["test"] * 2)
+    assert successors(ts, src, split).tolist() == [1, 2, -1, 4, -1, 6, -1, 8, -1]
+    assert successors(ts[:1], src[:1], split[:1]).tolist() == [-1]
+    order = np.lexsort((src, ts))  # as prep writes several recordings: their rows interleaved by time
+    rank = np.argsort(order)
+    nxt = successors(ts[order], [src[i] for i in order], split[order])
+    want = [-1 if j < 0 else int(rank[j]) for j in successors(ts, src, split)]
+    assert nxt.tolist() == [want[i] for i in order]
+
+
+def test_step_stats_measure_the_change_from_each_frame_to_its_next():
+    nxt = np.array([1, 2, -1, 4, -1])
+    truth = np.radians([0.0, 1.0, 2.0, 0.0, 0.0])
+    pred = np.radians([0.0, 3.0, 2.0, 5.0, 5.0])
+    s = step_stats(pred, truth, nxt)
+    assert s["step_pairs"] == 3
+    assert s["step_p50_deg"] == pytest.approx(1.0) and s["truth_step_p95_deg"] == pytest.approx(1.0)
+    assert s["step_p95_deg"] == pytest.approx(np.percentile([3, 1, 0], 95))
+    assert s["error_step_p95_deg"] == pytest.approx(np.percentile([2, 2, 0], 95))
+    assert np.isnan(step_stats(pred, truth, np.full(5, -1))["step_p95_deg"])

@@ -18,6 +18,8 @@ from vbp_live.models import create_model
 from vbp_live.train import NonFiniteLossError, Trainer, load_config, load_data
 from vbp_live.train.callbacks import tensorboard_installed
 from vbp_live.train.config import config_to_dict
+from vbp_live.train.data import shard
+from vbp_live.train.dist import DistInfo
 from vbp_live.train.metrics import evaluate_model
 from vbp_live.train.run import default_callbacks, train
 from vbp_live.train.snapshots import VBPSnapshots, render_strip, snapshot_steps
@@ -260,3 +262,34 @@ def test_channels_last_trains_the_same_up_to_float_rounding(tmp_path, dataset):
     for k in a:
         assert torch.allclose(a[k].float(), b[k].float(), rtol=1e-3, atol=1e-4), k
     assert cl.metrics["val_rmse_rad"] == pytest.approx(plain.metrics["val_rmse_rad"], rel=1e-3)
+
+
+def test_temporal_pairs_plan_loss_and_augmentation(tmp_path, dataset):
+    cfg = tiny(tmp_path / "run", dataset, "train.pair_weight=0.5", "augment.enabled=true")
+    data = load_data(cfg.data)
+    trainer = Trainer(cfg, data)
+    batches = trainer.plan(0)
+    assert len(batches) == 71 // 4 and all(len(b) == 8 for b in batches)  # 71 of 72 train rows have a next one
+    assert all(np.array_equal(b[4:], b[:4] + 1) for b in batches)  # each planned row, then its next frame
+    d = trainer.augment.draw(0, 0, 8)  # a frame and its next one change alike
+    assert np.array_equal(d.shift_x[:4], d.shift_x[4:]) and np.array_equal(d.contrast[:4], d.contrast[4:])
+    two = [shard(b, r, 2) for b in batches[:1] for r in range(2)]  # a rank's slice keeps its pairs
+    assert all(np.array_equal(s[2:], s[:2] + 1) for s in two)
+    x, y = torch.randn(8, 1, 24, 48), torch.linspace(-0.3, 0.3, 8)
+    with torch.no_grad():
+        out = trainer.raw_model(x).reshape(-1)
+        direct = ((out - y) ** 2).sum() + 2 * 0.5 * (((out[:4] - out[4:]) - (y[:4] - y[4:])) ** 2).sum()
+        assert trainer.forward_loss(x, y).item() == pytest.approx(direct.item(), rel=1e-5)
+    res = train(cfg)
+    assert res.status == "done" and res.global_step == 2 * 17
+
+
+def test_temporal_pairs_are_refused_where_they_cannot_work(tmp_path, dataset):
+    with pytest.raises(ConfigError, match="even train.batch_size"):
+        tiny(tmp_path / "a", dataset, "train.pair_weight=1", "train.batch_size=7")
+    with pytest.raises(ConfigError, match="train.loss=mse"):
+        load_config(None, ["data.kind=synthetic_signs", "train.loss=nll", "model.name=signnet",
+                           "train.pair_weight=1"])
+    cfg = tiny(tmp_path / "b", dataset, "train.pair_weight=1", "train.batch_size=6")
+    with pytest.raises(ConfigError, match="multiple of the 2 processes"):
+        Trainer(cfg, load_data(cfg.data), DistInfo(0, 2, 0, torch.device("cpu")))

@@ -61,6 +61,10 @@ class AugmentDraw:
     def __len__(self) -> int:
         return len(self.flip)
 
+    def paired(self) -> AugmentDraw:
+        """These draws twice over: a batch of temporal pairs gives each frame's successor the frame's own."""
+        return AugmentDraw(*(np.concatenate([getattr(self, f.name)] * 2) for f in fields(self)))
+
     def shard(self, rank: int, world: int) -> AugmentDraw:
         """This rank's part, the same strided slice as :func:`vbp_live.train.data.shard` takes of the rows."""
         return AugmentDraw(*(getattr(self, f.name)[rank::world] for f in fields(self)))
@@ -189,18 +193,20 @@ class Augmenter:
         seed: ``train.seed``.
         regression: the targets are steering angles (flip negates them, shifts correct them);
             False: class labels (never changed; flips only with an explicit ``flip_prob``).
+        pairs: batches are temporal pairs (:func:`vbp_live.train.data.pair_batches`): the second
+            half of a batch gets the first half's draws, so a frame and its successor change alike.
 
     Raises:
         ConfigError: a shift as wide as the input, or an ``auto`` correction the crop cannot give.
     """
 
     def __init__(self, cfg: AugmentConfig, crop: CropSpec, input_hw: tuple[int, int], seed: int,
-                 regression: bool = True):
+                 regression: bool = True, pairs: bool = False):
         h, w = input_hw
         for key, n, side in (("shift_px", cfg.shift_px, w), ("shift_y_px", cfg.shift_y_px, h)):
             if n >= side:
                 raise ConfigError(f"augment.{key}={n} must be less than the input's {side} pixels")
-        self.cfg, self.seed, self.regression = cfg, seed, regression
+        self.cfg, self.seed, self.regression, self.pairs = cfg, seed, regression, pairs
         self.flip_prob = (0.5 if regression else 0.0) if cfg.flip_prob == "auto" else float(cfg.flip_prob)
         self.swa_per_px = 0.0
         if regression:
@@ -215,6 +221,8 @@ class Augmenter:
 
     def draw(self, epoch: int, batch: int, n: int) -> AugmentDraw:
         """Parameters of global batch ``batch`` (``n`` frames) of ``epoch``."""
+        if self.pairs:
+            return draw(self.cfg, n // 2, self.flip_prob, self.seed, epoch, batch).paired()
         return draw(self.cfg, n, self.flip_prob, self.seed, epoch, batch)
 
     def apply(self, frames: np.ndarray, targets: np.ndarray, d: AugmentDraw) -> tuple[np.ndarray, np.ndarray]:
@@ -255,7 +263,7 @@ class EpochAugment:
 
 
 def make_augmenter(cfg: AugmentConfig, crop: CropSpec, input_hw: tuple[int, int], seed: int,
-                   regression: bool) -> Augmenter | None:
+                   regression: bool, pairs: bool = False) -> Augmenter | None:
     """An :class:`Augmenter` when ``cfg.enabled``, else None (the loader then reads frames as they are)."""
-    return Augmenter(cfg, crop, input_hw, seed, regression) if cfg.enabled else None
+    return Augmenter(cfg, crop, input_hw, seed, regression, pairs) if cfg.enabled else None
 

@@ -119,6 +119,13 @@ class TrainConfig:
             ``last.pt`` or an exported model) with a fresh optimizer and learning-rate schedule:
             fine-tuning, or a longer run that continues a shorter one (a warm restart). Empty = random
             initialization. Ignored by ``--resume``, which continues the run's own ``last.pt``.
+        pair_weight: weight of the temporal-pair term (0 = off; steering regression on a prepared
+            dataset only). When on, each batch is ``batch_size / 2`` planned frames and the next frame of
+            each (same recording and split, at most 1.5 median frame intervals later), both with the same
+            augmentation, and the loss adds ``pair_weight * mean(((p_a - p_b) - (y_a - y_b))**2)``: the
+            change of the prediction from one frame to the next must match the change of the truth. It
+            trains down the frame-to-frame jitter that the per-frame loss leaves alone
+            (docs/training.md#temporal-pairs). ``train_loss`` then includes the term.
     """
 
     epochs: int = 32
@@ -134,6 +141,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool | Literal["auto"] = "auto"
     init_from: str = ""
+    pair_weight: float = 0.0
 
 
 @dataclass
@@ -228,7 +236,19 @@ class Config:
         if self.train.loss == "nll" and self.augment.shift_swa_per_px not in ("auto", 0.0):
             raise ConfigValueError("augment.shift_swa_per_px", "augment.shift_swa_per_px must be auto or 0 with "
                                    "train.loss=nll: class labels get no steering correction")
+        if self.train.pair_weight > 0:
+            self._check_pairs()
         return self
+
+    def _check_pairs(self) -> None:
+        """Temporal pairs need steering targets in time order and an even batch."""
+        t = self.train
+        if t.loss != "mse" or self.data.kind != "prepared":
+            raise ConfigValueError("train.pair_weight", "train.pair_weight needs train.loss=mse and "
+                                   "data.kind=prepared (pairs are consecutive frames of a recording)")
+        if t.batch_size % 2:
+            raise ConfigValueError("train.pair_weight", f"train.pair_weight needs an even train.batch_size "
+                                   f"(half planned frames, half their successors), got {t.batch_size}")
 
     def _ranges(self) -> list[tuple[str, Any, Callable[[float], bool], str]]:
         """(key, value, predicate, rule in words) for every numeric setting; lists are checked item by item."""
@@ -240,6 +260,7 @@ class Config:
             ("train.max_steps", t.max_steps, non_negative, ">= 0 (0 = no limit)"),
             ("train.threads", t.threads, lambda v: 0 <= v <= 1024, "in [0, 1024] (0 = torch's default)"),
             ("train.seed", t.seed, lambda v: 0 <= v < 2**63, "in [0, 2**63)"),
+            ("train.pair_weight", t.pair_weight, non_negative, ">= 0 (0 = off)"),
             ("data.train_stride", d.train_stride, at_least_1, ">= 1"),
             ("data.val_stride", d.val_stride, at_least_1, ">= 1"),
             ("data.max_train_frames", d.max_train_frames, non_negative, ">= 0 (0 = no cap)"),

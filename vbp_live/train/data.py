@@ -44,6 +44,8 @@ class TrainData:
         train_idx, val_idx: dataset rows of each split, in time order.
         crop: the preprocessing that produced the frames (goes into checkpoints).
         info: where the data came from (recorded in checkpoint meta).
+        next_row: (N,) the dataset row of each row's next frame in the same recording and split
+            (:func:`successors`), -1 where there is none; None when the data has no time order.
     """
 
     frames: np.ndarray
@@ -52,12 +54,49 @@ class TrainData:
     val_idx: np.ndarray
     crop: CropSpec
     info: dict[str, Any] = field(default_factory=dict)
+    next_row: np.ndarray | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the network input."""
         h, w = self.frames.shape[1:3]
         return (1 if self.frames.ndim == 3 else self.frames.shape[3], int(h), int(w))
+
+
+def successors(timestamps_ns: np.ndarray, sources: Sequence[str], split: np.ndarray) -> np.ndarray:
+    """(N,) int64: the row of each row's next frame, -1 where none.
+
+    The next frame is the next in time of the same recording (``sources``; a prepared dataset of
+    several recordings interleaves their rows by time) when it is of the same split and at most 1.5
+    median frame intervals later (a frame the prep dropped leaves no successor).
+    """
+    ts = np.asarray(timestamps_ns, np.int64)  # (N,)
+    nxt = np.full(len(ts), -1, np.int64)  # (N,)
+    if len(ts) < 2:
+        return nxt
+    _, src = np.unique(np.asarray(sources), return_inverse=True)  # (N,) recording ids
+    order = np.lexsort((ts, src))  # (N,) rows by recording, then time
+    spl, t = np.asarray(split)[order], ts[order]
+    dt = np.diff(t)  # (N-1,)
+    same = (src[order][1:] == src[order][:-1]) & (spl[1:] == spl[:-1]) & (dt > 0)  # (N-1,)
+    if not same.any():
+        return nxt
+    ok = same & (dt <= 1.5 * np.median(dt[same]))  # (N-1,)
+    nxt[order[:-1][ok]] = order[1:][ok]
+    return nxt
+
+
+def pair_batches(rows: np.ndarray, next_row: np.ndarray, batch_size: int, seed: int, epoch: int,
+                 world: int = 1) -> list[np.ndarray]:
+    """Global batches of temporal pairs: ``batch_size / 2`` planned rows, then the next frame of each.
+
+    The planned rows are those of ``rows`` that have a successor, shuffled by ``(seed, epoch)`` as
+    :func:`epoch_batches` does; a trailing partial batch is dropped. A rank's strided slice
+    (:func:`shard`) keeps each pair together when ``batch_size / 2`` is a multiple of ``world``.
+    """
+    firsts = np.asarray(rows)[next_row[rows] >= 0]
+    halves = epoch_batches(firsts, batch_size // 2, seed, epoch, True, world)
+    return [np.concatenate([a, next_row[a]]) for a in halves]  # (B,) = [a_0..a_{h-1}, next(a_0)..]
 
 
 def _subset(idx: np.ndarray, stride: int, cap: int) -> np.ndarray:
@@ -76,6 +115,7 @@ def load_data(cfg: DataConfig) -> TrainData:
         train_idx, val_idx = np.arange(len(frames) - n_val), np.arange(len(frames) - n_val, len(frames))
         size = cfg.synthetic_size
         crop = CropSpec(**{**CROP_PRESETS["signnet"].to_dict(), "out_height": size, "out_width": size})
+        next_row = None  # class labels of independent images: no time order
         info = {
             "kind": "synthetic_signs", "frames": len(frames), "classes": cfg.num_classes, "seed": cfg.synthetic_seed,
         }
@@ -84,8 +124,10 @@ def load_data(cfg: DataConfig) -> TrainData:
         frames, labels, crop = ds.frames, ds.steering, ds.crop
         train_idx, val_idx = ds.indices(cfg.train_split), ds.indices(cfg.val_split)
         info = {"kind": "prepared", "path": str(ds.path), "frames": len(ds)}
+        next_row = successors(ds.timestamps_ns, ds.sources, ds.split)
     data = TrainData(frames, labels, _subset(train_idx, cfg.train_stride, cfg.max_train_frames),
-                     _subset(val_idx, cfg.val_stride, cfg.max_val_frames), crop, info)
+                     _subset(val_idx, cfg.val_stride, cfg.max_val_frames), crop, info,
+                     next_row)
     for name, idx in (("train", data.train_idx), ("validation", data.val_idx)):
         if len(idx) == 0:
             raise InputError(f"{cfg.path or cfg.kind}: the {name} split is empty "

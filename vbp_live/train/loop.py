@@ -37,9 +37,9 @@ from vbp_live.models import args_problem, create_model, list_models, model_arg_t
 from vbp_live.train.augment import make_augmenter
 from vbp_live.train.callbacks import Callback
 from vbp_live.train.config import Config, config_diff, config_from_dict, config_to_dict
-from vbp_live.train.data import BatchLoader, TrainData, epoch_batches, shard
+from vbp_live.train.data import BatchLoader, TrainData, epoch_batches, pair_batches, shard
 from vbp_live.train.dist import DistInfo, all_sum, convert_batchnorm, pick_device
-from vbp_live.train.metrics import evaluate_sums, finish, loss_sum
+from vbp_live.train.metrics import evaluate_sums, finish, loss_sum, pair_loss_sum
 from vbp_live.train.schedule import lr_at
 
 log = logging.getLogger(__name__)
@@ -114,6 +114,9 @@ class Trainer:
         self.cfg, self.data = cfg, data
         self.dist = dist_info or DistInfo(0, 1, 0, pick_device(cfg.train.device))
         self.device = self.dist.device
+        self.pairs = cfg.train.pair_weight > 0
+        if self.pairs:
+            self._check_pairs()
         self.run_dir = Path(cfg.run_dir)
         self.callbacks = list(callbacks) if self.dist.is_main else []
         self.amp_dtype = {"auto": torch.float16, "fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.train.amp)
@@ -131,7 +134,7 @@ class Trainer:
                                          weight_decay=o.weight_decay, nesterov=o.nesterov)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp and self.amp_dtype == torch.float16)
         self.augment = make_augmenter(cfg.augment, data.crop, data.input_shape[1:], cfg.train.seed,
-                                      regression=cfg.train.loss == "mse")  # None when off; training split only
+                                      regression=cfg.train.loss == "mse", pairs=self.pairs)  # None when off
         self.steps_per_epoch = len(self.plan(0))
         if self.steps_per_epoch == 0:
             raise ConfigError(f"{len(data.train_idx)} training frames make no batch of {cfg.train.batch_size}")
@@ -162,9 +165,24 @@ class Trainer:
         """``<run_dir>/last.pt``: written every epoch, on interruption and at the end."""
         return self.run_dir / "last.pt"
 
+    def _check_pairs(self) -> None:
+        """Temporal pairs need successors in the data and pairs that a rank's slice keeps together."""
+        half, world = self.cfg.train.batch_size // 2, self.dist.world
+        if self.data.next_row is None:
+            raise ConfigError(f"train.pair_weight: {self.cfg.data.kind} data has no time order to pair frames by")
+        if half % world:
+            raise ConfigError(f"train.pair_weight: train.batch_size / 2 = {half} must be a multiple of the "
+                              f"{world} processes (each keeps its pairs together)")
+        n = int((self.data.next_row[self.data.train_idx] >= 0).sum())
+        log.info("temporal pairs (weight %g): %d of %d training rows have a next frame",
+                 self.cfg.train.pair_weight, n, len(self.data.train_idx))
+
     def plan(self, epoch: int) -> list:
         """The global batches (dataset rows) of ``epoch``."""
         t = self.cfg.train
+        if self.pairs:
+            return pair_batches(self.data.train_idx, self.data.next_row, t.batch_size, t.seed, epoch,
+                                self.dist.world)
         return epoch_batches(self.data.train_idx, t.batch_size, t.seed, epoch, t.drop_last, self.dist.world)
 
     # ----------------------------------------------------------------------------- the loop
@@ -218,7 +236,10 @@ class Trainer:
             x = x.contiguous(memory_format=self.memory_format)  # (b, C, H, W)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp):
             out = self.model(x)  # (b, 1) or (b, classes)
-        return loss_sum(out, y, self.cfg.train.loss)  # () float32
+        total = loss_sum(out, y, self.cfg.train.loss)  # () float32
+        if self.pairs:  # b = 2 h: the mean over frames plus the weight times the mean over pairs
+            total = total + 2.0 * self.cfg.train.pair_weight * pair_loss_sum(out, y)
+        return total
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, global_n: int) -> float:
         """One SGD step on this rank's slice of a global batch of ``global_n`` frames; returns its mean loss."""

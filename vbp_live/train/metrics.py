@@ -27,6 +27,18 @@ def loss_sum(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     return F.nll_loss(out.float(), y.long(), reduction="sum")
 
 
+def pair_loss_sum(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Summed temporal-pair term of a local batch ``[a_0..a_{h-1}, b_0..b_{h-1}]`` (``b_i`` follows ``a_i``).
+
+    ``sum(((p_a - p_b) - (y_a - y_b))**2)`` over the ``h`` pairs: the predicted change from a frame
+    to the next against the true one.
+    """
+    p, t = out.float().reshape(-1), y.float()  # (2h,), (2h,)
+    h = len(t) // 2
+    d = (p[:h] - p[h:]) - (t[:h] - t[h:])  # (h,)
+    return (d * d).sum()  # () float32
+
+
 def batch_sums(out: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
     """Metric sums of one batch, float64 on the CPU in the order of ``REGRESSION_SUMS`` / ``CLASSIFICATION_SUMS``.
 
@@ -97,3 +109,39 @@ def evaluate_model(model: nn.Module, frames: np.ndarray, targets: np.ndarray, id
         return finish(evaluate_sums(model, frames, targets, idx, loss, batch_size, device, crop=crop), loss)
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, frames: np.ndarray, idx: Sequence[int] | np.ndarray, batch_size: int = 32,
+                crop: CropSpec | None = None) -> np.ndarray:
+    """(len(idx),) float64: the first output of ``model`` (as it is: call ``.eval()`` first) on rows ``idx``."""
+    idx = np.asarray(idx)
+    device = next(model.parameters()).device
+    out = [model(frames_to_input(np.asarray(frames[idx[i:i + batch_size]]), device, crop))  # (b, 1)
+           .reshape(-1).double().cpu() for i in range(0, len(idx), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def step_stats(pred: np.ndarray, truth: np.ndarray, next_row: np.ndarray) -> dict[str, float]:
+    """Frame-to-frame change of predictions and truth over the rows that have a next frame, in degrees.
+
+    Args:
+        pred, truth: (N,) radians of steering wheel angle, one per dataset row.
+        next_row: (N,) each row's next frame (:func:`vbp_live.train.data.successors`), -1 where none.
+
+    Returns:
+        ``step_pairs`` and the p50/p95 of ``|pred[next] - pred|`` (``step_p50_deg``, ``step_p95_deg``),
+        of ``|truth[next] - truth|`` (``truth_step_p95_deg``) and of the change of the error
+        (``error_step_p95_deg``); NaN without pairs.
+    """
+    a = np.flatnonzero(next_row >= 0)  # (P,)
+    b = next_row[a]  # (P,)
+    dp, dt = np.degrees(np.abs(pred[b] - pred[a])), np.degrees(np.abs(truth[b] - truth[a]))  # (P,), (P,)
+    de = np.degrees(np.abs((pred[b] - truth[b]) - (pred[a] - truth[a])))  # (P,)
+
+    def pct(v: np.ndarray, q: float) -> float:
+        return float(np.percentile(v, q)) if len(v) else math.nan
+
+    return {"step_pairs": int(len(a)), "step_p50_deg": pct(dp, 50), "step_p95_deg": pct(dp, 95),
+            "truth_step_p95_deg": pct(dt, 95), "error_step_p95_deg": pct(de, 95)}
+
