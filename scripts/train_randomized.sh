@@ -3,9 +3,9 @@
 #   randomized synthetic drives -> vbp-live prep (the real-dashcam crop) -> vbp-live train (NetSVF and
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
-# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 6 h on 2
-# CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4; the configs say
-# what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
+# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 8 h on 2
+# CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
+# stage 5; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
 # instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,8 +58,10 @@ done
 # 3. Train both nets at once, one core each, in three stages: 4 epochs from scratch on the 12 drives, a
 #    warm restart from those weights (configs/randomized_net*_long.yaml, train.init_from) for 8 (NetSVF)
 #    and 16 (NetHVF) more epochs, then another (configs/randomized_net*_varied.yaml) on all 48 drives
-#    for 3 and 4 more, and a last one (configs/randomized_net*_curves.yaml) on all 72 drives. Resume a
-#    stage that was interrupted; skip one that finished.
+#    for 3 and 4 more, another (configs/randomized_net*_curves.yaml) on all 72 drives, and a last one
+#    with temporal pairs (configs/randomized_net*_steady.yaml) beside its control, the same steps
+#    without pairs (configs/randomized_net*_steady_control.yaml). Resume a stage that was interrupted;
+#    skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
   if [ -f "$run/done" ]; then return; fi
@@ -72,14 +74,25 @@ all_stages() {  # all_stages svf|hvf
   train "configs/randomized_net$1_varied.yaml" "$OUT/run_$1_varied"
   train "configs/randomized_net$1_curves.yaml" "$OUT/run_$1_curves"
 }
+stage5() {  # stage5 svf|hvf: temporal pairs and the control side by side, one core each
+  train "configs/randomized_net$1_steady.yaml" "$OUT/run_$1_steady" > "$OUT/train_$1_steady.log" 2>&1 &
+  train "configs/randomized_net$1_steady_control.yaml" "$OUT/run_$1_steady_control" \
+    > "$OUT/train_$1_steady_control.log" 2>&1 &
+  wait
+}
 all_stages svf > "$OUT/train_svf.log" 2>&1 &
 all_stages hvf > "$OUT/train_hvf.log" 2>&1 &
 wait
+stage5 svf
+stage5 hvf
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
-#    focus and the real clips.
+#    focus and the real clips. Stage 5's arm that met more real-clip targets ships (docs/training.md#temporal-pairs):
+#    NetSVF's control, NetHVF with temporal pairs; scripts/real_clips.py --checkpoint on a run's last.pt
+#    measures the other arm.
+declare -A SHIP=([svf]=run_svf_steady_control [hvf]=run_hvf_steady)
 for net in svf hvf; do
-  python scripts/export_model.py "$OUT/run_${net}_curves/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
+  python scripts/export_model.py "$OUT/${SHIP[$net]}/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
     --test "$OUT/heldout_fixed_2_$net"
   python scripts/lane_focus.py --checkpoint "vbp_live/assets/net${net}_randomized.pt" \

@@ -22,11 +22,12 @@ from vbp_live.train.loop import RESUMABLE_CHANGES
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSET = SHIPPED_MODELS["netsvf-fixed"]
-# name -> (model, the crop scripts/train_randomized.sh prepares (chosen on real dashcams), last stage's config)
+# name -> (model, the crop scripts/train_randomized.sh prepares (chosen on real dashcams), the shipped stage's config)
 RANDOMIZED = {
-    "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640), "randomized_netsvf_curves"),
+    "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640),
+               "randomized_netsvf_steady_control"),
     "nethvf": ("nethvf", CropSpec(top=0.38, bottom=0.72, out_height=125, out_width=351),
-               "randomized_nethvf_curves"),
+               "randomized_nethvf_steady"),
 }
 HELD_OUT = {"heldout_201", "heldout_202", "heldout_203", "heldout_fixed_2"}
 
@@ -82,7 +83,8 @@ def test_fixed_world_checkpoint_is_compact_and_complete():
 # keys added after the shipped model was trained; they change where results are shown or the speed
 # (channels_last: the memory format, same values up to float rounding), not what is learned, or
 # default to what it did (init_from: "" = random initialization)
-LATER_KEYS = {("train", "tensorboard"), ("train", "channels_last"), ("snapshot", "video"), ("train", "init_from")}
+LATER_KEYS = {("train", "tensorboard"), ("train", "channels_last"), ("snapshot", "video"), ("train", "init_from"),
+              ("train", "pair_weight")}
 # sections added after it was trained: absent from its config = their defaults (augment: off)
 LATER_SECTIONS = {"augment"}
 
