@@ -20,7 +20,7 @@ import torch
 from vbp_live.io.checkpoint import load_checkpoint, save_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.train.data import successors
-from vbp_live.train.metrics import evaluate_model, predictions, step_stats
+from vbp_live.train.metrics import batch_sums, finish, predictions, step_stats
 
 
 def held_out(model: torch.nn.Module, ds: PreparedDataset) -> dict[str, float | int | str]:
@@ -29,10 +29,10 @@ def held_out(model: torch.nn.Module, ds: PreparedDataset) -> dict[str, float | i
     Also the frame-to-frame change of the predictions against the truth's (the jitter that the
     real-clip report measures where there is no truth).
     """
-    m = evaluate_model(model, ds.frames, ds.steering, np.arange(len(ds)))
     model.eval()
-    steps = step_stats(predictions(model, ds.frames, np.arange(len(ds))), ds.steering.astype(np.float64),
-                       successors(ds.timestamps_ns, ds.sources, ds.split))
+    pred = predictions(model, ds.frames, np.arange(len(ds)))  # (N,) rad: the one pass over the frames
+    m = finish(batch_sums(torch.from_numpy(pred), torch.from_numpy(ds.steering), "mse"), "mse")
+    steps = step_stats(pred, ds.steering.astype(np.float64), successors(ds.timestamps_ns, ds.sources, ds.split))
     zero_deg = float(np.degrees(np.sqrt(np.mean(np.square(ds.steering, dtype=np.float64)))))
     print(f"held-out {ds.path} ({len(ds)} frames): "
           f"RMSE {m['val_rmse_rad']:.4f} rad = {m['val_rmse_deg']:.2f} deg SWA (predicting 0: {zero_deg:.2f} deg), "

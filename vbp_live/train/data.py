@@ -76,9 +76,8 @@ def successors(timestamps_ns: np.ndarray, sources: Sequence[str], split: np.ndar
         return nxt
     _, src = np.unique(np.asarray(sources), return_inverse=True)  # (N,) recording ids
     order = np.lexsort((ts, src))  # (N,) rows by recording, then time
-    spl, t = np.asarray(split)[order], ts[order]
-    dt = np.diff(t)  # (N-1,)
-    same = (src[order][1:] == src[order][:-1]) & (spl[1:] == spl[:-1]) & (dt > 0)  # (N-1,)
+    src, spl, dt = src[order], np.asarray(split)[order], np.diff(ts[order])  # (N,), (N,), (N-1,)
+    same = (src[1:] == src[:-1]) & (spl[1:] == spl[:-1]) & (dt > 0)  # (N-1,)
     if not same.any():
         return nxt
     ok = same & (dt <= 1.5 * np.median(dt[same]))  # (N-1,)
