@@ -20,26 +20,30 @@ import torch
 from vbp_live.io.checkpoint import load_checkpoint, save_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.train.data import successors
-from vbp_live.train.metrics import batch_sums, finish, predictions, step_stats
+from vbp_live.train.metrics import batch_sums, error_stats, finish, predictions, step_stats
 
 
 def held_out(model: torch.nn.Module, ds: PreparedDataset) -> dict[str, float | int | str]:
     """The model's metrics on every frame of ``ds``, beside those of always predicting 0; printed too.
 
     Also the frame-to-frame change of the predictions against the truth's (the jitter that the
-    real-clip report measures where there is no truth).
+    real-clip report measures where there is no truth), and where the error comes from
+    (:func:`vbp_live.train.metrics.error_stats`: bias, gain, large angles).
     """
     model.eval()
     pred = predictions(model, ds.frames, np.arange(len(ds)))  # (N,) rad: the one pass over the frames
     m = finish(batch_sums(torch.from_numpy(pred), torch.from_numpy(ds.steering), "mse"), "mse")
     steps = step_stats(pred, ds.steering.astype(np.float64), successors(ds.timestamps_ns, ds.sources, ds.split))
+    err = error_stats(pred, ds.steering)
     zero_deg = float(np.degrees(np.sqrt(np.mean(np.square(ds.steering, dtype=np.float64)))))
     print(f"held-out {ds.path} ({len(ds)} frames): "
           f"RMSE {m['val_rmse_rad']:.4f} rad = {m['val_rmse_deg']:.2f} deg SWA (predicting 0: {zero_deg:.2f} deg), "
           f"within 1 deg {m['val_within_1deg']:.1%}, within 5 deg {m['val_within_5deg']:.1%}, "
           f"frame-to-frame change p50/p95 {steps['step_p50_deg']:.2f}/{steps['step_p95_deg']:.2f} deg "
-          f"(truth p95 {steps['truth_step_p95_deg']:.2f})")
-    return {"dataset": str(ds.path), "frames": len(ds), "zero_rmse_deg": zero_deg, **m, **steps}
+          f"(truth p95 {steps['truth_step_p95_deg']:.2f}); mean error {err['error_mean_deg']:+.2f} deg, "
+          f"gain {err['gain']:.2f}, correlation {err['corr']:.2f}, RMSE where |truth| >= 20 deg "
+          f"{err['large_rmse_deg']:.2f} ({err['large_frames']} frames)")
+    return {"dataset": str(ds.path), "frames": len(ds), "zero_rmse_deg": zero_deg, **m, **steps, **err}
 
 
 def main() -> None:

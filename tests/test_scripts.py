@@ -1,4 +1,4 @@
-"""The analysis script the README quotes runs end to end on a small synthetic drive."""
+"""The analysis scripts the docs quote run end to end on a small synthetic drive."""
 
 from __future__ import annotations
 
@@ -7,19 +7,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+
 from vbp_live.cli.main import main
+from vbp_live.io.checkpoint import load_checkpoint, save_checkpoint
+from vbp_live.io.dataset import PreparedDataset
+from vbp_live.models import create_model, frames_to_input
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_lane_focus_reports_every_class(tmp_path):
+@pytest.fixture(scope="module")
+def drive(tmp_path_factory) -> Path:
+    """A 60-frame synthetic drive (``synth_seed2.bag``, ``ground_truth.npz``) prepared into ``ds``."""
+    tmp_path = tmp_path_factory.mktemp("scripts")
     drive = tmp_path / "drive"
     assert main(["synth", "--out", str(drive), "--seed", "2", "--frames", "60", "--format", "bag,gt"]) == 0
     crop = ["--set", "crop.top=0.52", "--set", "crop.bottom=0.72"]  # the default shipped model's crop
     assert main(["prep", str(drive / "synth_seed2.bag"), "-o", str(tmp_path / "ds"), "--min-speed", "0", *crop]) == 0
+    return tmp_path
+
+
+def test_lane_focus_reports_every_class(drive):
     run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "lane_focus.py"), "--drive", str(tmp_path / "ds"),
-         str(drive / "ground_truth.npz"), "--frames", "12", "--threads", "2"],
+        [sys.executable, str(ROOT / "scripts" / "lane_focus.py"), "--drive", str(drive / "ds"),
+         str(drive / "drive" / "ground_truth.npz"), "--frames", "12", "--threads", "2"],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert run.returncode == 0, run.stderr
@@ -28,3 +42,26 @@ def test_lane_focus_reports_every_class(tmp_path):
     road = [float(v.rstrip("%")) for v in rows["road"].split(" | ")]
     assert 50 < road[0] <= 100 and road[1] > 0  # the road covers most of the crop, and gets mass
     assert re.search(r"lane-marking focus \d+\.\d\d", run.stdout)
+
+
+def test_export_model_writes_fp16_and_reports_held_out_error(drive, tmp_path):
+    ds = PreparedDataset(drive / "ds")
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "last.pt", create_model("netsvf"), ds.crop, config={"lr": 0.1})
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "export_model.py"), str(tmp_path / "last.pt"),
+         str(tmp_path / "shipped.pt"), "--test", str(drive / "ds")],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"RMSE [\d.]+ rad = [\d.]+ deg SWA .*mean error [-+][\d.]+ deg, gain", run.stdout)
+    ck = load_checkpoint(tmp_path / "shipped.pt")
+    assert all(v.dtype == torch.float16 for v in ck.state_dict.values() if v.is_floating_point())
+    test = ck.meta["test"]["ds"]
+    model = ck.build_model().eval()
+    with torch.no_grad():  # the shipped model's own forward, the reference for the reported error
+        pred = model(frames_to_input(np.asarray(ds.frames), "cpu")).reshape(-1).double().numpy()  # (N,)
+    err = np.degrees(pred - ds.steering)  # (N,)
+    assert test["frames"] == len(ds)
+    assert test["error_mean_deg"] == pytest.approx(err.mean(), abs=1e-3)
+    assert test["val_rmse_deg"] == pytest.approx(np.sqrt(np.mean(err ** 2)), abs=1e-3)

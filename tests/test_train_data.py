@@ -10,7 +10,7 @@ from train_helpers import make_steering_dataset
 from vbp_live.models import frames_to_input
 from vbp_live.train.config import DataConfig
 from vbp_live.train.data import BatchLoader, epoch_batches, load_data, shard, successors
-from vbp_live.train.metrics import step_stats
+from vbp_live.train.metrics import error_stats, step_stats
 from vbp_live.train.signs import make_sign_dataset
 
 
@@ -101,3 +101,18 @@ def test_step_stats_measure_the_change_from_each_frame_to_its_next():
     assert s["step_p95_deg"] == pytest.approx(np.percentile([3, 1, 0], 95))
     assert s["error_step_p95_deg"] == pytest.approx(np.percentile([2, 2, 0], 95))
     assert np.isnan(step_stats(pred, truth, np.full(5, -1))["step_p95_deg"])
+
+
+def test_error_stats_split_an_rmse_into_bias_and_gain():
+    truth = np.radians(np.linspace(-40.0, 40.0, 81))  # (81,)
+    pred = 0.5 * truth + np.radians(3.0)  # steers half as far, 3 deg to the left
+    s = error_stats(pred, truth)
+    assert s["error_mean_deg"] == pytest.approx(3.0) and s["gain"] == pytest.approx(0.5)
+    assert s["corr"] == pytest.approx(1.0)
+    rmse = np.sqrt(np.mean(np.degrees(pred - truth) ** 2))
+    assert np.hypot(s["error_mean_deg"], s["error_std_deg"]) == pytest.approx(rmse)
+    big = np.abs(np.degrees(truth)) >= 20.0
+    assert s["large_frames"] == big.sum()
+    assert s["large_rmse_deg"] == pytest.approx(np.sqrt(np.mean(np.degrees(pred - truth)[big] ** 2)))
+    flat = error_stats(np.zeros(4), np.zeros(4))
+    assert np.isnan(flat["gain"]) and np.isnan(flat["corr"]) and np.isnan(flat["large_rmse_deg"])

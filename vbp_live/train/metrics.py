@@ -145,3 +145,32 @@ def step_stats(pred: np.ndarray, truth: np.ndarray, next_row: np.ndarray) -> dic
     return {"step_pairs": int(len(a)), "step_p50_deg": pct(dp, 50), "step_p95_deg": pct(dp, 95),
             "truth_step_p95_deg": pct(dt, 95), "error_step_p95_deg": pct(de, 95)}
 
+
+
+def error_stats(pred: np.ndarray, truth: np.ndarray, large_deg: float = 20.0) -> dict[str, float]:
+    """Where an RMSE comes from: a constant offset, a gain, or neither, in degrees.
+
+    Args:
+        pred, truth: (N,) radians of steering wheel angle.
+        large_deg: ``|truth|`` from which a frame counts as a large angle.
+
+    Returns:
+        ``error_mean_deg`` (the bias; RMSE² = bias² + ``error_std_deg``²), ``error_std_deg``,
+        ``gain`` (the least-squares slope of pred on truth: 1 for a model that steers as far as the
+        truth, below 1 for one that steers too little; NaN if truth is constant), ``corr`` (NaN likewise),
+        ``large_frames`` and ``large_rmse_deg`` (frames with ``|truth| >= large_deg``; NaN without).
+    """
+    p, t = np.degrees(np.asarray(pred, np.float64)), np.degrees(np.asarray(truth, np.float64))  # (N,), (N,)
+    e = p - t  # (N,)
+    big = np.abs(t) >= large_deg  # (N,)
+    var_t = float(np.var(t)) if len(t) else 0.0
+    cov = float(np.mean((p - p.mean()) * (t - t.mean()))) if len(t) else 0.0
+    spread = math.sqrt(var_t * float(np.var(p))) if len(t) else 0.0
+    return {
+        "error_mean_deg": float(e.mean()) if len(e) else math.nan,
+        "error_std_deg": float(e.std()) if len(e) else math.nan,
+        "gain": cov / var_t if var_t > 0 else math.nan,
+        "corr": cov / spread if spread > 0 else math.nan,
+        "large_frames": int(big.sum()),
+        "large_rmse_deg": float(np.sqrt(np.mean(np.square(e[big])))) if big.any() else math.nan,
+    }
