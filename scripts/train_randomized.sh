@@ -60,7 +60,8 @@ done
 #    and 16 (NetHVF) more epochs, then another (configs/randomized_net*_varied.yaml) on all 48 drives
 #    for 3 and 4 more, another (configs/randomized_net*_curves.yaml) on all 72 drives, and a last one
 #    with temporal pairs (configs/randomized_net*_steady.yaml) beside its control, the same steps
-#    without pairs (configs/randomized_net*_steady_control.yaml). Resume a stage that was interrupted;
+#    without pairs (configs/randomized_net*_steady_control.yaml), then one more epoch from the pairs arm
+#    at twice the pair weight (configs/randomized_net*_calm.yaml). Resume a stage that was interrupted;
 #    skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
@@ -85,12 +86,15 @@ all_stages hvf > "$OUT/train_hvf.log" 2>&1 &
 wait
 stage5 svf
 stage5 hvf
+train configs/randomized_netsvf_calm.yaml "$OUT/run_svf_calm" > "$OUT/train_svf_calm.log" 2>&1 &  # stage 6
+train configs/randomized_nethvf_calm.yaml "$OUT/run_hvf_calm" > "$OUT/train_hvf_calm.log" 2>&1 &
+wait
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
-#    focus and the real clips. Stage 5's arm that met more real-clip targets ships (docs/training.md#temporal-pairs):
-#    NetSVF's control, NetHVF with temporal pairs; scripts/real_clips.py --checkpoint on a run's last.pt
+#    focus and the real clips. Shipped (docs/training.md#stage-6-twice-the-pair-weight): NetSVF after stage 6,
+#    NetHVF after stage 5 with temporal pairs (its stage 6 was not better); scripts/real_clips.py --checkpoint on a run's last.pt
 #    measures the other arm.
-declare -A SHIP=([svf]=run_svf_steady_control [hvf]=run_hvf_steady)
+declare -A SHIP=([svf]=run_svf_calm [hvf]=run_hvf_steady)
 for net in svf hvf; do
   python scripts/export_model.py "$OUT/${SHIP[$net]}/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \

@@ -25,7 +25,7 @@ ASSET = SHIPPED_MODELS["netsvf-fixed"]
 # name -> (model, the crop scripts/train_randomized.sh prepares (chosen on real dashcams), the shipped stage's config)
 RANDOMIZED = {
     "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640),
-               "randomized_netsvf_steady_control"),
+               "randomized_netsvf_calm"),
     "nethvf": ("nethvf", CropSpec(top=0.38, bottom=0.72, out_height=125, out_width=351),
                "randomized_nethvf_steady"),
 }
