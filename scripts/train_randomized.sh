@@ -3,9 +3,9 @@
 #   randomized synthetic drives -> vbp-live prep (the real-dashcam crop) -> vbp-live train (NetSVF and
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
-# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 8 h on 2
+# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 9.5 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
+# stage 5, 83 min stage 6; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
 # instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,7 +55,7 @@ for net in svf hvf; do
   done
 done
 
-# 3. Train both nets at once, one core each, in three stages: 4 epochs from scratch on the 12 drives, a
+# 3. Train both nets at once, one core each, in stages: 4 epochs from scratch on the 12 drives, a
 #    warm restart from those weights (configs/randomized_net*_long.yaml, train.init_from) for 8 (NetSVF)
 #    and 16 (NetHVF) more epochs, then another (configs/randomized_net*_varied.yaml) on all 48 drives
 #    for 3 and 4 more, another (configs/randomized_net*_curves.yaml) on all 72 drives, and a last one
@@ -75,20 +75,16 @@ all_stages() {  # all_stages svf|hvf
   train "configs/randomized_net$1_varied.yaml" "$OUT/run_$1_varied"
   train "configs/randomized_net$1_curves.yaml" "$OUT/run_$1_curves"
 }
-stage5() {  # stage5 svf|hvf: temporal pairs and the control side by side, one core each
-  train "configs/randomized_net$1_steady.yaml" "$OUT/run_$1_steady" > "$OUT/train_$1_steady.log" 2>&1 &
-  train "configs/randomized_net$1_steady_control.yaml" "$OUT/run_$1_steady_control" \
-    > "$OUT/train_$1_steady_control.log" 2>&1 &
+side_by_side() {  # side_by_side KEY...: configs/randomized_netKEY.yaml -> $OUT/run_KEY, one core each
+  for k in "$@"; do train "configs/randomized_net$k.yaml" "$OUT/run_$k" > "$OUT/train_$k.log" 2>&1 & done
   wait
 }
 all_stages svf > "$OUT/train_svf.log" 2>&1 &
 all_stages hvf > "$OUT/train_hvf.log" 2>&1 &
 wait
-stage5 svf
-stage5 hvf
-train configs/randomized_netsvf_calm.yaml "$OUT/run_svf_calm" > "$OUT/train_svf_calm.log" 2>&1 &  # stage 6
-train configs/randomized_nethvf_calm.yaml "$OUT/run_hvf_calm" > "$OUT/train_hvf_calm.log" 2>&1 &
-wait
+side_by_side svf_steady svf_steady_control  # stage 5: temporal pairs beside the control
+side_by_side hvf_steady hvf_steady_control
+side_by_side svf_calm hvf_calm              # stage 6
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#stage-6-twice-the-pair-weight): NetSVF after stage 6,

@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def drive(tmp_path_factory) -> Path:
-    """A 60-frame synthetic drive (``synth_seed2.bag``, ``ground_truth.npz``) prepared into ``ds``."""
+def work(tmp_path_factory) -> Path:
+    """A folder with a 60-frame synthetic drive (``drive/``: bag and ground truth) prepared into ``ds/``."""
     tmp_path = tmp_path_factory.mktemp("scripts")
     drive = tmp_path / "drive"
     assert main(["synth", "--out", str(drive), "--seed", "2", "--frames", "60", "--format", "bag,gt"]) == 0
@@ -30,10 +30,10 @@ def drive(tmp_path_factory) -> Path:
     return tmp_path
 
 
-def test_lane_focus_reports_every_class(drive):
+def test_lane_focus_reports_every_class(work):
     run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "lane_focus.py"), "--drive", str(drive / "ds"),
-         str(drive / "drive" / "ground_truth.npz"), "--frames", "12", "--threads", "2"],
+        [sys.executable, str(ROOT / "scripts" / "lane_focus.py"), "--drive", str(work / "ds"),
+         str(work / "drive" / "ground_truth.npz"), "--frames", "12", "--threads", "2"],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert run.returncode == 0, run.stderr
@@ -44,13 +44,13 @@ def test_lane_focus_reports_every_class(drive):
     assert re.search(r"lane-marking focus \d+\.\d\d", run.stdout)
 
 
-def test_export_model_writes_fp16_and_reports_held_out_error(drive, tmp_path):
-    ds = PreparedDataset(drive / "ds")
+def test_export_model_writes_fp16_and_reports_held_out_error(work, tmp_path):
+    ds = PreparedDataset(work / "ds")
     torch.manual_seed(0)
     save_checkpoint(tmp_path / "last.pt", create_model("netsvf"), ds.crop, config={"lr": 0.1})
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "export_model.py"), str(tmp_path / "last.pt"),
-         str(tmp_path / "shipped.pt"), "--test", str(drive / "ds")],
+         str(tmp_path / "shipped.pt"), "--test", str(work / "ds")],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert run.returncode == 0, run.stderr

@@ -146,7 +146,6 @@ def step_stats(pred: np.ndarray, truth: np.ndarray, next_row: np.ndarray) -> dic
             "truth_step_p95_deg": pct(dt, 95), "error_step_p95_deg": pct(de, 95)}
 
 
-
 def error_stats(pred: np.ndarray, truth: np.ndarray, large_deg: float = 20.0) -> dict[str, float]:
     """Where an RMSE comes from: a constant offset, a gain, or neither, in degrees.
 
@@ -161,14 +160,17 @@ def error_stats(pred: np.ndarray, truth: np.ndarray, large_deg: float = 20.0) ->
         ``large_frames`` and ``large_rmse_deg`` (frames with ``|truth| >= large_deg``; NaN without).
     """
     p, t = np.degrees(np.asarray(pred, np.float64)), np.degrees(np.asarray(truth, np.float64))  # (N,), (N,)
+    if not len(t):
+        return {"error_mean_deg": math.nan, "error_std_deg": math.nan, "gain": math.nan, "corr": math.nan,
+                "large_frames": 0, "large_rmse_deg": math.nan}
     e = p - t  # (N,)
     big = np.abs(t) >= large_deg  # (N,)
-    var_t = float(np.var(t)) if len(t) else 0.0
-    cov = float(np.mean((p - p.mean()) * (t - t.mean()))) if len(t) else 0.0
-    spread = math.sqrt(var_t * float(np.var(p))) if len(t) else 0.0
+    var_t = float(np.var(t))
+    cov = float(np.mean((p - p.mean()) * (t - t.mean())))
+    spread = math.sqrt(var_t * float(np.var(p)))
     return {
-        "error_mean_deg": float(e.mean()) if len(e) else math.nan,
-        "error_std_deg": float(e.std()) if len(e) else math.nan,
+        "error_mean_deg": float(e.mean()),
+        "error_std_deg": float(e.std()),
         "gain": cov / var_t if var_t > 0 else math.nan,
         "corr": cov / spread if spread > 0 else math.nan,
         "large_frames": int(big.sum()),
