@@ -3,9 +3,9 @@
 #   randomized synthetic drives -> vbp-live prep (the real-dashcam crop) -> vbp-live train (NetSVF and
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
-# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 9.5 h on 2
+# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 11 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5, 83 min stage 6; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
+# stage 5, 83 min stage 6, 76 min stage 7; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
 # instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,8 +61,8 @@ done
 #    for 3 and 4 more, another (configs/randomized_net*_curves.yaml) on all 72 drives, and a last one
 #    with temporal pairs (configs/randomized_net*_steady.yaml) beside its control, the same steps
 #    without pairs (configs/randomized_net*_steady_control.yaml), then one more epoch from the pairs arm
-#    at twice the pair weight (configs/randomized_net*_calm.yaml). Resume a stage that was interrupted;
-#    skip one that finished.
+#    at twice the pair weight (configs/randomized_net*_calm.yaml) and one more like it
+#    (configs/randomized_net*_still.yaml). Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
   if [ -f "$run/done" ]; then return; fi
@@ -85,12 +85,13 @@ wait
 side_by_side svf_steady svf_steady_control  # stage 5: temporal pairs beside the control
 side_by_side hvf_steady hvf_steady_control
 side_by_side svf_calm hvf_calm              # stage 6
+side_by_side svf_still hvf_still            # stage 7
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
-#    focus and the real clips. Shipped (docs/training.md#stage-6-twice-the-pair-weight): NetSVF after stage 6,
-#    NetHVF after stage 5 with temporal pairs (its stage 6 was not better); scripts/real_clips.py --checkpoint on a run's last.pt
-#    measures the other arm.
-declare -A SHIP=([svf]=run_svf_calm [hvf]=run_hvf_steady)
+#    focus and the real clips. Shipped (docs/training.md#stage-7-one-more-epoch): NetSVF after stage 6 (its
+#    stage 7 was not better), NetHVF after stage 7; scripts/real_clips.py --checkpoint on a run's last.pt
+#    measures the other stages.
+declare -A SHIP=([svf]=run_svf_calm [hvf]=run_hvf_still)
 for net in svf hvf; do
   python scripts/export_model.py "$OUT/${SHIP[$net]}/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \

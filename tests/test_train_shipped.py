@@ -27,7 +27,7 @@ RANDOMIZED = {
     "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640),
                "randomized_netsvf_calm"),
     "nethvf": ("nethvf", CropSpec(top=0.38, bottom=0.72, out_height=125, out_width=351),
-               "randomized_nethvf_steady"),
+               "randomized_nethvf_still"),
 }
 HELD_OUT = {"heldout_201", "heldout_202", "heldout_203", "heldout_fixed_2"}
 
