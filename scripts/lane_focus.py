@@ -104,7 +104,7 @@ def report(name: str, model: torch.nn.Module, baseline: torch.nn.Module, ds: Pre
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(DEFAULT_CKPT), help="default: the shipped NetSVF")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CKPT), help="default: the default shipped model (nethvf)")
     p.add_argument(
         "--drive",
         nargs=2,

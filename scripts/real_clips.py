@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How steering models behave on real dashcam clips (no steering log): prints and writes JSON.
 
-    python scripts/real_clips.py                                  # the shipped NetSVF on ../shared/data/video
+    python scripts/real_clips.py                                  # the default shipped model on ../shared/data/video
     python scripts/real_clips.py --checkpoint a.pt --checkpoint b.pt --clip my_drive.mp4 --out real.json
     python scripts/real_clips.py --paint-figure docs/images/paint_rule.png --crops-figure docs/images/real_crops.png
 

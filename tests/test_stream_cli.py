@@ -72,7 +72,7 @@ def test_demo_writes_an_overlay_video_and_reports_fps(tmp_path, capsys):
     assert main(["demo", "--frames", "6", "--out", str(out), "--device", "cpu", "-q"]) == 0
     text = capsys.readouterr().out
     assert f"wrote {out.resolve()}" in text and "fps" in text and "RMSE" in text
-    assert "model:" in text and ("UNTRAINED" in text or "netsvf_randomized.pt" in text)
+    assert "model:" in text and ("UNTRAINED" in text or "nethvf_randomized.pt" in text)
     frames, fps = read_video(out)
     assert len(frames) == 6 and frames[0].shape == (480, 640, 3) and fps == pytest.approx(20)
 

@@ -24,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "demo",
         help="overlay the shipped model on a short synthetic drive (the embedded default)",
         description=(
-            "Renders a short synthetic drive with known steering, runs the shipped NetSVF and "
+            "Renders a short synthetic drive with known steering, runs the default shipped model (NetHVF) and "
             "VisualBackProp on every frame through the streaming pipeline, and writes an overlay "
             "video: what the network looks at in red, predicted vs actual steering wheel angle and "
-            "the error. Without the shipped model an untrained NetSVF runs instead, clearly labelled."
+            "the error. Without the shipped model an untrained NetHVF runs instead, clearly labelled."
         ),
         formatter_class=HelpFormatter,
     )
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
     p.add_argument("--checkpoint", help="a checkpoint, a model card (.yaml) or a shipped model by name "
-                                        f"({SHIPPED_NAMES}) instead of the shipped netsvf")
+                                        f"({SHIPPED_NAMES}) instead of the shipped nethvf")
     add_trust_pickle_option(p)
     add_device_option(p)
     add_look_options(p, timeline=10.0)

@@ -17,7 +17,7 @@ from vbp_live.core.errors import VbpLiveError
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
 SHIPPED_NAMES = "netsvf, nethvf or netsvf-fixed"  # vbp_live.stream.session.SHIPPED_MODELS (kept light: no torch here)
 CHECKPOINT_HELP = ("vbp_live checkpoint (.pt), model card (.yaml, see docs/models.md) or the name of a shipped "
-                   f"model ({SHIPPED_NAMES}): the model and its crop (default: the shipped netsvf)")
+                   f"model ({SHIPPED_NAMES}): the model and its crop (default: the shipped nethvf)")
 TRUST_PICKLE_HELP = ("allow a model card's 'format: pickle' (a whole pickled model, torch.save(model)): loading it "
                      "runs code from the file, so only for files you trust")
 
@@ -146,7 +146,7 @@ def resolve_device(text: str) -> str:
 
 
 def checkpoint_or_shipped(path: str | None) -> Path:
-    """``--checkpoint`` as given, a shipped model by name (see ``SHIPPED_MODELS``), else the shipped NetSVF.
+    """``--checkpoint`` as given, a shipped model by name (``SHIPPED_MODELS``), else the default (nethvf).
 
     A file of that name in the working directory wins over the shipped model.
 
@@ -154,11 +154,11 @@ def checkpoint_or_shipped(path: str | None) -> Path:
         CheckpointError: the shipped model asked for (or the default) is not installed.
     """
     from vbp_live.core.errors import CheckpointError
-    from vbp_live.stream.session import SHIPPED_MODELS, shipped_checkpoint
+    from vbp_live.stream.session import DEFAULT_MODEL, SHIPPED_MODELS, shipped_checkpoint
 
     if path and (path not in SHIPPED_MODELS or Path(path).exists()):
         return Path(path)
-    name = path or "netsvf"
+    name = path or DEFAULT_MODEL
     shipped = shipped_checkpoint(name)
     if shipped is None:
         raise CheckpointError(f"the shipped model {name} ({SHIPPED_MODELS[name]}) is not installed")

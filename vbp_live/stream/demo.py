@@ -1,9 +1,9 @@
 """The embedded default: a short synthetic drive with ground truth, overlaid by the shipped model.
 
 :func:`run_demo` renders a drive with :mod:`vbp_live.synth` (frames are produced on the fly in
-the reader thread), runs the shipped NetSVF (``vbp_live/assets/netsvf_randomized.pt``) through the
+the reader thread), runs the default shipped model (NetHVF, ``vbp_live/assets/nethvf_randomized.pt``) through the
 streaming pipeline and writes an overlay video with the predicted and actual steering wheel
-angle and the error. Without the shipped model it uses an untrained NetSVF and says so, on
+angle and the error. Without the shipped model it uses an untrained NetHVF and says so, on
 every frame and in the result.
 """
 
@@ -22,7 +22,7 @@ from vbp_live.io.video import ArraySource
 from vbp_live.models import create_model
 from vbp_live.stream.engine import OverlayEngine, configure_threads
 from vbp_live.stream.records import PredictionLog
-from vbp_live.stream.session import SHIPPED, RunOptions, RunResult, run_source, shipped_checkpoint
+from vbp_live.stream.session import DEFAULT_MODEL, SHIPPED, RunOptions, RunResult, run_source, shipped_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,14 @@ class DemoResult:
 def demo_engine(
     device: str = "auto", checkpoint: str | os.PathLike[str] | None = None, trust_pickle: bool = False
 ) -> tuple[OverlayEngine, bool, str]:
-    """The shipped model (or ``checkpoint``: a checkpoint or model card); else an untrained NetSVF."""
+    """The shipped model (or ``checkpoint``: a checkpoint or model card); else an untrained net of the same kind."""
     ckpt = checkpoint or shipped_checkpoint()
     if ckpt is not None:
         return OverlayEngine.from_checkpoint(ckpt, device=device, trust_pickle=trust_pickle), True, str(ckpt)
-    log.warning("the shipped model %s is not installed: using an UNTRAINED NetSVF", SHIPPED)
+    log.warning("the shipped model %s is not installed: using an UNTRAINED %s", SHIPPED, DEFAULT_MODEL)
     torch.manual_seed(0)
-    engine = OverlayEngine(create_model("netsvf").eval(), CROP_PRESETS["netsvf"], device if device != "auto" else "cpu")
+    model = create_model(DEFAULT_MODEL).eval()
+    engine = OverlayEngine(model, CROP_PRESETS[DEFAULT_MODEL], device if device != "auto" else "cpu")
     return engine, False, UNTRAINED_NOTE
 
 
