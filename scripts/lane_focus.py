@@ -30,7 +30,7 @@ from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.io.ground_truth import load_ground_truth
 from vbp_live.models import create_model, frames_to_input
-from vbp_live.stream.session import SHIPPED
+from vbp_live.stream.session import DEFAULT_MODEL, SHIPPED
 
 CLASSES = ("lane", "hmark", "shadow", "car", "road")
 LANE_TARGET = 5.0  # issue 19: lane-marking focus on held-out synthetic drives
@@ -104,7 +104,7 @@ def report(name: str, model: torch.nn.Module, baseline: torch.nn.Module, ds: Pre
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default=str(DEFAULT_CKPT), help="default: the default shipped model (nethvf)")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CKPT), help=f"default: the shipped {DEFAULT_MODEL}")
     p.add_argument(
         "--drive",
         nargs=2,

@@ -15,7 +15,7 @@ from vbp_live.cli.main import main
 from vbp_live.io.checkpoint import load_checkpoint, save_checkpoint
 from vbp_live.io.dataset import PreparedDataset
 from vbp_live.models import create_model, frames_to_input
-from vbp_live.stream.session import DEFAULT_MODEL
+from vbp_live.stream.session import SHIPPED_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,29 +26,29 @@ def work(tmp_path_factory) -> Path:
     tmp_path = tmp_path_factory.mktemp("scripts")
     drive = tmp_path / "drive"
     assert main(["synth", "--out", str(drive), "--seed", "2", "--frames", "60", "--format", "bag,gt"]) == 0
-    crop = ["--crop-of", DEFAULT_MODEL]  # the default shipped model's crop (lane_focus.py runs that model)
+    crop = ["--crop-of", "netsvf"]  # the shipped NetSVF's crop (lane_focus.py runs that model below)
     assert main(["prep", str(drive / "synth_seed2.bag"), "-o", str(tmp_path / "ds"), "--min-speed", "0", *crop]) == 0
     return tmp_path
 
 
 def test_lane_focus_reports_every_class(work):
     run = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "lane_focus.py"), "--drive", str(work / "ds"),
-         str(work / "drive" / "ground_truth.npz"), "--frames", "12", "--threads", "2"],
+        [sys.executable, str(ROOT / "scripts" / "lane_focus.py"), "--checkpoint", str(SHIPPED_MODELS["netsvf"]),
+         "--drive", str(work / "ds"), str(work / "drive" / "ground_truth.npz"), "--frames", "12", "--threads", "2"],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert run.returncode == 0, run.stderr
     rows = dict(re.findall(r"^\| (lane|hmark|shadow|car|road) \| (.+) \|$", run.stdout, flags=re.M))
     assert set(rows) == {"lane", "hmark", "shadow", "car", "road"}
     road = [float(v.rstrip("%")) for v in rows["road"].split(" | ")]
-    assert 30 < road[0] <= 100 and road[1] > 0  # the road covers much of the band (NetHVF's: ~half), gets mass
+    assert 50 < road[0] <= 100 and road[1] > 0  # the road covers most of the crop, and gets mass
     assert re.search(r"lane-marking focus \d+\.\d\d", run.stdout)
 
 
 def test_export_model_writes_fp16_and_reports_held_out_error(work, tmp_path):
     ds = PreparedDataset(work / "ds")
     torch.manual_seed(0)
-    save_checkpoint(tmp_path / "last.pt", create_model(DEFAULT_MODEL), ds.crop, config={"lr": 0.1})
+    save_checkpoint(tmp_path / "last.pt", create_model("netsvf"), ds.crop, config={"lr": 0.1})
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "export_model.py"), str(tmp_path / "last.pt"),
          str(tmp_path / "shipped.pt"), "--test", str(work / "ds")],

@@ -78,10 +78,11 @@ def test_demo_writes_an_overlay_video_and_reports_fps(tmp_path, capsys):
 
 
 def test_checkpoint_names_a_shipped_model(tmp_path, monkeypatch):
-    from vbp_live.cli.options import SHIPPED_NAMES, checkpoint_or_shipped
+    from vbp_live.cli.options import DEFAULT_NAME, SHIPPED_NAMES, checkpoint_or_shipped
     from vbp_live.core.errors import CheckpointError
-    from vbp_live.stream.session import SHIPPED_MODELS
+    from vbp_live.stream.session import DEFAULT_MODEL, SHIPPED_MODELS
 
+    assert DEFAULT_NAME == DEFAULT_MODEL  # what --help calls the default
     assert SHIPPED_NAMES.replace(" or ", ", ").split(", ") == list(SHIPPED_MODELS)  # what --help lists
     monkeypatch.chdir(tmp_path)
     for name, path in SHIPPED_MODELS.items():

@@ -32,7 +32,7 @@ RANDOMIZED = {
 HELD_OUT = {"heldout_201", "heldout_202", "heldout_203", "heldout_fixed_2"}
 
 
-def test_every_shipped_model_is_tested_and_the_default_is_the_randomized_netsvf():
+def test_every_shipped_model_is_tested_and_the_default_is_the_randomized_nethvf():
     assert set(SHIPPED_MODELS) == set(RANDOMIZED) | {"netsvf-fixed"} and SHIPPED_MODELS["nethvf"] == SHIPPED
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vbp_live.cli.options import (
+    DEFAULT_NAME,
     POSITIVE,
     SHIPPED_NAMES,
     HelpFormatter,
@@ -37,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="drive length in frames at 20 fps (default: %(default)s)")
     p.add_argument("--seed", type=int, default=7, help="which synthetic drive (default: %(default)s)")
     p.add_argument("--checkpoint", help="a checkpoint, a model card (.yaml) or a shipped model by name "
-                                        f"({SHIPPED_NAMES}) instead of the shipped nethvf")
+                                        f"({SHIPPED_NAMES}) instead of the shipped {DEFAULT_NAME}")
     add_trust_pickle_option(p)
     add_device_option(p)
     add_look_options(p, timeline=10.0)

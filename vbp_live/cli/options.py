@@ -16,8 +16,9 @@ from vbp_live.core.errors import VbpLiveError
 
 DEVICE_HELP = "auto (CUDA if available, else the CPU), cpu, cuda or cuda:N (default: %(default)s)"
 SHIPPED_NAMES = "netsvf, nethvf or netsvf-fixed"  # vbp_live.stream.session.SHIPPED_MODELS (kept light: no torch here)
+DEFAULT_NAME = "nethvf"  # vbp_live.stream.session.DEFAULT_MODEL, for the help texts (no torch here either)
 CHECKPOINT_HELP = ("vbp_live checkpoint (.pt), model card (.yaml, see docs/models.md) or the name of a shipped "
-                   f"model ({SHIPPED_NAMES}): the model and its crop (default: the shipped nethvf)")
+                   f"model ({SHIPPED_NAMES}): the model and its crop (default: the shipped {DEFAULT_NAME})")
 TRUST_PICKLE_HELP = ("allow a model card's 'format: pickle' (a whole pickled model, torch.save(model)): loading it "
                      "runs code from the file, so only for files you trust")
 
