@@ -67,6 +67,10 @@ class CropConfig:
             overrides of the preset's :class:`~vbp_live.core.preprocess.CropSpec` fields
             (band edges are fractions of the frame height/width; color: gray, bgr, rgb, yuv, hsv).
         grayscale: the older spelling of ``color``: true = ``gray``, false = ``bgr`` (``color`` wins).
+        horizon: the horizon row (fraction of the height) of the camera the band was chosen for
+            (``--crop-of`` copies a model's).
+        source_horizon: the horizon row of the recordings (``--horizon``): the band moves by
+            ``source_horizon - horizon``, keeping its rows' distance from the horizon.
     """
 
     preset: str = "netsvf"
@@ -79,14 +83,27 @@ class CropConfig:
     color: str | None = None
     grayscale: bool | None = None
     interpolation: str | None = None
+    horizon: float | None = None
+    source_horizon: float | None = None
 
     def spec(self) -> CropSpec:
-        """The resolved crop (preset + overrides)."""
+        """The resolved crop (preset + overrides), moved to ``source_horizon`` when that is set."""
+        base = self.base_spec()
+        if self.source_horizon is None:
+            return base
+        try:
+            return base.at_horizon(self.source_horizon)
+        except ValueError as e:
+            raise ConfigValueError("crop.source_horizon", f"crop.source_horizon: {e}") from None
+
+    def base_spec(self) -> CropSpec:
+        """The crop of the preset and the overrides, before it follows ``source_horizon``."""
         presets = crop_presets()
         if self.preset not in presets:
             choices = ", ".join(sorted(presets))
             raise ConfigValueError("crop.preset", f"crop.preset must be one of {choices}; got {self.preset!r}")
-        over = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("preset", "grayscale") and v is not None}
+        skip = ("preset", "grayscale", "source_horizon")
+        over = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip and v is not None}
         if self.grayscale is not None and self.color is None:
             over["color"] = "gray" if self.grayscale else "bgr"
         try:

@@ -12,6 +12,7 @@ a held-out prepared dataset in ``meta``. Prints both.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,17 +53,23 @@ def main() -> None:
     p.add_argument("out", help="where to write the compact checkpoint")
     p.add_argument("--test", action="append", default=[],
                    help="a held-out prepared dataset: all its frames are evaluated (repeatable)")
+    p.add_argument("--horizon", type=float, metavar="FRAC",
+                   help="store the horizon row (fraction of the height) of the camera the crop band was chosen "
+                        "for, so that `vbp-live run --horizon` can move the band to another camera's")
     args = p.parse_args()
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model()
-    meta = {
-        "source": str(args.checkpoint), "train_metrics": ck.meta.get("metrics", {}), "data": ck.meta.get("data", {}),
-    }
-    path = save_checkpoint(args.out, model, ck.crop, ck.config, None, meta, half=True)
+    crop = ck.crop if args.horizon is None else replace(ck.crop, horizon=args.horizon)
+    if ck.train_state is None:  # an exported model again (e.g. to add --horizon): keep what it says
+        meta = {k: v for k, v in ck.meta.items() if k != "test" or not args.test}
+    else:
+        meta = {"source": str(args.checkpoint), "train_metrics": ck.meta.get("metrics", {}),
+                "data": ck.meta.get("data", {})}
+    path = save_checkpoint(args.out, model, crop, ck.config, None, meta, half=True)
     if args.test:
         shipped = load_checkpoint(path).build_model()  # evaluate what is shipped: fp16 weights
         meta["test"] = {Path(t).name: held_out(shipped, PreparedDataset(t)) for t in args.test}
-        path = save_checkpoint(args.out, model, ck.crop, ck.config, None, meta, half=True)
+        path = save_checkpoint(args.out, model, crop, ck.config, None, meta, half=True)
     print(f"train run: {meta['train_metrics']}")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 

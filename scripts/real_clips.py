@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip", action="append", default=[], help="another video file to measure (repeatable)")
     p.add_argument("--clip-horizon", type=float, default=None,
                    help="horizon row of the --clip videos as a fraction of the height (default: the band's top)")
+    p.add_argument("--follow-horizon", action="store_true",
+                   help="move the model's crop band to each clip's horizon (as `vbp-live run --horizon` does; "
+                        "needs a checkpoint whose crop has a reference horizon)")
     p.add_argument("--table", default=str(TABLE), help="the clip table (default: docs/evaluation/real_clips.yaml)")
     p.add_argument("--data", default=None,
                    help="folder the table's paths are relative to; its video/ clips are all measured "
@@ -111,16 +114,19 @@ def measure(ckpt: str, clips: list[tuple[Path, ClipEntry]], args: argparse.Names
     ck = open_model(ckpt)
     model = ck.build_model()
     results: list[ClipResult] = []
+    bands = []
     for path, entry in clips:
+        crop = ck.crop.at_horizon(entry.horizon) if args.follow_horizon and entry.horizon is not None else ck.crop
+        bands.append(f"{path.name}: rows {crop.top:.3f}-{crop.bottom:.3f}")
         with open_source(str(path)) as src:
-            run = run_clip(model, ck.crop, src, entry.horizon, max_frames=args.max_frames,
-                           batch=args.batch)
+            run = run_clip(model, crop, src, entry.horizon, max_frames=args.max_frames, batch=args.batch)
         results.append(summarize(path.name, np.asarray(run.indices), np.asarray(run.pred_deg), run.tally,
                                  entry.straight))
-    print(f"\n## {shown(ckpt)} ({ck.model_name}, crop rows {ck.crop.top:.3f}-{ck.crop.bottom:.3f})\n")
+    band = "; ".join(bands) if args.follow_horizon else f"rows {ck.crop.top:.3f}-{ck.crop.bottom:.3f}"
+    print(f"\n## {shown(ckpt)} ({ck.model_name}, crop {band})\n")
     print("\n".join(report_lines(results)))
     return {"checkpoint": shown(ckpt), "model": ck.model_name, "crop": ck.crop.to_dict(),
-            "clips": [r.to_dict() for r in results]}
+            "follow_horizon": args.follow_horizon, "clips": [r.to_dict() for r in results]}
 
 
 def pick_frames(path: Path, n: int, limit: int | None) -> list[tuple[int, np.ndarray]]:

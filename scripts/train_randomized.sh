@@ -5,8 +5,9 @@
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
 # vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 11 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5, 83 min stage 6, 76 min stage 7; the configs say what was reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a checkpoint)
-# instead of starting over.
+# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8 on a faster machine; the configs say what was
+# reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a
+# checkpoint) instead of starting over.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=runs/randomized
@@ -33,6 +34,15 @@ synth heldout_201 201 600 --randomize 1
 synth heldout_202 202 600 --randomize 1
 synth heldout_203 203 600 --randomize 1 --h264
 synth heldout_fixed_2 2 2000
+# Stage 8 adds 24 "edge" drives whose camera sits at the low-horizon end of the randomized range, as
+# held-out seed 202's does: the first 24 seeds from 501 whose world has its horizon at 0.57 H or lower
+# in the image (vbp_live.synth.world.sample_world), 1200 frames, 60 % sharp curves.
+EDGE=$(python -c "from vbp_live.synth.world import sample_world as w
+print(*[s for s in range(501, 2000) if w(s, 1.0).horizon_frac >= 0.57][:24])")
+for s in $EDGE; do
+  h264=(); [ $((s % 2)) -eq 1 ] && h264=(--h264)
+  synth "edge_$s" "$s" 1200 --randomize 1 --sharp-curves 0.6 "${h264[@]}"
+done
 
 # 2. The paper's preprocessing (sync, speed > 5 m/s, gray, time-ordered split) with the crop chosen on
 #    real dashcams (docs/evaluation/real_clips.md): rows 0.52-0.72 for NetSVF, 0.38-0.72 for NetHVF.
@@ -48,10 +58,21 @@ for net in svf hvf; do
   # shellcheck disable=SC2046
   [ -f "$OUT/train72_$net/manifest.yaml" ] ||  # stage 4: all 72 drives
     vbp-live prep "$OUT"/synth/train_*/synth_seed*.bag -o "$OUT/train72_$net" $(crop $net) --test-fraction 0.1
+  # shellcheck disable=SC2046
+  [ -f "$OUT/train96_$net/manifest.yaml" ] ||  # stage 8: the 72 drives and the 24 edge drives
+    vbp-live prep "$OUT"/synth/{train,edge}_*/synth_seed*.bag -o "$OUT/train96_$net" $(crop $net) --test-fraction 0.1
   for h in heldout_201 heldout_202 heldout_203 heldout_fixed_2; do
     # shellcheck disable=SC2046
     [ -f "$OUT/${h}_$net/manifest.yaml" ] ||
       vbp-live prep "$OUT"/synth/$h/synth_seed*.bag -o "$OUT/${h}_$net" $(crop $net) --test-fraction 0
+  done
+  # the randomized held-out drives again with the band moved to each drive's own horizon (--horizon; the
+  # bands were chosen for a horizon at 0.47 H, the fixed world's): what `vbp-live run --horizon` does
+  for s in 201 202 203; do
+    h=$(python -c "from vbp_live.synth.world import sample_world as w; print(round(w($s, 1.0).horizon_frac, 3))")
+    # shellcheck disable=SC2046
+    [ -f "$OUT/heldout_${s}_horizon_$net/manifest.yaml" ] || vbp-live prep "$OUT"/synth/heldout_$s/synth_seed*.bag \
+      -o "$OUT/heldout_${s}_horizon_$net" $(crop $net) --set crop.horizon=0.47 --horizon "$h" --test-fraction 0
   done
 done
 
@@ -62,7 +83,9 @@ done
 #    with temporal pairs (configs/randomized_net*_steady.yaml) beside its control, the same steps
 #    without pairs (configs/randomized_net*_steady_control.yaml), then one more epoch from the pairs arm
 #    at twice the pair weight (configs/randomized_net*_calm.yaml) and one more like it
-#    (configs/randomized_net*_still.yaml). Resume a stage that was interrupted; skip one that finished.
+#    (configs/randomized_net*_still.yaml); then stage 8 (configs/randomized_net*_edge.yaml: 24 more
+#    drives with the camera at the low-horizon edge; not shipped, docs/training.md#stage-8-edge-cameras).
+#    Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
   if [ -f "$run/done" ]; then return; fi
@@ -86,6 +109,11 @@ side_by_side svf_steady svf_steady_control  # stage 5: temporal pairs beside the
 side_by_side hvf_steady hvf_steady_control
 side_by_side svf_calm hvf_calm              # stage 6
 side_by_side svf_still hvf_still            # stage 7
+# stage 8 starts from the shipped stage of each net (NetSVF 6, NetHVF 7) as exported (fp16)
+mkdir -p "$OUT/stage8_from"
+[ -f "$OUT/stage8_from/netsvf.pt" ] || python scripts/export_model.py "$OUT/run_svf_calm/last.pt" "$OUT/stage8_from/netsvf.pt"
+[ -f "$OUT/stage8_from/nethvf.pt" ] || python scripts/export_model.py "$OUT/run_hvf_still/last.pt" "$OUT/stage8_from/nethvf.pt"
+side_by_side svf_edge hvf_edge              # stage 8
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#stage-7-one-more-epoch): NetSVF after stage 6 (its
@@ -94,8 +122,9 @@ side_by_side svf_still hvf_still            # stage 7
 declare -A SHIP=([svf]=run_svf_calm [hvf]=run_hvf_still)
 for net in svf hvf; do
   python scripts/export_model.py "$OUT/${SHIP[$net]}/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
-    --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
-    --test "$OUT/heldout_fixed_2_$net"
+    --horizon 0.47 --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
+    --test "$OUT/heldout_fixed_2_$net" --test "$OUT/heldout_201_horizon_$net" \
+    --test "$OUT/heldout_202_horizon_$net" --test "$OUT/heldout_203_horizon_$net"
   python scripts/lane_focus.py --checkpoint "vbp_live/assets/net${net}_randomized.pt" \
     --drive "$OUT/heldout_201_$net" "$OUT/synth/heldout_201/ground_truth.npz" \
     --drive "$OUT/heldout_202_$net" "$OUT/synth/heldout_202/ground_truth.npz" \
@@ -104,3 +133,7 @@ for net in svf hvf; do
 done
 python scripts/real_clips.py --checkpoint vbp_live/assets/netsvf_randomized.pt --out docs/evaluation/real_clips/netsvf_randomized.json
 python scripts/real_clips.py --checkpoint vbp_live/assets/nethvf_randomized.pt --out docs/evaluation/real_clips/nethvf_randomized.json
+for net in svf hvf; do  # the same with each clip's band moved to its horizon (docs/evaluation/real_clips.yaml)
+  python scripts/real_clips.py --checkpoint "vbp_live/assets/net${net}_randomized.pt" --follow-horizon \
+    --out "docs/evaluation/real_clips/net${net}_randomized_horizon.json"
+done

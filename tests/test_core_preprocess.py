@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,38 @@ def test_mean_std_scaling_and_layout_reach_the_network_input():
     nhwc = frames_to_input(frames, spec=CropSpec(0.0, 1.0, 6, 8, color="rgb", scale=scale, offset=offset,
                                                  layout="nhwc"))
     assert nhwc.shape == (2, 6, 8, 3) and torch.equal(nhwc, x.permute(0, 2, 3, 1))
+
+
+def test_the_band_follows_the_horizon_at_the_same_distance():
+    spec = CropSpec(top=0.38, bottom=0.72, out_height=125, out_width=351, horizon=0.47)
+    low = spec.at_horizon(0.597)  # a camera pitched up / mounted high: the horizon lower in the frame
+    assert (low.top, low.bottom, low.horizon) == (0.507, 0.847, 0.597)
+    assert low.top - low.horizon == pytest.approx(spec.top - spec.horizon)
+    assert low.at_horizon(0.47) == spec and CropSpec.from_dict(low.to_dict()) == low
+    frame = np.arange(480 * 640, dtype=np.uint32).reshape(480, 640).astype(np.uint8)
+    y0, y1, _, _ = low.box(480, 640)
+    assert (y0, y1) == (243, 407)
+    whole = replace(low, top=0.0, bottom=1.0, horizon=None)
+    np.testing.assert_array_equal(preprocess_frame(frame, low), preprocess_frame(frame[y0:y1], whole))
+
+
+def test_a_band_at_a_far_horizon_stops_at_the_frame_edge(caplog):
+    spec = CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640, horizon=0.47)
+    with caplog.at_level("WARNING"):
+        edge = spec.at_horizon(0.9)
+    assert (edge.top, edge.bottom) == (0.8, 1.0) and "leave the frame" in caplog.text
+    assert replace(spec, top=0.38).at_horizon(0.05).top == 0.0
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(horizon=1.2), "horizon must be a fraction"),
+    (dict(horizon=0.5, units="pixel", top=10, bottom=-5), "needs a crop band in fractions"),
+])
+def test_bad_horizons_are_clear_errors(kw, message):
+    with pytest.raises(ValueError, match=message):
+        CropSpec(**{"top": 0.5, "bottom": 0.8, "out_height": 66, "out_width": 200, **kw})
+
+
+def test_a_band_without_a_reference_horizon_cannot_follow_one():
+    with pytest.raises(ValueError, match="no reference horizon"):
+        CROP_PRESETS["netsvf"].at_horizon(0.55)

@@ -99,6 +99,26 @@ def test_crop_of_a_shipped_model_prepares_data_that_fits_it(tmp_path, capsys, mo
     assert "none.pt: no such checkpoint file" in capsys.readouterr().err
 
 
+def test_horizon_moves_the_models_band_to_the_recordings_horizon(tmp_path, capsys):
+    from vbp_live.core.preprocess import preprocess_frame
+    from vbp_live.io.checkpoint import load_checkpoint
+    from vbp_live.stream.session import SHIPPED_MODELS
+
+    rng = np.random.default_rng(3)
+    frames = [(T0 + 100 * MS + k * 50 * MS, _jpeg(rng)) for k in range(6)]
+    bag = write_bag(tmp_path / "a.bag", frames, list(steering_series(T0, T0 + 1000 * MS)))
+    args = ["prep", str(bag), "--crop-of", "nethvf", "--test-fraction", "0", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "out"), "--horizon", "0.56"]) == 0
+    want = load_checkpoint(SHIPPED_MODELS["nethvf"]).crop.at_horizon(0.56)  # rows 0.47-0.81
+    ds = PreparedDataset(tmp_path / "out")
+    assert ds.crop == want and (want.top, want.bottom) == (0.47, 0.81)
+    first = cv2.imdecode(np.frombuffer(frames[0][1], np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(ds.frames[0], preprocess_frame(first, want))  # the frames come from the moved band
+    capsys.readouterr()
+    assert main([*args[:2], "-o", str(tmp_path / "o2"), "--model", "netsvf", "--horizon", "0.56"]) == 1
+    assert "crop.source_horizon: the crop has no reference horizon" in capsys.readouterr().err
+
+
 def _jpeg(rng: np.random.Generator, w: int = 320, h: int = 240) -> bytes:
     img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)
     return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()

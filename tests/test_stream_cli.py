@@ -105,3 +105,32 @@ def test_run_camera_topic_plays_another_robots_bag(shared_data, tmp_path, ckpt, 
     assert rc == 0 and "source warning: no steering reports" in text
     stats = json.loads(stats_json.read_text())
     assert stats["frames_out"] == 1 and stats["source"]["skipped"]["counts"] == {}
+
+
+def test_horizon_moves_the_band_as_a_checkpoint_made_for_that_camera_would(tmp_path, capsys):
+    from dataclasses import replace
+
+    import torch
+    from stream_util import CROP
+
+    from vbp_live.io.checkpoint import save_checkpoint
+    from vbp_live.models import create_model
+
+    src = write_video(tmp_path / "in.mp4", 6, fps=12)
+    torch.manual_seed(0)
+    net = create_model("netsvf", height=125, width=160)
+    band = replace(CROP, top=0.3, bottom=0.6, horizon=0.3)
+    here = save_checkpoint(tmp_path / "here.pt", net, band)  # the band chosen for a horizon at 0.3 H
+    there = save_checkpoint(tmp_path / "there.pt", net, replace(band, top=0.45, bottom=0.75, horizon=None))
+
+    def preds(ckpt: Path, *extra: str) -> list[str]:
+        log = tmp_path / f"{ckpt.stem}{len(extra)}.csv"
+        assert main(["run", str(src), "-c", str(ckpt), "--no-output", "--csv", str(log), "-q", *extra]) == 0
+        return [r["pred_deg"] for r in csv.DictReader(log.open())]
+
+    moved = preds(here, "--horizon", "0.45")
+    assert moved == preds(there) and moved != preds(here)
+    assert "crop rows 0.450-0.750 for the horizon at 0.450 H" in capsys.readouterr().out
+    assert main(["run", str(src), "-c", str(there), "--horizon", "0.45", "--no-output"]) == 1
+    err = capsys.readouterr().err
+    assert "--horizon 0.45: " in err and "there.pt: the crop has no reference horizon" in err

@@ -61,6 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop-of", metavar="CHECKPOINT",
                    help=f"the crop of this checkpoint (.pt) or shipped model ({SHIPPED_NAMES}): "
                         "the dataset then fits that model, e.g. to fine-tune it (train.init_from)")
+    p.add_argument("--horizon", type=float, metavar="FRAC",
+                   help="crop.source_horizon: the horizon row of the recordings (fraction of the height); the band "
+                        "moves with it from the horizon it was chosen for (crop.horizon, which --crop-of copies)")
     p.add_argument("--sync", choices=["linear", "zoh"], help="sync.method")
     p.add_argument("--max-gap", type=float, metavar="S", help="sync.max_gap_s")
     p.add_argument("--min-speed", type=float, metavar="MPS", help="filter.min_speed_mps")
@@ -90,7 +93,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 # option -> the config key it sets (its value is already typed by argparse)
-FLAG_KEYS = {"--model": "crop.preset", "--sync": "sync.method", "--max-gap": "sync.max_gap_s",
+FLAG_KEYS = {"--model": "crop.preset", "--horizon": "crop.source_horizon",
+             "--sync": "sync.method", "--max-gap": "sync.max_gap_s",
              "--min-speed": "filter.min_speed_mps", "--test-fraction": "split.test_fraction",
              "--test-count": "split.test_count", "--camera-topic": "camera.topics",
              "--steering-topic": "steering.topic", "--threads": "decode.threads",
@@ -120,7 +124,8 @@ def overrides(args: argparse.Namespace, crop_of: CropSpec | None = None) -> list
     return out + list(args.sets)
 
 
-CROP_KEYS = ("top", "bottom", "left", "right", "out_height", "out_width", "color", "interpolation")  # CropConfig's
+CROP_KEYS = ("top", "bottom", "left", "right", "out_height", "out_width", "color", "interpolation",  # CropConfig's
+             "horizon")
 
 
 def model_crop(name: str | None) -> CropSpec | None:
@@ -152,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     crop_of = model_crop(args.crop_of)
     cfg = load_config(args.config, overrides(args, crop_of))
     if crop_of is not None:
-        _check_crop_of(args.crop_of, crop_of, cfg.crop.spec())
+        _check_crop_of(args.crop_of, crop_of, cfg.crop.base_spec())
     try:
         res = prepare(args.inputs, args.out, cfg, kind=args.kind, labels_only=args.labels_only,
                       overwrite=args.overwrite, resume=not args.restart, progress=not args.no_progress)

@@ -87,6 +87,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--realtime", action="store_true",
                      help="pace a file at its frame rate (as a camera would deliver it)")
     src.add_argument("--split", choices=["train", "test"], help="prepared dataset: only this split")
+    src.add_argument("--horizon", type=float_in(0.0, 1.0, low_open=True), metavar="FRAC",
+                     help="where the horizon is in the video, as a fraction of the frame height (0 = top): the "
+                          "model's crop band moves with it, keeping its distance from the horizon, for cameras "
+                          "mounted higher or pitched otherwise than the one the model was trained for (the "
+                          "shipped models' bands were chosen for a horizon at 0.47)")
     src.add_argument("--max-frames", type=POSITIVE, help="stop after this many frames")
     src.add_argument("--reconnect-timeout", type=float_in(0.0), default=30.0,
                      help="give up on a lost stream after this many seconds (default: %(default)s)")
@@ -205,7 +210,8 @@ def run_cmd(args: argparse.Namespace) -> int:
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
         camera_topics=tuple(args.camera_topic), positive_maps=not args.signed_maps,
-        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, **look_options(args),
+        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, horizon=args.horizon,
+        **look_options(args),
     )
     if many:
         return run_many_cmd(args, inputs, place, opts)

@@ -18,12 +18,15 @@ A :class:`CropSpec` says how a network sees a frame:
 from __future__ import annotations
 
 import ast
+import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 INPUT_SCALE = 1.0 / 255.0  # default: uint8 pixel -> network input value
 
@@ -62,6 +65,9 @@ class CropSpec:
         scale, offset: network input ``y = x * scale + offset`` for uint8 ``x``; one value for all channels
             or one per channel (default ``x / 255``).
         layout: ``nchw`` (default, PyTorch) or ``nhwc`` (channels last, for a model that takes that).
+        horizon: the horizon row (fraction of the frame height) of the camera the band was chosen
+            for, or None. With it the band can follow a camera whose horizon sits elsewhere
+            (:meth:`at_horizon`, ``--horizon`` of ``vbp-live run`` and ``prep``).
     """
 
     top: float
@@ -77,6 +83,7 @@ class CropSpec:
     scale: tuple[float, ...] = (INPUT_SCALE,)
     offset: tuple[float, ...] = (0.0,)
     layout: str = "nchw"
+    horizon: float | None = None
 
     def __post_init__(self) -> None:
         if self.units not in UNITS:
@@ -97,6 +104,16 @@ class CropSpec:
             raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
         self._check_channel_order()
         self._check_scaling()
+        self._check_horizon()
+
+    def _check_horizon(self) -> None:
+        if self.horizon is None:
+            return
+        if self.units != "fraction":
+            raise ValueError("a horizon needs a crop band in fractions (units: fraction)")
+        if isinstance(self.horizon, bool) or not 0.0 < float(self.horizon) < 1.0:
+            raise ValueError(f"horizon must be a fraction of the frame height in (0, 1), got {self.horizon!r}")
+        object.__setattr__(self, "horizon", float(self.horizon))
 
     def _check_fractions(self) -> None:
         if not (0.0 <= self.top < self.bottom <= 1.0):
@@ -151,6 +168,24 @@ class CropSpec:
         if y1 <= y0 or x1 <= x0 or y0 < 0 or x0 < 0 or y1 > height or x1 > width:
             raise ValueError(f"crop band {y0}:{y1}, {x0}:{x1} is empty or outside a {width}x{height} frame")
         return y0, y1, x0, x1
+
+    def at_horizon(self, horizon: float) -> CropSpec:
+        """The band moved with a camera whose horizon is at row ``horizon`` (fraction of the height).
+
+        The rows keep their distance from the horizon, so the road fills the band as it did on the
+        camera the band was chosen for. A band that would leave the frame stops at its edge (logged).
+        Needs :attr:`horizon`, the horizon the band was chosen for.
+        """
+        if self.horizon is None:
+            raise ValueError("the crop has no reference horizon (crop.horizon), so it cannot follow one")
+        if not 0.0 < horizon < 1.0:
+            raise ValueError(f"horizon must be a fraction of the frame height in (0, 1), got {horizon!r}")
+        shift = min(max(horizon - self.horizon, -self.top), 1.0 - self.bottom)
+        if abs(shift - (horizon - self.horizon)) > 1e-9:
+            log.warning("the crop band moved to the horizon at %.3f H would leave the frame; it stops at "
+                        "rows %.3f-%.3f", horizon, self.top + shift, self.bottom + shift)
+        top, bottom = round(self.top + shift, 6), round(self.bottom + shift, 6)
+        return replace(self, top=top, bottom=bottom, horizon=round(self.horizon + shift, 6))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (YAML / checkpoint friendly: lists, numbers, strings)."""

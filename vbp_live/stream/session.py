@@ -70,6 +70,7 @@ class RunOptions:
     color: str = "red"
     timeline_s: float | None = None
     min_height: int = 360  # smaller frames are enlarged for display
+    horizon: float | None = None  # the source's horizon row: the model's crop band follows it (CropSpec.at_horizon)
 
     def open_source(self, spec: str) -> FrameSource:
         """SOURCE opened with these options (rate, live, split, reconnect, camera topics)."""
@@ -98,6 +99,13 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
     configure_threads(engine.device, opts.threads)
     desc = (f"model {engine.model_name} from {ckpt}; {engine.method_name} on {engine.device}, "
             f"{torch.get_num_threads()} torch threads")
+    if opts.horizon is not None:
+        try:
+            engine.crop = engine.crop.at_horizon(opts.horizon)
+        except ValueError as e:
+            raise UsageError(f"--horizon {opts.horizon}: {ckpt}: {e}") from None
+        desc += f"; crop rows {engine.crop.top:.3f}-{engine.crop.bottom:.3f} for the horizon at {opts.horizon:.3f} H"
+    return engine, desc
     return engine, desc
 
 

@@ -24,6 +24,7 @@ import math
 import signal
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -334,9 +335,10 @@ class Trainer:
                             self.train_state(), meta)
 
     def _check_fits(self, ckpt: Checkpoint) -> None:
-        """Refuse a checkpoint of another model, input size or crop, naming both."""
+        """Refuse a checkpoint of another model, input size or crop, naming both (the crop's reference
+        horizon aside: it says which camera the band was chosen for, not what the network sees)."""
         ckpt.check_model(self.raw_model.model_name, self.raw_model.model_args)
-        if ckpt.crop != self.data.crop:
+        if replace(ckpt.crop, horizon=None) != replace(self.data.crop, horizon=None):
             raise CheckpointError(f"{ckpt.path}: trained with crop {ckpt.crop}, but the dataset has {self.data.crop}")
 
     def _load_weights(self, ckpt: Checkpoint) -> None:
