@@ -71,6 +71,9 @@ class CropConfig:
             (``--crop-of`` copies a model's).
         source_horizon: the horizon row of the recordings (``--horizon``): the band moves by
             ``source_horizon - horizon``, keeping its rows' distance from the horizon.
+        source_horizons: the same per recording file (its name, e.g. ``drive_1.bag``), for inputs
+            whose cameras differ; files not named use ``source_horizon``. The dataset records the
+            band at ``horizon`` (what a model trained on it takes, moved by ``--horizon`` at run time).
     """
 
     preset: str = "netsvf"
@@ -85,16 +88,25 @@ class CropConfig:
     interpolation: str | None = None
     horizon: float | None = None
     source_horizon: float | None = None
+    source_horizons: dict[str, float] = field(default_factory=dict)
 
     def spec(self) -> CropSpec:
-        """The resolved crop (preset + overrides), moved to ``source_horizon`` when that is set."""
+        """The dataset's crop: the preset + overrides, moved to ``source_horizon`` when that is set
+        and no file has its own (``source_horizons``: then the band at the reference horizon)."""
+        return self.spec_for(None)
+
+    def spec_for(self, source: str | None) -> CropSpec:
+        """The band the frames of recording file ``source`` are cut from (None: the dataset's crop)."""
         base = self.base_spec()
-        if self.source_horizon is None:
+        key, h = "crop.source_horizon", self.source_horizon
+        if self.source_horizons:
+            key, h = "crop.source_horizons", self.source_horizons.get(source or "", None if source is None else h)
+        if h is None:
             return base
         try:
-            return base.at_horizon(self.source_horizon)
+            return base.at_horizon(h)
         except ValueError as e:
-            raise ConfigValueError("crop.source_horizon", f"crop.source_horizon: {e}") from None
+            raise ConfigValueError(key, f"{key}: {e}") from None
 
     def base_spec(self) -> CropSpec:
         """The crop of the preset and the overrides, before it follows ``source_horizon``."""
@@ -102,7 +114,7 @@ class CropConfig:
         if self.preset not in presets:
             choices = ", ".join(sorted(presets))
             raise ConfigValueError("crop.preset", f"crop.preset must be one of {choices}; got {self.preset!r}")
-        skip = ("preset", "grayscale", "source_horizon")
+        skip = ("preset", "grayscale", "source_horizon", "source_horizons")
         over = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip and v is not None}
         if self.grayscale is not None and self.color is None:
             over["color"] = "gray" if self.grayscale else "bgr"

@@ -76,6 +76,10 @@ def prepare(
     scan = _scan(recording, progress)
     plan = make_plan(scan, cfg)
     timings = {"scan": time.perf_counter() - t0}
+    unknown = sorted(set(cfg.crop.source_horizons) - set(plan.names))
+    if unknown:
+        raise InputError(f"crop.source_horizons names {', '.join(unknown)}, not among the recording files "
+                         f"({', '.join(plan.names)})")
     n_kept = int(plan.kept.sum())
     if n_kept == 0:
         raise InputError(f"no frames left after synchronizing and filtering: read {len(plan.t)}, "

@@ -66,6 +66,7 @@ class FrameWriter:
         self.resumed_at = len(writer) + len(self.rejected)
         self.decoded = 0
         self.timings = {"read": 0.0, "decode": 0.0, "preprocess": 0.0, "write": 0.0}
+        self._specs: dict[str, CropSpec] = {}  # file name -> its band (crop.source_horizons)
 
     @property
     def done(self) -> int:
@@ -81,7 +82,7 @@ class FrameWriter:
         """
         done = self.done
         start = int(self.wanted_ords[done]) if done < len(self.wanted_ords) else len(self.wanted)
-        spec = self.cfg.crop.spec()
+        spec = self.cfg.crop.spec()  # the band of every file, unless crop.source_horizons gives some their own
         gray = spec.grayscale and self.cfg.decode.mode == "gray"
         threads = self.cfg.decode.threads
         old_cv = cv2.getNumThreads()
@@ -106,7 +107,7 @@ class FrameWriter:
             item = next(items, None)
             self.timings["read"] += time.perf_counter() - t
             if item is not None:
-                pending.append((item[0], pool.submit(process_one, item[1], spec, gray,
+                pending.append((item[0], pool.submit(process_one, item[1], self._spec(item[0], spec), gray,
                                                          self.cfg.decode.max_pixels)))
             while pending and (item is None or len(pending) >= inflight):
                 ordinal, fut = pending.popleft()
@@ -115,6 +116,15 @@ class FrameWriter:
             if item is None:
                 return True
         return False
+
+    def _spec(self, ordinal: int, spec: CropSpec) -> CropSpec:
+        """The band for the frame at ``ordinal``: its file's own (crop.source_horizons) or ``spec``."""
+        if not self.cfg.crop.source_horizons:
+            return spec
+        name = self.plan.names[self.plan.source[self.pos[ordinal]]]
+        if name not in self._specs:
+            self._specs[name] = self.cfg.crop.spec_for(name)
+        return self._specs[name]
 
     def _store(self, ordinal: int, res: WorkResult) -> None:
         frame, dt_dec, dt_pre, err = res

@@ -119,6 +119,28 @@ def test_horizon_moves_the_models_band_to_the_recordings_horizon(tmp_path, capsy
     assert "crop.source_horizon: the crop has no reference horizon" in capsys.readouterr().err
 
 
+def test_each_recording_can_have_its_own_horizon(tmp_path, capsys):
+    from vbp_live.core.preprocess import preprocess_frame
+    from vbp_live.io.checkpoint import load_checkpoint
+    from vbp_live.stream.session import SHIPPED_MODELS
+
+    rng = np.random.default_rng(4)
+    shots = {"a.bag": [(T0 + 100 * MS + k * 50 * MS, _jpeg(rng)) for k in range(4)],
+             "b.bag": [(T0 + 2000 * MS + k * 50 * MS, _jpeg(rng)) for k in range(4)]}
+    bags = [str(write_bag(tmp_path / name, f, list(steering_series(T0, T0 + 3000 * MS)))) for name, f in shots.items()]
+    args = ["prep", *bags, "--crop-of", "nethvf", "--test-fraction", "0", "--no-progress"]
+    assert main([*args, "-o", str(tmp_path / "out"), "--set", "crop.source_horizons={a.bag: 0.56}"]) == 0
+    ds, base = PreparedDataset(tmp_path / "out"), load_checkpoint(SHIPPED_MODELS["nethvf"]).crop
+    assert ds.crop == base and ds.sources == ["a.bag"] * 4 + ["b.bag"] * 4  # the dataset's crop: the reference band
+    for k, (name, shot) in enumerate([(n, s) for n, f in shots.items() for _, s in f]):
+        band = base.at_horizon(0.56) if name == "a.bag" else base  # a.bag from rows 0.47-0.81, b.bag as the model's
+        image = cv2.imdecode(np.frombuffer(shot, np.uint8), cv2.IMREAD_COLOR)
+        np.testing.assert_array_equal(ds.frames[k], preprocess_frame(image, band))
+    capsys.readouterr()
+    assert main([*args, "-o", str(tmp_path / "o2"), "--set", "crop.source_horizons={c.bag: 0.5}"]) == 1
+    assert "crop.source_horizons names c.bag, not among the recording files (a.bag, b.bag)" in capsys.readouterr().err
+
+
 def _jpeg(rng: np.random.Generator, w: int = 320, h: int = 240) -> bytes:
     img = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)
     return cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
