@@ -46,6 +46,10 @@ done
 
 # 2. The paper's preprocessing (sync, speed > 5 m/s, gray, time-ordered split) with the crop chosen on
 #    real dashcams (docs/evaluation/real_clips.md): rows 0.52-0.72 for NetSVF, 0.38-0.72 for NetHVF.
+# every training drive's horizon row, from its world (stage 9 cuts each drive's band at it)
+HORIZONS=$(python -c "from vbp_live.synth.world import sample_world as w
+print('{' + ', '.join(f'synth_seed{s}.bag: {w(s, 1.0).horizon_frac:.4f}'
+                      for s in [*range(101, 113), *range(301, 337), *range(401, 425)]) + '}')")
 crop() { case $1 in svf) echo "--model netsvf --set crop.top=0.52 --set crop.bottom=0.72";;
                     hvf) echo "--model nethvf --set crop.top=0.38 --set crop.bottom=0.72";; esac; }
 for net in svf hvf; do
@@ -66,6 +70,10 @@ for net in svf hvf; do
     [ -f "$OUT/${h}_$net/manifest.yaml" ] ||
       vbp-live prep "$OUT"/synth/$h/synth_seed*.bag -o "$OUT/${h}_$net" $(crop $net) --test-fraction 0
   done
+  # shellcheck disable=SC2046
+  [ -f "$OUT/train72h_$net/manifest.yaml" ] ||  # stage 9: the 72 drives, each cut at its own horizon
+    vbp-live prep "$OUT"/synth/train_*/synth_seed*.bag -o "$OUT/train72h_$net" $(crop $net) --test-fraction 0.1 \
+      --set crop.horizon=0.47 --set "crop.source_horizons=$HORIZONS"
   # the randomized held-out drives again with the band moved to each drive's own horizon (--horizon; the
   # bands were chosen for a horizon at 0.47 H, the fixed world's): what `vbp-live run --horizon` does
   for s in 201 202 203; do
@@ -84,7 +92,8 @@ done
 #    without pairs (configs/randomized_net*_steady_control.yaml), then one more epoch from the pairs arm
 #    at twice the pair weight (configs/randomized_net*_calm.yaml) and one more like it
 #    (configs/randomized_net*_still.yaml); then stage 8 (configs/randomized_net*_edge.yaml: 24 more
-#    drives with the camera at the low-horizon edge; not shipped, docs/training.md#stage-8-edge-cameras).
+#    drives with the camera at the low-horizon edge; not shipped, docs/training.md#stage-8-edge-cameras)
+#    and stage 9 (configs/randomized_net*_horizon.yaml: the 72 drives, each cut at its own horizon).
 #    Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
@@ -114,6 +123,7 @@ mkdir -p "$OUT/stage8_from"
 [ -f "$OUT/stage8_from/netsvf.pt" ] || python scripts/export_model.py "$OUT/run_svf_calm/last.pt" "$OUT/stage8_from/netsvf.pt"
 [ -f "$OUT/stage8_from/nethvf.pt" ] || python scripts/export_model.py "$OUT/run_hvf_still/last.pt" "$OUT/stage8_from/nethvf.pt"
 side_by_side svf_edge hvf_edge              # stage 8
+side_by_side svf_horizon hvf_horizon        # stage 9: the same start, each drive at its own horizon
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#stage-7-one-more-epoch): NetSVF after stage 6 (its
