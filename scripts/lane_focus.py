@@ -18,6 +18,7 @@ for the same architecture with random weights are printed as a baseline.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,14 @@ def gt_rows(ds: PreparedDataset, frame_times_ns: np.ndarray, path: Path) -> np.n
             "with the same timestamp (a different drive?)"
         )
     return pos
+
+
+def fits(data: CropSpec, model: CropSpec) -> bool:
+    """Whether a dataset's crop is the model's: the same band (a reference horizon aside), or the
+    model's band moved to the dataset's horizon (``prep --horizon``)."""
+    if replace(data, horizon=None) == replace(model, horizon=None):
+        return True
+    return data.horizon is not None and model.horizon is not None and model.at_horizon(data.horizon) == data
 
 
 def region_share(mask: np.ndarray, crop: CropSpec) -> np.ndarray:
@@ -125,7 +134,7 @@ def main() -> None:
     print(f"checkpoint {args.checkpoint}: {ck.model_name}{ck.model_args}")
     for ds_path, gt_path in args.drive:
         ds = PreparedDataset(ds_path)
-        if ds.crop != ck.crop:
+        if not fits(ds.crop, ck.crop):
             raise SystemExit(f"{ds_path}: crop {ds.crop} differs from the checkpoint's {ck.crop}")
         report(Path(ds_path).name, model, baseline, ds, load_ground_truth(gt_path), args.frames)
 
