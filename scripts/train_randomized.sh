@@ -126,10 +126,10 @@ side_by_side svf_edge hvf_edge              # stage 8
 side_by_side svf_horizon hvf_horizon        # stage 9: the same start, each drive at its own horizon
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
-#    focus and the real clips. Shipped (docs/training.md#stage-7-one-more-epoch): NetSVF after stage 6 (its
-#    stage 7 was not better), NetHVF after stage 7; scripts/real_clips.py --checkpoint on a run's last.pt
+#    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 9 (trained
+#    at each drive's horizon), NetHVF after stage 7; scripts/real_clips.py --checkpoint on a run's last.pt
 #    measures the other stages.
-declare -A SHIP=([svf]=run_svf_calm [hvf]=run_hvf_still)
+declare -A SHIP=([svf]=run_svf_horizon [hvf]=run_hvf_still)
 for net in svf hvf; do
   python scripts/export_model.py "$OUT/${SHIP[$net]}/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --horizon 0.47 --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
