@@ -5,7 +5,7 @@
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
 # vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 11 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8 on a faster machine; the configs say what was
+# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8 and 24 min stage 9 on a faster machine; the configs say what was
 # reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a
 # checkpoint) instead of starting over.
 set -euo pipefail
