@@ -60,7 +60,7 @@ def main() -> None:
     ck = load_checkpoint(args.checkpoint)
     model = ck.build_model()
     crop = ck.crop if args.horizon is None else replace(ck.crop, horizon=args.horizon)
-    if ck.train_state is None:  # an exported model again (e.g. to add --horizon): keep what it says
+    if ck.train_state is None and "train_metrics" in ck.meta:  # exported before (e.g. to add --horizon): keep it
         meta = {k: v for k, v in ck.meta.items() if k != "test" or not args.test}
     else:
         meta = {"source": str(args.checkpoint), "train_metrics": ck.meta.get("metrics", {}),
@@ -70,7 +70,7 @@ def main() -> None:
         shipped = load_checkpoint(path).build_model()  # evaluate what is shipped: fp16 weights
         meta["test"] = {Path(t).name: held_out(shipped, PreparedDataset(t)) for t in args.test}
         path = save_checkpoint(args.out, model, crop, ck.config, None, meta, half=True)
-    print(f"train run: {meta['train_metrics']}")
+    print(f"train run: {meta.get('train_metrics', {})}")
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

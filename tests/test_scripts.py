@@ -66,3 +66,11 @@ def test_export_model_writes_fp16_and_reports_held_out_error(work, tmp_path):
     assert test["frames"] == len(ds)
     assert test["error_mean_deg"] == pytest.approx(err.mean(), abs=1e-3)
     assert test["val_rmse_deg"] == pytest.approx(np.sqrt(np.mean(err ** 2)), abs=1e-3)
+    again = subprocess.run(  # an exported model again, to record the horizon its band was chosen for
+        [sys.executable, str(ROOT / "scripts" / "export_model.py"), str(tmp_path / "shipped.pt"),
+         str(tmp_path / "h.pt"), "--horizon", "0.47"], capture_output=True, text=True, timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    moved = load_checkpoint(tmp_path / "h.pt")
+    assert moved.crop.horizon == 0.47 and moved.crop.top == ck.crop.top  # the band itself unchanged
+    assert moved.meta.keys() == ck.meta.keys() and moved.meta["test"]["ds"]["val_rmse_deg"] == test["val_rmse_deg"]
+    assert all(torch.equal(moved.state_dict[k], v) for k, v in ck.state_dict.items())
