@@ -49,6 +49,11 @@ Window keys (--show): q or Esc quits, space pauses, s saves a PNG snapshot.
 """
 
 
+def horizon_arg(text: str) -> float | str:
+    """``--horizon``: ``auto`` or a fraction of the frame height in (0, 1)."""
+    return "auto" if text == "auto" else float_in(0.0, 1.0, low_open=True)(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``run`` subcommand."""
     p = sub.add_parser(
@@ -87,11 +92,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--realtime", action="store_true",
                      help="pace a file at its frame rate (as a camera would deliver it)")
     src.add_argument("--split", choices=["train", "test"], help="prepared dataset: only this split")
-    src.add_argument("--horizon", type=float_in(0.0, 1.0, low_open=True), metavar="FRAC",
-                     help="where the horizon is in the video, as a fraction of the frame height (0 = top): the "
-                          "model's crop band moves with it, keeping its distance from the horizon, for cameras "
-                          "mounted higher or pitched otherwise than the one the model was trained for (the "
-                          "shipped models' bands were chosen for a horizon at 0.47)")
+    src.add_argument("--horizon", type=horizon_arg, metavar="FRAC|auto",
+                     help="where the horizon is in the video, as a fraction of the frame height (0 = top), or "
+                          "'auto' to estimate it from the lane lines of a recorded source: the model's crop band "
+                          "moves with it, keeping its distance from the horizon, for cameras mounted higher or "
+                          "pitched otherwise than the one the model was trained for (the shipped models' bands "
+                          "were chosen for a horizon at 0.47)")
     src.add_argument("--max-frames", type=POSITIVE, help="stop after this many frames")
     src.add_argument("--reconnect-timeout", type=float_in(0.0), default=30.0,
                      help="give up on a lost stream after this many seconds (default: %(default)s)")
@@ -196,7 +202,7 @@ def run_cmd(args: argparse.Namespace) -> int:
     """Open the source, model and sinks, run the pipeline, report (several inputs: :func:`run_many_cmd`)."""
     import torch
 
-    from vbp_live.core.errors import DeviceError, InputError
+    from vbp_live.core.errors import DeviceError, InputError, UsageError
     from vbp_live.stream.batch import Place, expand_inputs, rank_device
     from vbp_live.stream.serve import ServedLog
     from vbp_live.stream.session import RunOptions, run_overlay
@@ -210,10 +216,13 @@ def run_cmd(args: argparse.Namespace) -> int:
         queue_size=args.queue, threads=args.threads, fps=args.fps, live=args.live, realtime=args.realtime,
         split=args.split, max_frames=args.max_frames, reconnect_s=args.reconnect_timeout,
         camera_topics=tuple(args.camera_topic), positive_maps=not args.signed_maps,
-        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv, horizon=args.horizon,
+        glyph=not args.no_glyph, hud=not args.no_hud, alpha=args.alpha, csv=args.csv,
+        horizon=None if args.horizon == "auto" else args.horizon, auto_horizon=args.horizon == "auto",
         **look_options(args),
     )
     if many:
+        if opts.auto_horizon:
+            raise UsageError("--horizon auto reads one SOURCE's lane lines; for several, give the horizon as a number")
         return run_many_cmd(args, inputs, place, opts)
     args.source = args.source[0]
     server = open_server(args)

@@ -8,12 +8,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from vbp_live.core.errors import UsageError
+from vbp_live.core.horizon import estimate_horizon
 from vbp_live.core.hud import HudStyle
 from vbp_live.core.overlay import MaskStyle
 from vbp_live.core.preprocess import CropSpec
@@ -71,6 +72,7 @@ class RunOptions:
     timeline_s: float | None = None
     min_height: int = 360  # smaller frames are enlarged for display
     horizon: float | None = None  # the source's horizon row: the model's crop band follows it (CropSpec.at_horizon)
+    auto_horizon: bool = False  # estimate ``horizon`` from the source's lane lines first (core.horizon)
 
     def open_source(self, spec: str) -> FrameSource:
         """SOURCE opened with these options (rate, live, split, reconnect, camera topics)."""
@@ -122,6 +124,7 @@ def run_overlay(
         make_sinks: builds the sinks once the source is known (its fps, size, live or not).
         predictions: collects per-frame predictions (see :func:`run_source`).
     """
+    opts, found = resolve_horizon(spec, opts)
     source = opts.open_source(spec)
     result = None
     try:
@@ -132,8 +135,29 @@ def run_overlay(
             source.close()  # never under a reader thread that is still inside the decoder
         else:
             log.error("not releasing %s: threads %s are still running", source.info.name, result.stats.stuck)
-    result.notes.insert(0, desc)
+    result.notes.insert(0, desc if not found else f"{desc} ({found})")
     return result
+
+
+AUTO_HORIZON_FRAMES = (600, 10)  # --horizon auto looks at every 10th of the first 600 frames
+
+
+def resolve_horizon(spec: str, opts: RunOptions) -> tuple[RunOptions, str]:
+    """``opts`` with ``auto_horizon`` turned into a ``horizon`` estimated from SOURCE ``spec``'s
+    lane lines (:func:`vbp_live.core.horizon.estimate_horizon`), and a note saying so ("" when not asked)."""
+    if not opts.auto_horizon:
+        return opts, ""
+    limit, every = AUTO_HORIZON_FRAMES
+    with opts.open_source(spec) as src:
+        if src.info.live:
+            raise UsageError(f"--horizon auto: {spec} is live; give the camera's horizon as a number (--horizon FRAC)")
+        est = estimate_horizon(r.image for k, r in zip(range(limit), src.frames(), strict=False) if k % every == 0)
+    if est.row is None:
+        raise UsageError(f"--horizon auto: {spec}: too few lane lines to find the horizon by ({est.crossings} "
+                         f"crossings in {est.frames} frames); give it as a number (--horizon FRAC)")
+    log.info("horizon of %s: %.3f H (%d lane-line crossings in %d frames)", spec, est.row, est.crossings, est.frames)
+    found = f"horizon estimated from {est.crossings} lane-line crossings in {est.frames} frames"
+    return replace(opts, horizon=est.row, auto_horizon=False), found
 
 
 def run_source(
