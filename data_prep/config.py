@@ -99,8 +99,8 @@ class CropConfig:
         """The band the frames of recording file ``source`` are cut from (None: the dataset's crop)."""
         base = self.base_spec()
         key, h = "crop.source_horizon", self.source_horizon
-        if self.source_horizons:
-            key, h = "crop.source_horizons", self.source_horizons.get(source or "", None if source is None else h)
+        if self.source_horizons:  # the dataset records the reference band; each file its own or source_horizon
+            key, h = "crop.source_horizons", None if source is None else self.source_horizons.get(source, h)
         if h is None:
             return base
         try:

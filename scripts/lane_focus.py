@@ -18,7 +18,6 @@ for the same architecture with random weights are printed as a baseline.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ def gt_rows(ds: PreparedDataset, frame_times_ns: np.ndarray, path: Path) -> np.n
 def fits(data: CropSpec, model: CropSpec) -> bool:
     """Whether a dataset's crop is the model's: the same band (a reference horizon aside), or the
     model's band moved to the dataset's horizon (``prep --horizon``)."""
-    if replace(data, horizon=None) == replace(model, horizon=None):
+    if data.same_band(model):
         return True
     return data.horizon is not None and model.horizon is not None and model.at_horizon(data.horizon) == data
 

@@ -233,6 +233,7 @@ def test_the_band_follows_the_horizon_at_the_same_distance():
     assert (low.top, low.bottom, low.horizon) == (0.507, 0.847, 0.597)
     assert low.top - low.horizon == pytest.approx(spec.top - spec.horizon)
     assert low.at_horizon(0.47) == spec and CropSpec.from_dict(low.to_dict()) == low
+    assert spec.same_band(replace(spec, horizon=None)) and not spec.same_band(low)  # the horizon alone: same band
     frame = np.arange(480 * 640, dtype=np.uint32).reshape(480, 640).astype(np.uint8)
     y0, y1, _, _ = low.box(480, 640)
     assert (y0, y1) == (243, 407)

@@ -169,6 +169,11 @@ class CropSpec:
             raise ValueError(f"crop band {y0}:{y1}, {x0}:{x1} is empty or outside a {width}x{height} frame")
         return y0, y1, x0, x1
 
+    def same_band(self, other: CropSpec) -> bool:
+        """Whether ``other`` cuts and scales frames exactly as this crop does (the reference
+        :attr:`horizon` aside: it says which camera the band was chosen for, not what the network sees)."""
+        return replace(self, horizon=None) == replace(other, horizon=None)
+
     def at_horizon(self, horizon: float) -> CropSpec:
         """The band moved with a camera whose horizon is at row ``horizon`` (fraction of the height).
 

@@ -108,7 +108,6 @@ def load_engine(opts: RunOptions) -> tuple[OverlayEngine, str]:
             raise UsageError(f"--horizon {opts.horizon}: {ckpt}: {e}") from None
         desc += f"; crop rows {engine.crop.top:.3f}-{engine.crop.bottom:.3f} for the horizon at {opts.horizon:.3f} H"
     return engine, desc
-    return engine, desc
 
 
 def run_overlay(

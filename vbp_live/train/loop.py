@@ -24,7 +24,6 @@ import math
 import signal
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -338,7 +337,7 @@ class Trainer:
         """Refuse a checkpoint of another model, input size or crop, naming both (the crop's reference
         horizon aside: it says which camera the band was chosen for, not what the network sees)."""
         ckpt.check_model(self.raw_model.model_name, self.raw_model.model_args)
-        if replace(ckpt.crop, horizon=None) != replace(self.data.crop, horizon=None):
+        if not ckpt.crop.same_band(self.data.crop):
             raise CheckpointError(f"{ckpt.path}: trained with crop {ckpt.crop}, but the dataset has {self.data.crop}")
 
     def _load_weights(self, ckpt: Checkpoint) -> None:
