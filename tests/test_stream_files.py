@@ -175,6 +175,25 @@ def test_a_dataset_prepared_with_another_crop_runs_with_a_warning(tmp_path, engi
     assert any("was prepared with crop" in r.getMessage() for r in caplog.records)
 
 
+def test_a_dataset_cut_from_the_same_band_runs_without_a_warning(tmp_path, engine, caplog):
+    """Crops that differ only in their reference horizon cut the same band: no warning."""
+    from dataclasses import replace
+
+    from vbp_live.stream.session import RunOptions, run_source
+
+    assert engine.crop.horizon is None
+    w = DatasetWriter(tmp_path / "ds", (CROP.out_height, CROP.out_width), replace(engine.crop, horizon=0.47))
+    for i in range(4):
+        w.append(np.full((CROP.out_height, CROP.out_width), 60 + 20 * i, np.uint8),
+                 timestamp_ns=1_000_000_000 + i * 50_000_000, steering_rad=0.0, speed_mps=10.0, source="t")
+    w.finalize(["test"] * 4)
+    with caplog.at_level("WARNING", logger="vbp_live.stream.session"):
+        result = run_source(open_source(str(tmp_path / "ds")), engine, RunOptions(),
+                            [VideoFileSink(tmp_path / "o.mp4", 20.0)], progress=False)
+    assert result.stats.frames_out == 4
+    assert not any("was prepared with crop" in r.getMessage() for r in caplog.records)
+
+
 def test_a_truncated_file_says_how_many_declared_frames_are_missing(tmp_path, engine):
     full = write_video(tmp_path / "full.avi", 300, fps=15.0, fourcc="MJPG")
     cut = tmp_path / "cut.avi"

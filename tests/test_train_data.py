@@ -7,9 +7,10 @@ import pytest
 import torch
 from train_helpers import make_steering_dataset
 
+from vbp_live.core.errors import ConfigError
 from vbp_live.models import frames_to_input
-from vbp_live.train.config import DataConfig
-from vbp_live.train.data import BatchLoader, epoch_batches, load_data, shard, successors
+from vbp_live.train.config import DataConfig, load_config
+from vbp_live.train.data import BatchLoader, epoch_batches, load_data, repeat_curves, shard, successors
 from vbp_live.train.metrics import error_stats, step_stats
 from vbp_live.train.signs import make_sign_dataset
 
@@ -65,6 +66,34 @@ def test_stride_and_caps(tmp_path):
     assert data.train_idx.tolist() == [0, 3, 6, 9, 12] and data.val_idx.tolist() == [30, 32, 34, 36, 38]
     with pytest.raises(ValueError, match="validation split is empty"):
         load_data(DataConfig(path=path, val_split="nope"))
+
+
+def test_curve_repeat_plans_sharp_frames_more_often(tmp_path):
+    steer = np.radians(np.array([0.0, 25.0, -5.0, -30.0, 19.9, 20.0]))  # (6,) rad
+    rows = np.arange(6)
+    assert repeat_curves(rows, steer, 3, 20.0).tolist() == [0, 1, 1, 1, 2, 3, 3, 3, 4, 5, 5, 5]
+    assert repeat_curves(rows[::2], steer, 2, 20.0).tolist() == [0, 2, 4]  # no sharp row among them
+    assert repeat_curves(rows, steer, 1, 20.0).tolist() == rows.tolist()  # 1 = off
+    path = str(make_steering_dataset(tmp_path / "ds", n=40))  # angles uniform in +-0.5 rad (+-28.6 deg)
+    plain = load_data(DataConfig(path=path))
+    more = load_data(DataConfig(path=path, curve_repeat=4, curve_min_deg=15.0))
+    sharp = np.abs(np.degrees(plain.targets[plain.train_idx])) >= 15.0  # (30,)
+    assert 0 < sharp.sum() < len(sharp)
+    assert len(more.train_idx) == len(plain.train_idx) + 3 * sharp.sum()
+    assert sorted(set(more.train_idx.tolist())) == plain.train_idx.tolist()  # the same frames, some repeated
+    assert np.array_equal(more.val_idx, plain.val_idx)  # validation is never repeated
+    batches = epoch_batches(more.train_idx, 8, 0, 0)
+    assert sum(map(len, batches)) == len(more.train_idx) // 8 * 8
+
+
+def test_curve_repeat_is_validated():
+    with pytest.raises(ConfigError, match="data.curve_repeat must be >= 1"):
+        load_config(None, ["data.path=x", "data.curve_repeat=0"])
+    with pytest.raises(ConfigError, match="data.curve_min_deg must be > 0"):
+        load_config(None, ["data.path=x", "data.curve_min_deg=0"])
+    with pytest.raises(ConfigError, match="needs steering targets"):
+        load_config(None, ["data.kind=synthetic_signs", "train.loss=nll", "model.name=signnet",
+                           "data.curve_repeat=2"])
 
 
 def test_synthetic_signs_are_deterministic_and_distinct():

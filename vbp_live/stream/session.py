@@ -175,7 +175,7 @@ def run_source(
         predictions: collects per-frame predictions (default: a CSV log when ``opts.csv`` is set).
     """
     ds_crop = getattr(source, "crop", None)
-    if ds_crop is not None and ds_crop != engine.crop:
+    if ds_crop is not None and not ds_crop.same_band(engine.crop):  # the reference horizon aside
         log.warning("%s was prepared with crop %s, but the model was trained with %s: its masks and steering "
                     "may not mean what they would on the model's own crop", source.info.name, ds_crop, engine.crop)
     renderer = make_renderer(engine.crop, opts, note)

@@ -49,6 +49,10 @@ class DataConfig:
         train_split, val_split: split names in the dataset index.
         train_stride, val_stride: keep every k-th frame of a split (1 = all): a time-uniform subset.
         max_train_frames, max_val_frames: cap after striding (0 = no cap).
+        curve_repeat, curve_min_deg: each training row whose steering wheel angle is at least
+            ``curve_min_deg`` degrees either way appears ``curve_repeat`` times in every epoch's plan
+            (after striding and capping; 1 = off): more gradient from the sharp curves a drive
+            has few of. Steering data only; validation is never repeated.
         synthetic_frames, synthetic_size, num_classes, synthetic_seed: image count, image side in
             pixels, classes and seed of ``synthetic_signs``.
         prefetch: batches prepared ahead by the background loader thread (0 = load inline).
@@ -62,6 +66,8 @@ class DataConfig:
     val_stride: int = 1
     max_train_frames: int = 0
     max_val_frames: int = 0
+    curve_repeat: int = 1
+    curve_min_deg: float = 20.0
     synthetic_frames: int = 2000
     synthetic_size: int = 125
     num_classes: int = 43
@@ -238,6 +244,9 @@ class Config:
                                    "train.loss=nll: class labels get no steering correction")
         if self.train.pair_weight > 0:
             self._check_pairs()
+        if self.data.curve_repeat > 1 and (self.data.kind != "prepared" or self.train.loss != "mse"):
+            raise ConfigValueError("data.curve_repeat", "data.curve_repeat needs steering targets "
+                                   "(data.kind=prepared, train.loss=mse)")
         return self
 
     def _check_pairs(self) -> None:
@@ -266,6 +275,8 @@ class Config:
             ("data.max_train_frames", d.max_train_frames, non_negative, ">= 0 (0 = no cap)"),
             ("data.max_val_frames", d.max_val_frames, non_negative, ">= 0 (0 = no cap)"),
             ("data.prefetch", d.prefetch, non_negative, ">= 0"),
+            ("data.curve_repeat", d.curve_repeat, at_least_1, ">= 1 (1 = off)"),
+            ("data.curve_min_deg", d.curve_min_deg, lambda v: v > 0, "> 0 degrees"),
             ("data.synthetic_frames", d.synthetic_frames, lambda v: v >= 2, ">= 2"),
             ("data.synthetic_size", d.synthetic_size, lambda v: v >= 8, ">= 8"),
             ("data.num_classes", d.num_classes, lambda v: v >= 2, ">= 2"),

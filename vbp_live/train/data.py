@@ -41,7 +41,8 @@ class TrainData:
     Attributes:
         frames: uint8 (N, H, W) or (N, H, W, 3), usually a numpy memmap.
         targets: (N,) float32 steering wheel angle in radians, or int64 class ids.
-        train_idx, val_idx: dataset rows of each split, in time order.
+        train_idx, val_idx: dataset rows of each split, in time order (training rows repeat where
+            ``data.curve_repeat`` asks).
         crop: the preprocessing that produced the frames (goes into checkpoints).
         info: where the data came from (recorded in checkpoint meta).
         next_row: (N,) the dataset row of each row's next frame in the same recording and split
@@ -103,6 +104,18 @@ def _subset(idx: np.ndarray, stride: int, cap: int) -> np.ndarray:
     return idx[:cap] if cap > 0 else idx
 
 
+def repeat_curves(rows: np.ndarray, steering_rad: np.ndarray, repeat: int, min_deg: float) -> np.ndarray:
+    """``rows`` with each row whose |steering| is at least ``min_deg`` degrees repeated ``repeat`` times.
+
+    The order is kept (a repeated row's copies follow it); the epoch plan shuffles them.
+    """
+    rows = np.asarray(rows)
+    if repeat <= 1 or len(rows) == 0:
+        return rows
+    sharp = np.abs(np.degrees(steering_rad[rows])) >= min_deg  # (R,)
+    return np.repeat(rows, np.where(sharp, repeat, 1))  # (R + (repeat - 1) * sharp.sum(),)
+
+
 def load_data(cfg: DataConfig) -> TrainData:
     """Open the data a config names; raises ValueError naming the dataset if a split is empty."""
     if cfg.kind == "synthetic_signs":
@@ -124,9 +137,14 @@ def load_data(cfg: DataConfig) -> TrainData:
         train_idx, val_idx = ds.indices(cfg.train_split), ds.indices(cfg.val_split)
         info = {"kind": "prepared", "path": str(ds.path), "frames": len(ds)}
         next_row = successors(ds.timestamps_ns, ds.sources, ds.split)
-    data = TrainData(frames, labels, _subset(train_idx, cfg.train_stride, cfg.max_train_frames),
-                     _subset(val_idx, cfg.val_stride, cfg.max_val_frames), crop, info,
-                     next_row)
+    train_rows = _subset(train_idx, cfg.train_stride, cfg.max_train_frames)
+    if cfg.curve_repeat > 1:
+        n = len(train_rows)
+        train_rows = repeat_curves(train_rows, labels, cfg.curve_repeat, cfg.curve_min_deg)
+        log.info("data.curve_repeat: %d of %d training rows steer %g deg or more, each planned %d times",
+                 (len(train_rows) - n) // (cfg.curve_repeat - 1), n, cfg.curve_min_deg, cfg.curve_repeat)
+    data = TrainData(frames, labels, train_rows, _subset(val_idx, cfg.val_stride, cfg.max_val_frames), crop,
+                     info, next_row)
     for name, idx in (("train", data.train_idx), ("validation", data.val_idx)):
         if len(idx) == 0:
             raise InputError(f"{cfg.path or cfg.kind}: the {name} split is empty "
