@@ -5,7 +5,7 @@
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
 # vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 11 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8 and 24 min stage 9 on a faster machine; the configs say what was
+# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8, 24 min stage 9 and 31 min stage 10 on a faster machine; the configs say what was
 # reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a
 # checkpoint) instead of starting over.
 set -euo pipefail
@@ -93,7 +93,8 @@ done
 #    at twice the pair weight (configs/randomized_net*_calm.yaml) and one more like it
 #    (configs/randomized_net*_still.yaml); then stage 8 (configs/randomized_net*_edge.yaml: 24 more
 #    drives with the camera at the low-horizon edge; not shipped, docs/training.md#stage-8-edge-cameras)
-#    and stage 9 (configs/randomized_net*_horizon.yaml: the 72 drives, each cut at its own horizon).
+#    and stage 9 (configs/randomized_net*_horizon.yaml: the 72 drives, each cut at its own horizon), and
+#    stage 10 from it (configs/randomized_net*_sharp.yaml: the frames steering 30 deg or more three times).
 #    Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
@@ -124,6 +125,7 @@ mkdir -p "$OUT/stage8_from"
 [ -f "$OUT/stage8_from/nethvf.pt" ] || python scripts/export_model.py "$OUT/run_hvf_still/last.pt" "$OUT/stage8_from/nethvf.pt"
 side_by_side svf_edge hvf_edge              # stage 8
 side_by_side svf_horizon hvf_horizon        # stage 9: the same start, each drive at its own horizon
+side_by_side svf_sharp hvf_sharp            # stage 10: from stage 9, the frames past 30 deg three times
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 9 (trained
