@@ -43,6 +43,13 @@ for s in $EDGE; do
   h264=(); [ $((s % 2)) -eq 1 ] && h264=(--h264)
   synth "edge_$s" "$s" 1200 --randomize 1 --sharp-curves 0.6 "${h264[@]}"
 done
+# Stage 11 adds 24 drives in less randomized worlds: seeds 601-612 in the fixed world (--randomize 0, as
+# held-out seed 2, which stays unseen) and 613-624 halfway (--randomize 0.5); 1200 frames, 60 % sharp curves.
+for s in $(seq 601 624); do
+  r=0; [ "$s" -gt 612 ] && r=0.5
+  h264=(); [ $((s % 2)) -eq 1 ] && h264=(--h264)
+  synth "nominal_$s" "$s" 1200 --randomize $r --sharp-curves 0.6 "${h264[@]}"
+done
 
 # 2. The paper's preprocessing (sync, speed > 5 m/s, gray, time-ordered split) with the crop chosen on
 #    real dashcams (docs/evaluation/real_clips.md): rows 0.52-0.72 for NetSVF, 0.38-0.72 for NetHVF.
@@ -50,6 +57,9 @@ done
 HORIZONS=$(python -c "from vbp_live.synth.world import sample_world as w
 print('{' + ', '.join(f'synth_seed{s}.bag: {w(s, 1.0).horizon_frac:.4f}'
                       for s in [*range(101, 113), *range(301, 337), *range(401, 425)]) + '}')")
+NOMINAL_HORIZONS=$(python -c "from vbp_live.synth.world import sample_world as w
+print('{' + ', '.join(f'synth_seed{s}.bag: {w(s, 0.0 if s <= 612 else 0.5).horizon_frac:.4f}'
+                      for s in [*range(101, 113), *range(301, 337), *range(401, 425), *range(601, 625)]) + '}')")
 crop() { case $1 in svf) echo "--model netsvf --set crop.top=0.52 --set crop.bottom=0.72";;
                     hvf) echo "--model nethvf --set crop.top=0.38 --set crop.bottom=0.72";; esac; }
 for net in svf hvf; do
@@ -74,6 +84,10 @@ for net in svf hvf; do
   [ -f "$OUT/train72h_$net/manifest.yaml" ] ||  # stage 9: the 72 drives, each cut at its own horizon
     vbp-live prep "$OUT"/synth/train_*/synth_seed*.bag -o "$OUT/train72h_$net" $(crop $net) --test-fraction 0.1 \
       --set crop.horizon=0.47 --set "crop.source_horizons=$HORIZONS"
+  # shellcheck disable=SC2046
+  [ -f "$OUT/train96n_$net/manifest.yaml" ] ||  # stage 11: the 72 drives and the 24 nominal ones, each at its horizon
+    vbp-live prep "$OUT"/synth/{train,nominal}_*/synth_seed*.bag -o "$OUT/train96n_$net" $(crop $net) \
+      --test-fraction 0.1 --set crop.horizon=0.47 --set "crop.source_horizons=$NOMINAL_HORIZONS"
   # the randomized held-out drives again with the band moved to each drive's own horizon (--horizon; the
   # bands were chosen for a horizon at 0.47 H, the fixed world's): what `vbp-live run --horizon` does
   for s in 201 202 203; do
@@ -94,7 +108,9 @@ done
 #    (configs/randomized_net*_still.yaml); then stage 8 (configs/randomized_net*_edge.yaml: 24 more
 #    drives with the camera at the low-horizon edge; not shipped, docs/training.md#stage-8-edge-cameras)
 #    and stage 9 (configs/randomized_net*_horizon.yaml: the 72 drives, each cut at its own horizon), and
-#    stage 10 from it (configs/randomized_net*_sharp.yaml: the frames steering 30 deg or more three times).
+#    stage 10 from it (configs/randomized_net*_sharp.yaml: the frames steering 30 deg or more three times)
+#    and stage 11 from it too (configs/randomized_net*_nominal.yaml: 24 more drives in the fixed world and
+#    halfway randomized).
 #    Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
@@ -126,6 +142,7 @@ mkdir -p "$OUT/stage8_from"
 side_by_side svf_edge hvf_edge              # stage 8
 side_by_side svf_horizon hvf_horizon        # stage 9: the same start, each drive at its own horizon
 side_by_side svf_sharp hvf_sharp            # stage 10: from stage 9, the frames past 30 deg three times
+side_by_side svf_nominal hvf_nominal        # stage 11: from stage 9, with 24 drives in less randomized worlds
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 9 (trained
