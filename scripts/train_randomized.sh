@@ -5,7 +5,7 @@
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
 # vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 11 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8, 24 min stage 9 and 31 min stage 10 on a faster machine; the configs say what was
+# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8, 24 min stage 9, 38 min stage 10 and 34 min stage 11 on a faster machine; the configs say what was
 # reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a
 # checkpoint) instead of starting over.
 set -euo pipefail
@@ -145,10 +145,10 @@ side_by_side svf_sharp hvf_sharp            # stage 10: from stage 9, the frames
 side_by_side svf_nominal hvf_nominal        # stage 11: from stage 9, with 24 drives in less randomized worlds
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
-#    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 9 (trained
-#    at each drive's horizon), NetHVF after stage 7; scripts/real_clips.py --checkpoint on a run's last.pt
+#    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 11 (trained
+#    at each drive's horizon, with the nominal worlds), NetHVF after stage 7; scripts/real_clips.py --checkpoint on a run's last.pt
 #    measures the other stages.
-declare -A SHIP=([svf]=run_svf_horizon [hvf]=run_hvf_still)
+declare -A SHIP=([svf]=run_svf_nominal [hvf]=run_hvf_still)
 for net in svf hvf; do
   python scripts/export_model.py "$OUT/${SHIP[$net]}/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --horizon 0.47 --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \

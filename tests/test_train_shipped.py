@@ -26,7 +26,7 @@ ASSET = SHIPPED_MODELS["netsvf-fixed"]
 # horizon 0.47 H is stored at export, --horizon), the shipped stage's config)
 RANDOMIZED = {
     "netsvf": ("netsvf", CropSpec(top=0.52, bottom=0.72, out_height=125, out_width=640, horizon=0.47),
-               "randomized_netsvf_horizon"),
+               "randomized_netsvf_nominal"),
     "nethvf": ("nethvf", CropSpec(top=0.38, bottom=0.72, out_height=125, out_width=351, horizon=0.47),
                "randomized_nethvf_still"),
 }
