@@ -5,7 +5,7 @@
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
 # vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 11 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8, 24 min stage 9, 38 min stage 10 and 34 min stage 11 on a faster machine; the configs say what was
+# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8, 24 min stage 9, 38 min stage 10, 35 min stage 11 and 17 min stage 12 on a faster machine; the configs say what was
 # reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a
 # checkpoint) instead of starting over.
 set -euo pipefail
@@ -110,7 +110,8 @@ done
 #    and stage 9 (configs/randomized_net*_horizon.yaml: the 72 drives, each cut at its own horizon), and
 #    stage 10 from it (configs/randomized_net*_sharp.yaml: the frames steering 30 deg or more three times)
 #    and stage 11 from it too (configs/randomized_net*_nominal.yaml: 24 more drives in the fixed world and
-#    halfway randomized).
+#    halfway randomized), then NetHVF's stage 12 from its stage 11 at half the rate
+#    (configs/randomized_nethvf_settle.yaml).
 #    Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
@@ -143,6 +144,7 @@ side_by_side svf_edge hvf_edge              # stage 8
 side_by_side svf_horizon hvf_horizon        # stage 9: the same start, each drive at its own horizon
 side_by_side svf_sharp hvf_sharp            # stage 10: from stage 9, the frames past 30 deg three times
 side_by_side svf_nominal hvf_nominal        # stage 11: from stage 9, with 24 drives in less randomized worlds
+side_by_side hvf_settle                     # stage 12: NetHVF from stage 11 at half the rate (alone on both cores)
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 11 (trained
