@@ -66,6 +66,13 @@ def init_distributed(device_pref: str = "auto") -> DistInfo:
     return DistInfo(rank, world, local_rank, device)
 
 
+def wait_for_all() -> None:
+    """Block until every rank gets here (no-op in one process): ranks leave a finished run together, so
+    none tears its connections down while another still saves its checkpoint."""
+    if _is_multi():
+        dist.barrier()
+
+
 def cleanup_distributed() -> None:
     """Leave the process group (if joined)."""
     if dist.is_initialized():

@@ -16,7 +16,7 @@ from vbp_live.io.checkpoint import load_checkpoint
 from vbp_live.train.callbacks import Callback, MetricsCSV, TensorBoard
 from vbp_live.train.config import Config, config_to_dict
 from vbp_live.train.data import TrainData, load_data
-from vbp_live.train.dist import DistInfo, cleanup_distributed, init_distributed
+from vbp_live.train.dist import DistInfo, cleanup_distributed, init_distributed, wait_for_all
 from vbp_live.train.loop import Trainer
 from vbp_live.train.snapshots import VBPSnapshots, pick_frames
 
@@ -88,6 +88,7 @@ def train(cfg: Config, resume: bool = False, callbacks: list[Callback] | None = 
         elif cfg.train.init_from:
             trainer.init_weights(load_checkpoint(cfg.train.init_from))
         status = trainer.fit()
+        wait_for_all()
         return TrainResult(status, trainer.checkpoint_path, Path(cfg.run_dir), trainer.global_step,
                            trainer.last_metrics, trainer.stop_signal)
     finally:
