@@ -111,7 +111,9 @@ done
 #    stage 10 from it (configs/randomized_net*_sharp.yaml: the frames steering 30 deg or more three times)
 #    and stage 11 from it too (configs/randomized_net*_nominal.yaml: 24 more drives in the fixed world and
 #    halfway randomized), then NetHVF's stage 12 from its stage 11 at half the rate
-#    (configs/randomized_nethvf_settle.yaml).
+#    (configs/randomized_nethvf_settle.yaml) and NetHVF's stage 13 from stage 7 on stage 11's drives with
+#    vertical shifts of up to 24 rows (configs/randomized_nethvf_pitch.yaml) beside its control with 4
+#    (configs/randomized_nethvf_pitch_control.yaml).
 #    Resume a stage that was interrupted; skip one that finished.
 train() {  # train CONFIG RUN_DIR
   local cfg=$1 run=$2
@@ -145,12 +147,13 @@ side_by_side svf_horizon hvf_horizon        # stage 9: the same start, each driv
 side_by_side svf_sharp hvf_sharp            # stage 10: from stage 9, the frames past 30 deg three times
 side_by_side svf_nominal hvf_nominal        # stage 11: from stage 9, with 24 drives in less randomized worlds
 side_by_side hvf_settle                     # stage 12: NetHVF from stage 11 at half the rate (alone on both cores)
+side_by_side hvf_pitch hvf_pitch_control      # stage 13: NetHVF from stage 7 on stage 11's drives, with pitch beside its control
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 11 (trained
 #    at each drive's horizon, with the nominal worlds), NetHVF after stage 7; scripts/real_clips.py --checkpoint on a run's last.pt
 #    measures the other stages.
-declare -A SHIP=([svf]=run_svf_nominal [hvf]=run_hvf_still)
+declare -A SHIP=([svf]=run_svf_nominal [hvf]=run_hvf_pitch_control)
 for net in svf hvf; do
   python scripts/export_model.py "$OUT/${SHIP[$net]}/last.pt" "vbp_live/assets/net${net}_randomized.pt" \
     --horizon 0.47 --test "$OUT/heldout_201_$net" --test "$OUT/heldout_202_$net" --test "$OUT/heldout_203_$net" \
