@@ -1,6 +1,6 @@
 """The shipped models: compact, self-describing, reproducible from the configs in the repo.
 
-``nethvf`` (the default) and ``netsvf``: trained on 72 randomized synthetic drives by
+``nethvf`` (the default) and ``netsvf``: trained on 96 randomized synthetic drives by
 scripts/train_randomized.sh; ``netsvf-fixed``: the earlier NetSVF of one fixed-world drive
 (scripts/train_shipped.sh).
 """

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 # name -> asset; `--checkpoint NAME` picks one (docs/training.md#the-shipped-models). NetSVF and NetHVF
-# trained on 72 randomized synthetic drives; netsvf-fixed: the earlier NetSVF of one fixed-world drive.
+# trained on 96 randomized synthetic drives; netsvf-fixed: the earlier NetSVF of one fixed-world drive.
 SHIPPED_MODELS = {"netsvf": ASSETS / "netsvf_randomized.pt", "nethvf": ASSETS / "nethvf_randomized.pt",
                   "netsvf-fixed": ASSETS / "netsvf_synth.pt"}
 DEFAULT_MODEL = "nethvf"  # meets every real-clip target (docs/training.md#the-shipped-models)
