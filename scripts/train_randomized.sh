@@ -3,9 +3,9 @@
 #   randomized synthetic drives -> vbp-live prep (the real-dashcam crop) -> vbp-live train (NetSVF and
 #   NetHVF side by side, one core each) -> fp16 export -> held-out RMSE + lane focus -> real-clip report.
 # Everything goes under runs/randomized/ (git-ignored) except the two shipped models it writes,
-# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 11 h on 2
+# vbp_live/assets/net{svf,hvf}_randomized.pt (docs/training.md#the-shipped-models). About 12 h on 2
 # CPU cores (mostly training: 62 min stage 1, 2 h stage 2, 80 min stage 3, 80 min stage 4, 100 min
-# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8, 24 min stage 9, 38 min stage 10, 35 min stage 11 and 17 min stage 12 on a faster machine; the configs say what was
+# stage 5, 83 min stage 6, 76 min stage 7, 24 min stage 8, 24 min stage 9, 38 min stage 10, 35 min stage 11 and 17 min stage 12 on a faster machine, 59 min stage 13; the configs say what was
 # reduced to fit). Re-running skips what exists and resumes an interrupted training run (Ctrl-C saves a
 # checkpoint) instead of starting over.
 set -euo pipefail
