@@ -147,11 +147,12 @@ side_by_side svf_horizon hvf_horizon        # stage 9: the same start, each driv
 side_by_side svf_sharp hvf_sharp            # stage 10: from stage 9, the frames past 30 deg three times
 side_by_side svf_nominal hvf_nominal        # stage 11: from stage 9, with 24 drives in less randomized worlds
 side_by_side hvf_settle                     # stage 12: NetHVF from stage 11 at half the rate (alone on both cores)
-side_by_side hvf_pitch hvf_pitch_control      # stage 13: NetHVF from stage 7 on stage 11's drives, with pitch beside its control
+side_by_side hvf_pitch hvf_pitch_control    # stage 13: NetHVF from stage 7 on stage 11's drives, with pitch beside its control
 
 # 4. The shipped models: compact fp16 exports with the held-out metrics in their meta; then lane-marking
 #    focus and the real clips. Shipped (docs/training.md#the-shipped-models): NetSVF after stage 11 (trained
-#    at each drive's horizon, with the nominal worlds), NetHVF after stage 7; scripts/real_clips.py --checkpoint on a run's last.pt
+#    at each drive's horizon, with the nominal worlds), NetHVF after stage 13's control (from stage 7, the same
+#    drives at their horizons); scripts/real_clips.py --checkpoint on a run's last.pt
 #    measures the other stages.
 declare -A SHIP=([svf]=run_svf_nominal [hvf]=run_hvf_pitch_control)
 for net in svf hvf; do
